@@ -1,0 +1,15 @@
+"""flickr_retrieval: text-to-image retrieval on Flickr8k with frozen CNN and BERT-style features.
+
+The package behind the rcp217 notebooks. Modules, one job each:
+
+- :mod:`~flickr_retrieval.data` Flickr8k loading, validation, splits
+- :mod:`~flickr_retrieval.text` the report's two caption pipelines
+- :mod:`~flickr_retrieval.images`, :mod:`~flickr_retrieval.backbones` image preprocessing and CNNs
+- :mod:`~flickr_retrieval.text_encoders` BERT-style sentence encoders
+- :mod:`~flickr_retrieval.features`, :mod:`~flickr_retrieval.cache` cached feature extraction
+- :mod:`~flickr_retrieval.metrics` retrieval metrics over a similarity matrix
+- :mod:`~flickr_retrieval.models`, :mod:`~flickr_retrieval.losses`, :mod:`~flickr_retrieval.train`
+- :mod:`~flickr_retrieval.plots`, :mod:`~flickr_retrieval.search`, :mod:`~flickr_retrieval.bench`
+"""
+
+__version__ = "0.1.0"

