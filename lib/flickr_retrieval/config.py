@@ -1,0 +1,82 @@
+"""One frozen object per training run, saved with every result it produces."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+MODELS = ("dual_encoder", "cosine_projection", "pair_classifier")
+LOSSES = ("cosine_embedding", "triplet", "infonce", "mse", "gaussian_nll", "bce")
+NEGATIVES = ("none", "random", "most_different", "in_batch", "hardest_in_batch")
+SIMILARITIES = ("cosine", "dot", "euclidean")
+FEATURE_NORMS = ("none", "l2", "standardize")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a trained model and its evaluation.
+
+    The defaults are the report's final model (section IX-XI): Wang et al.'s two branches,
+    CosineEmbeddingLoss with one random negative per caption, Adam 1e-4, batch 64, up to 30 epochs
+    with early stopping on the dev split.
+    """
+
+    name: str = "dual_encoder"
+    # features
+    image_backbone: str = "efficientnet_lite0"  # one backbone, or several joined by "+" (concatenated)
+    text_encoder: str = "minilm"
+    text_pooling: str = "mean"  # "mean" or "cls"
+    feature_norm: str = "none"  # "none", "l2" (each vector), "standardize" (train mean/std per dimension)
+    pretrained_images: bool = True  # False: seeded random CNN weights (the report's broken features)
+    # model
+    model: str = "dual_encoder"
+    hidden_dim: int = 2048
+    embed_dim: int = 512
+    dropout: float = 0.5
+    similarity: str = "cosine"
+    # objective
+    loss: str = "cosine_embedding"
+    negatives: str = "random"
+    label_scheme: str = "pm1"  # CosineEmbeddingLoss targets: "pm1" (+1/-1, correct) or "01" (the report's bug)
+    margin: float = 0.0  # CosineEmbeddingLoss margin, or the triplet margin (VSE++: 0.2)
+    temperature: float = 0.05  # InfoNCE initial temperature
+    learn_temperature: bool = True
+    finetune_text: bool = False  # also train the text encoder (flickr_retrieval.finetune), from a trained run
+    text_lr: float = 2e-5  # the text encoder's learning rate when fine-tuned
+    # optimisation
+    lr: float = 1e-4
+    batch_size: int = 64
+    captions_per_image: int = 1  # captions of each training image visited per epoch (1: a random one; 5: all)
+    max_epochs: int = 30
+    early_stopping: bool = True  # select the dev-best epoch (t2i R@1+R@5+R@10), restore its weights
+    patience: int = 5
+    seed: int = 0
+
+    def __post_init__(self):
+        for value, allowed, what in (
+            (self.model, MODELS, "model"),
+            (self.loss, LOSSES, "loss"),
+            (self.negatives, NEGATIVES, "negatives"),
+            (self.similarity, SIMILARITIES, "similarity"),
+            (self.feature_norm, FEATURE_NORMS, "feature_norm"),
+            (self.text_pooling, ("mean", "cls"), "text_pooling"),
+            (self.label_scheme, ("pm1", "01"), "label_scheme"),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
+        if not 1 <= self.captions_per_image <= 5:
+            raise ValueError(f"captions_per_image must be 1 to 5, got {self.captions_per_image}")
+
+    @property
+    def backbones(self) -> list[str]:
+        return self.image_backbone.split("+")
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        return cls(**values)

@@ -1,0 +1,67 @@
+"""Training objectives, each a short function of scores.
+
+Batch losses take a (B, B) score matrix ``scores[i, j] = s(text_i, image_j)`` where image j is the
+image of caption j, and a (B, B) bool ``positive`` mask that is True where caption i describes image
+j (the diagonal, plus any other caption of the same image in the batch). Such pairs are never used
+as negatives.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def same_image_mask(image_index: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: caption i and caption j describe the same image."""
+    return image_index[:, None] == image_index[None, :]
+
+
+def cosine_embedding(text: torch.Tensor, image: torch.Tensor, target: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """``torch.nn.CosineEmbeddingLoss`` on rows: 1 - cos for target 1, max(0, cos - margin) for -1.
+
+    PyTorch applies no term at all to any other target value: a 0 target (the report's first labels)
+    contributes a loss of 0 and no gradient, so 0/1 labels silently train on the positives alone.
+    """
+    return F.cosine_embedding_loss(text, image, target, margin=margin)
+
+
+def triplet(scores: torch.Tensor, positive: torch.Tensor, margin: float = 0.2, max_violation: bool = True) -> torch.Tensor:
+    """VSE++ (Faghri et al. 2018) hinge in both directions, mean over the batch.
+
+    For caption i: ``[margin + s(i, j) - s(i, i)]+`` over negative images j; for image j:
+    ``[margin + s(i, j) - s(j, j)]+`` over negative captions i. ``max_violation`` keeps only the
+    hardest negative of each query (VSE++), otherwise all violations are summed (VSE0).
+    """
+    diagonal = scores.diag()
+    cost_caption = (margin + scores - diagonal[:, None]).clamp(min=0).masked_fill(positive, 0)
+    cost_image = (margin + scores - diagonal[None, :]).clamp(min=0).masked_fill(positive, 0)
+    if max_violation:
+        return cost_caption.max(dim=1).values.mean() + cost_image.max(dim=0).values.mean()
+    return cost_caption.sum(dim=1).mean() + cost_image.sum(dim=0).mean()
+
+
+def info_nce(scores: torch.Tensor, positive: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
+    """Symmetric cross-entropy over the batch (CLIP), other same-image pairs masked out of both softmaxes."""
+    logits = scores / temperature
+    off_diagonal_positive = positive & ~torch.eye(len(scores), dtype=torch.bool, device=scores.device)
+    logits = logits.masked_fill(off_diagonal_positive, float("-inf"))
+    target = torch.arange(len(scores), device=scores.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def pair_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+    """The pair classifier's losses on ``p = sigmoid(logit)`` against 0/1 labels.
+
+    ``mse`` is the report's first choice; ``gaussian_nll`` is its "Gaussian loss" (torch's
+    GaussianNLLLoss with unit variance, which is MSE / 2 plus a constant: the same optimum);
+    ``bce`` is the Bernoulli likelihood that a binary label calls for.
+    """
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    p = torch.sigmoid(logits)
+    if kind == "mse":
+        return F.mse_loss(p, labels)
+    if kind == "gaussian_nll":
+        return F.gaussian_nll_loss(p, labels, torch.ones_like(p), full=True)
+    raise ValueError(f"unknown pair loss {kind!r}")

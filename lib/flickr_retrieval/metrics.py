@@ -1,0 +1,153 @@
+"""Retrieval metrics: pure, vectorised functions of a similarity matrix.
+
+Conventions
+-----------
+``similarity`` is a (Q, N) array: rows are caption queries, columns are images, larger = more alike.
+``caption_image`` is a (Q,) int array: the column of each caption's own image. Nothing assumes a
+fixed number of captions per image.
+
+Ranks are 1-based: the rank of a query is 1 + the number of *non-positive* candidates whose score
+is greater than **or equal to** the best positive's score. Ties therefore count against the model
+(a model that gives every image the same score gets rank N, not rank 1), and other positives never
+push a positive down.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import hypergeom
+
+KS = (1, 5, 10)
+
+
+def _check(similarity: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    similarity = np.asarray(similarity)
+    caption_image = np.asarray(caption_image, dtype=np.int64)
+    if similarity.ndim != 2 or caption_image.shape != (similarity.shape[0],):
+        raise ValueError(f"need a (Q, N) similarity and a (Q,) caption_image; got {similarity.shape} and {caption_image.shape}")
+    if caption_image.min(initial=0) < 0 or caption_image.max(initial=0) >= similarity.shape[1]:
+        raise ValueError("caption_image holds an index outside the similarity's columns")
+    if np.isnan(similarity).any():
+        raise ValueError("similarity contains NaN")
+    return similarity, caption_image
+
+
+def best_positive_rank(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Rank of the best-scored positive in each row.
+
+    Parameters
+    ----------
+    scores : (Q, N) array
+    positive : (Q, N) bool array, at least one True per row
+
+    Returns
+    -------
+    (Q,) int array of 1-based ranks, ties counted against the positive.
+    """
+    scores = np.asarray(scores)
+    positive = np.asarray(positive, dtype=bool)
+    if not positive.any(axis=1).all():
+        raise ValueError("every row needs at least one positive")
+    best = np.where(positive, scores, -np.inf).max(axis=1)
+    beaten_or_tied = (scores >= best[:, None]) & ~positive
+    return 1 + beaten_or_tied.sum(axis=1)
+
+
+def positives_t2i(caption_image: np.ndarray, n_images: int) -> np.ndarray:
+    """(Q, N) bool: each caption's own image."""
+    mask = np.zeros((len(caption_image), n_images), dtype=bool)
+    mask[np.arange(len(caption_image)), caption_image] = True
+    return mask
+
+
+def t2i_ranks(similarity: np.ndarray, caption_image: np.ndarray) -> np.ndarray:
+    """Text-to-image: for each caption, the rank of its image among all N images. Shape (Q,)."""
+    similarity, caption_image = _check(similarity, caption_image)
+    return best_positive_rank(similarity, positives_t2i(caption_image, similarity.shape[1]))
+
+
+def i2t_ranks(similarity: np.ndarray, caption_image: np.ndarray) -> np.ndarray:
+    """Image-to-text: for each image, the rank of its best caption among all Q captions. Shape (N,)."""
+    similarity, caption_image = _check(similarity, caption_image)
+    return best_positive_rank(similarity.T, positives_t2i(caption_image, similarity.shape[1]).T)
+
+
+def summarize_ranks(ranks: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """``R@K`` (percent of queries with rank <= K), ``medr`` (floor of the median) and ``meanr``."""
+    ranks = np.asarray(ranks)
+    out = {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
+    out["medr"] = float(np.floor(np.median(ranks)))
+    out["meanr"] = float(np.mean(ranks))
+    return out
+
+
+def bootstrap_recall(ranks: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each R@K over queries (resampled with replacement, seeded)."""
+    ranks = np.asarray(ranks)
+    rng = np.random.default_rng(seed)
+    draws = ranks[rng.integers(0, len(ranks), size=(n_boot, len(ranks)))]
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out = {}
+    for k in ks:
+        values = 100.0 * (draws <= k).mean(axis=1)
+        out[f"R@{k}"] = (float(np.percentile(values, lo)), float(np.percentile(values, hi)))
+    medians = np.floor(np.median(draws, axis=1))
+    out["medr"] = (float(np.percentile(medians, lo)), float(np.percentile(medians, hi)))
+    return out
+
+
+def retrieval_metrics(similarity: np.ndarray, caption_image: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The strict protocol in one dict: ``t2i`` and ``i2t`` summaries with 95% bootstrap intervals."""
+    out = {}
+    for name, ranks in (("t2i", t2i_ranks(similarity, caption_image)), ("i2t", i2t_ranks(similarity, caption_image))):
+        summary = summarize_ranks(ranks, ks)
+        summary["ci95"] = bootstrap_recall(ranks, ks, n_boot=n_boot, seed=seed)
+        out[name] = summary
+    return out
+
+
+def rsum(metrics: dict) -> float:
+    """Sum of t2i R@1, R@5, R@10: the model-selection score used for early stopping."""
+    return metrics["t2i"]["R@1"] + metrics["t2i"]["R@5"] + metrics["t2i"]["R@10"]
+
+
+# --------------------------------------------------------------------------- the report's criterion
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Cosine similarity between the rows of ``a`` and of ``b`` (default ``a``)."""
+    a = np.asarray(a, dtype=np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    if b is None:
+        return a @ a.T
+    b = np.asarray(b, dtype=np.float64)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+def lenient_positives(caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7) -> np.ndarray:
+    """(Q, N) bool: images whose CNN-feature cosine with the caption's own image exceeds ``threshold``.
+
+    The caption's own image always counts, whatever the threshold.
+    """
+    caption_image = np.asarray(caption_image, dtype=np.int64)
+    mask = np.asarray(image_cosine)[caption_image] > threshold
+    mask[np.arange(len(caption_image)), caption_image] = True
+    return mask
+
+
+def lenient_recall(similarity: np.ndarray, caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """The report's criterion (section X): found at K when one of the top K images has CNN-feature
+    cosine above ``threshold`` with the expected image. Ties count against the model, as above."""
+    similarity, caption_image = _check(similarity, caption_image)
+    ranks = best_positive_rank(similarity, lenient_positives(caption_image, image_cosine, threshold))
+    return {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
+
+
+def lenient_chance(caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Exact lenient R@K of a uniformly random ranking: with m acceptable images out of N, a random
+    top K misses them all with the hypergeometric probability C(N-m, K) / C(N, K)."""
+    positives = lenient_positives(caption_image, image_cosine, threshold)
+    n = positives.shape[1]
+    m = positives.sum(axis=1)
+    return {f"R@{k}": float(100.0 * np.mean(1.0 - hypergeom.pmf(0, n, m, k))) for k in ks}

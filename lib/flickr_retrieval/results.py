@@ -1,0 +1,90 @@
+"""Exports of a trained run: ``results/<run>/metrics.json``, ``test_similarity.npz`` and ``model.pt``.
+
+``metrics.json`` holds the run's full config, every metric, timings and package versions (committed).
+``test_similarity.npz`` holds ``similarity`` (float32, captions x images of the test split),
+``caption_ids`` (``<image>.jpg#<n>``) and ``image_ids`` (``<image>.jpg``) (rebuilt, not committed).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+from .train import TrainedModel
+
+PACKAGES = ("torch", "torchvision", "transformers", "numpy", "scikit-learn", "flickr-retrieval")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def checkpoint_path(run: str) -> Path:
+    return paths.results_dir(run) / "model.pt"
+
+
+def export_run(
+    trained: TrainedModel,
+    similarity: np.ndarray,
+    caption_ids: list[str],
+    image_ids: list[str],
+    metrics: dict,
+    timings: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write the three exports of ``trained`` (named by ``trained.config.name``); return the folder."""
+    if similarity.shape != (len(caption_ids), len(image_ids)):
+        raise ValueError(f"similarity {similarity.shape} does not match {len(caption_ids)} captions x {len(image_ids)} images")
+    folder = paths.results_dir(trained.config.name)
+    trained.save(folder / "model.pt")
+    np.savez_compressed(
+        folder / "test_similarity.npz",
+        similarity=similarity.astype(np.float32),
+        caption_ids=np.array(caption_ids),
+        image_ids=np.array(image_ids),
+    )
+    record = {
+        "run": trained.config.name,
+        "config": trained.config.to_dict(),
+        "test": metrics,
+        "training": {
+            "best_epoch": trained.best_epoch,
+            "epochs_run": len(trained.history),
+            "temperature": trained.temperature,
+            "history": [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "seconds"} for row in trained.history],
+        },
+        "timings_s": timings or {},
+        "versions": package_versions(),
+        **(extra or {}),
+    }
+    (folder / "metrics.json").write_text(json.dumps(_rounded(record), indent=1) + "\n")
+    return folder
+
+
+def load_metrics(run: str) -> dict:
+    path = paths.results_dir(run) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: run the notebook that trains '{run}' first")
+    return json.loads(path.read_text())
+
+
+def _rounded(value, digits: int = 4):
+    """Round floats in a nested structure, so that committed files do not churn on float noise."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value
