@@ -12,4 +12,9 @@ The package behind the rcp217 notebooks. Modules, one job each:
 - :mod:`~flickr_retrieval.plots`, :mod:`~flickr_retrieval.search`, :mod:`~flickr_retrieval.bench`
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# transformers imports tqdm.auto, which warns in a notebook without ipywidgets; our bars are plain text.
+warnings.filterwarnings("ignore", message="IProgress not found")

@@ -55,6 +55,7 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray], parts: dict | None = 
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is meant to be read by others too
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

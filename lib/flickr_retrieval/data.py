@@ -143,6 +143,12 @@ class Flickr8k:
         if bad:
             raise DatasetError(f"{len(bad)} unreadable image(s):\n  " + "\n  ".join(bad[:20]) + "\n" + HOW_TO_GET)
 
+    def caption_lengths(self, split: str) -> np.ndarray:
+        """Words per caption (white-space tokens, final pipeline) of a split, in caption order."""
+        from .text import clean_caption
+
+        return np.array([len(clean_caption(c).split()) for c in self.split(split).captions])
+
     def summary(self) -> dict[str, int]:
         """Counts, for display."""
         out = {"images": len(self.captions), "captions": sum(len(c) for c in self.captions.values())}

@@ -197,3 +197,22 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def describe(tables: dict[str, FeatureTable]):
+    """A DataFrame of feature tables: shape, weights, cache use and time (rates only when computed)."""
+    import pandas as pd
+
+    rows = {}
+    for name, t in tables.items():
+        unit = "images/s" if t.source.get("kind") == "image" else "captions/s"
+        rows[name] = {
+            "rows": t.vectors.shape[0],
+            "dim": t.vectors.shape[1],
+            "weights": t.source.get("weights"),
+            "from cache": t.from_cache,
+            "seconds": round(t.seconds, 1),
+            "throughput": "-" if t.from_cache else f"{len(t.ids) / t.seconds:.1f} {unit}",
+            "cache file": t.cache_file.name if t.cache_file else None,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
