@@ -125,3 +125,8 @@ def section_xii_table(results_by_run: dict[str, dict]) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     return table
+
+
+def mean_distinct_scores(sim: np.ndarray) -> float:
+    """Average number of distinct score values per query row (a model whose score ignores the image has few)."""
+    return float(np.mean([len(np.unique(row)) for row in sim]))

@@ -141,9 +141,14 @@ def most_different_images(image_cnn: np.ndarray) -> np.ndarray:
 def similarity(model: nn.Module, split: SplitFeatures) -> np.ndarray:
     """(Q, N) float32 scores of every caption of the split against every image of the split."""
     if hasattr(model, "embed_sentences"):  # the text encoder is part of the model: start from the sentences
-        with torch.no_grad():
-            texts = model.embed_sentences(split.sentences)
-            return pairwise_similarity(texts, model.embed_images(split.image), model.similarity).float().numpy()
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                texts = model.embed_sentences(split.sentences)
+                return pairwise_similarity(texts, model.embed_images(split.image), model.similarity).float().numpy()
+        finally:
+            model.train(was_training)
     return score_matrix(model, split.text, split.image).float().numpy()
 
 
@@ -359,7 +364,7 @@ def train(config: RunConfig, features: dict[str, SplitFeatures], show_progress: 
     else:
         best_epoch = history[-1]["epoch"]
     model.eval()
-    temperature = float(torch.exp(-log_scale)) if log_scale is not None else None
+    temperature = float(torch.exp(-log_scale.detach())) if log_scale is not None else None
     return TrainedModel(config, model, history, best_epoch, time.perf_counter() - t0, temperature)
 
 
