@@ -28,6 +28,10 @@ class Row:
     def t2i(self) -> dict:
         return self.result["strict"]["t2i"]
 
+    def __repr__(self) -> str:
+        t = self.t2i
+        return f"Row({self.name!r}: t2i R@1 {t['R@1']:.1f}, R@5 {t['R@5']:.1f}, R@10 {t['R@10']:.1f}, medr {t['medr']:.0f})"
+
 
 @dataclass
 class Experiment:

@@ -40,7 +40,7 @@ def image_grid(paths_: list[Path], titles: list[str], ncols: int = 4, width: flo
     for k, (path, title) in enumerate(zip(paths_, titles)):
         ax = axes.ravel()[k]
         ax.imshow(load_image(path))
-        ax.set_title("\n".join(textwrap.wrap(title, wrap)), fontsize=8, loc="left")
+        ax.set_title("\n".join(textwrap.fill(line, wrap) for line in title.split("\n")), fontsize=8, loc="left")
         if marks is not None and marks[k]:
             ax.axis("on")
             ax.set_xticks([])
