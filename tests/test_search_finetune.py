@@ -75,3 +75,35 @@ def test_finetuning_runs_saves_and_reloads(tiny_run, tmp_path):
     np.testing.assert_allclose(similarity(start, feats["dev"]), frozen_dev, atol=1e-4)
     searcher = Searcher(loaded, split="all", data=data)
     assert len(searcher.search("a green picture", k=2)) == 2
+
+
+def test_experiment_table_verdicts_and_best_export(tiny_run, tmp_path, monkeypatch):
+    import dataclasses
+
+    from flickr_retrieval import experiments, results
+
+    monkeypatch.setenv("RCP217_ROOT", str(tmp_path))  # exports go to a scratch results/
+    (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
+    data, config, space, feats, trained = tiny_run
+    experiment = experiments.Experiment(data, n_boot=20)
+    experiment.add("1 first", trained)
+    experiment.run("2 second", config.replace(name="second", max_epochs=1), "1", "one epoch only")
+    table = experiment.table()
+    assert list(table.index) == ["1 first", "2 second"] and table.loc["2 second", "changed from"] == "1"
+    assert len(experiment.verdicts()) == 1 and experiment.verdicts()[0].startswith("2 second vs 1 first: R@1")
+    assert "t2i R@1" in repr(experiment.rows["1 first"])
+    chosen = experiment.best_by_dev()
+    best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name="best"))
+    _, f = experiment.features(best.config)
+    folder = results.export_run(best, chosen.result["similarity"], f["test"].caption_ids, f["test"].image_ids,
+                                {k: v for k, v in chosen.result.items() if k not in ("similarity", "seconds")})
+    assert folder == tmp_path / "results" / "best" and (folder / "metrics.json").is_file()
+    assert results.load_metrics("best")["config"]["name"] == "best"
+    assert experiments.target_check({"R@1": 30, "R@5": 50, "R@10": 70, "medr": 5}) == {"R@1": True, "R@5": False, "R@10": True, "medr": True}
+    assert len(Searcher("best", data=data).search("a blue picture", k=1)) == 1
+    fig = Searcher("best", data=data).figure("a blue picture", k=3)
+    assert len(fig.axes) == 3
+    from flickr_retrieval import plots
+
+    bars = plots.bar_table(table.assign(lo=table["R@1"] - 1, hi=table["R@1"] + 1), "R@1", ("lo", "hi"))
+    assert bars.axes[0].get_xlabel() == "R@1"
