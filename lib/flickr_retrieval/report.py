@@ -33,7 +33,7 @@ def runs_table(results: Path) -> str:
     rows = []
     for metrics_file in sorted(results.glob("*/metrics.json")):
         m = json.loads(metrics_file.read_text())
-        t2i, i2t = m["test"]["t2i"], m["test"]["i2t"]
+        t2i, i2t = m["test"]["strict"]["t2i"], m["test"]["strict"]["i2t"]
         cfg = m["config"]
         rows.append(
             f"<tr><td>{html.escape(metrics_file.parent.name)}</td><td>{html.escape(cfg['image_backbone'])}</td>"
