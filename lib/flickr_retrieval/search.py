@@ -20,6 +20,7 @@ import torch
 
 from . import results
 from .data import SPLITS, Flickr8k, load_flickr8k
+from .models import pairwise_similarity
 from .text import clean_caption
 from .text_encoders import encode_texts, load_text_encoder
 from .train import FeatureSpace, TrainedModel
@@ -73,8 +74,6 @@ class Searcher:
             raise ValueError("the query is empty: give an English sentence, e.g. 'a dog runs on the beach'")
         if not isinstance(k, int) or not 1 <= k <= len(self.image_ids):
             raise ValueError(f"k must be an integer from 1 to {len(self.image_ids)} (images in split {self.split!r}), got {k!r}")
-        from .models import pairwise_similarity
-
         with torch.no_grad():
             scores = pairwise_similarity(self._encode([clean_caption(query)]), self.image_embeddings, self.model.similarity)[0].numpy()
         best = np.argsort(-scores, kind="stable")[:k]
