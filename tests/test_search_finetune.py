@@ -7,9 +7,13 @@ import torch
 from conftest import TINY
 from flickr_retrieval.config import RunConfig
 from flickr_retrieval.data import load_flickr8k
-from flickr_retrieval.finetune import TextTunedDualEncoder, finetune_text, length_bucketed
+from flickr_retrieval.checkpoint import TrainedModel
+from flickr_retrieval.evaluation import similarity
+from flickr_retrieval.inputs import FeatureSpace
+from flickr_retrieval.models import ModelSpec, TextTunedDualEncoder, build_model
+from flickr_retrieval.sampling import length_bucketed
 from flickr_retrieval.search import Searcher
-from flickr_retrieval.train import FeatureSpace, TrainedModel, similarity, train
+from flickr_retrieval.train import train
 
 
 @pytest.fixture
@@ -19,7 +23,7 @@ def tiny_run(tiny_root, isolated_cache):
                        lr=1e-3, batch_size=8, captions_per_image=5, max_epochs=3, early_stopping=False)
     space = FeatureSpace(config, data)
     feats = {name: space.split(name) for name in ("train", "dev", "test")}
-    return data, config, space, feats, train(config, feats, show_progress=False)
+    return data, config, space, feats, train(config, feats, text_norm=space.text_norm, image_norms=space.image_norms)
 
 
 def test_search_returns_k_ranked_hits_and_rejects_bad_input(tiny_run):
@@ -37,6 +41,9 @@ def test_search_returns_k_ranked_hits_and_rejects_bad_input(tiny_run):
         searcher.search("a dog", k=0)
     with pytest.raises(ValueError, match="unknown run"):
         Searcher("no-such-run", data=data)
+    for name in ("../../x", "/tmp/x", "..", "a/b", ""):
+        with pytest.raises(ValueError, match="invalid run name"):
+            Searcher(name, data=data)
     with pytest.raises(ValueError, match="split"):
         Searcher(trained, split="validation", data=data)
 
@@ -62,8 +69,8 @@ def test_length_buckets_keep_every_caption():
 def test_finetuning_runs_saves_and_reloads(tiny_run, tmp_path):
     data, config, space, feats, trained = tiny_run
     tuned_config = config.replace(name="tiny-tuned", finetune_text=True, max_epochs=1, batch_size=8)
-    tuned = finetune_text(tuned_config, feats, trained, space.text_norm, show_progress=False)
-    assert isinstance(tuned.model, TextTunedDualEncoder)
+    tuned = train(tuned_config, feats, init=trained, text_norm=space.text_norm)
+    assert isinstance(tuned.model, TextTunedDualEncoder) and tuned.spec.kind == "text_tuned"
     assert [h["epoch"] for h in tuned.history] == [0, 1]
     before = similarity(tuned.model, feats["test"])
     tuned.save(tmp_path / "tuned.pt")
@@ -71,7 +78,8 @@ def test_finetuning_runs_saves_and_reloads(tiny_run, tmp_path):
     np.testing.assert_allclose(similarity(loaded.model, feats["test"]), before, atol=1e-5)
     # epoch 0 (no update yet) reproduces the frozen-feature model's dev ranking
     frozen_dev = similarity(trained.model, feats["dev"])
-    start = TextTunedDualEncoder(tuned_config, trained.model, space.text_norm)
+    start = build_model(ModelSpec.from_config(tuned_config, trained.spec.text_dim, trained.spec.image_dim))
+    start.head.load_state_dict(trained.model.state_dict())
     np.testing.assert_allclose(similarity(start, feats["dev"]), frozen_dev, atol=1e-4)
     searcher = Searcher(loaded, split="all", data=data)
     assert len(searcher.search("a green picture", k=2)) == 2

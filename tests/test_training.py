@@ -7,8 +7,12 @@ import torch.nn.functional as F
 
 from flickr_retrieval import losses, metrics
 from flickr_retrieval.config import RunConfig
-from flickr_retrieval.models import DualEncoder, PairClassifier, score_matrix
-from flickr_retrieval.train import SplitFeatures, TrainedModel, evaluate, most_different_images, random_negatives, train
+from flickr_retrieval.checkpoint import TrainedModel
+from flickr_retrieval.evaluation import evaluate, similarity
+from flickr_retrieval.inputs import Queries, SplitFeatures
+from flickr_retrieval.models import DualEncoder, ModelSpec, PairClassifier
+from flickr_retrieval.sampling import most_different_images, random_negatives
+from flickr_retrieval.train import train
 
 
 def test_a_zero_target_adds_no_loss_in_cosine_embedding_loss():
@@ -58,17 +62,18 @@ def test_pair_losses():
 
 def test_pair_classifier_score_matrix_equals_pairwise_forward():
     torch.manual_seed(0)
-    model = PairClassifier(5, 7).eval()
+    model = PairClassifier(ModelSpec("pair_classifier", 5, 7)).eval()
     text, image = torch.randn(4, 5), torch.randn(3, 7)
     brute = torch.stack([torch.stack([model(t[None], i[None])[0] for i in image]) for t in text])
-    assert torch.allclose(model.score_matrix(text, image, chunk=3), brute, atol=1e-5)
+    assert torch.allclose(model.score_matrix(Queries(text), image), brute, atol=1e-5)
+    assert torch.allclose(model.pair_scores(Queries(text[:3]), image), brute.diagonal(), atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["cosine", "dot", "euclidean"])
 def test_dual_encoder_similarities(kind):
-    model = DualEncoder(5, 7, hidden_dim=16, embed_dim=4, similarity=kind).eval()
+    model = DualEncoder(ModelSpec("dual_encoder", 5, 7, hidden_dim=16, embed_dim=4, similarity=kind)).eval()
     text, image = torch.randn(4, 5), torch.randn(3, 7)
-    s = score_matrix(model, text, image)
+    s = model.score_matrix(Queries(text), image)
     assert s.shape == (4, 3)
     if kind == "cosine":
         assert s.abs().max() <= 1 + 1e-5
@@ -114,8 +119,10 @@ def _toy_splits(seed=0, n_train=60, n_eval=20, dim=12):
 def test_training_learns_the_toy_task_and_is_deterministic(changes):
     feats = _toy_splits()
     cfg = RunConfig(name="toy", hidden_dim=32, embed_dim=8, dropout=0.1, lr=3e-3, batch_size=32, max_epochs=15, patience=15, **changes)
+    before = torch.random.get_rng_state()
     a = train(cfg, feats, show_progress=False)
     b = train(cfg, feats, show_progress=False)
+    assert torch.equal(torch.random.get_rng_state(), before)  # training leaves torch's global RNG alone
     ra, rb = evaluate(a.model, feats["test"], n_boot=10), evaluate(b.model, feats["test"], n_boot=10)
     assert ra == rb
     chance_r5 = 100 * 5 / 20
@@ -150,13 +157,41 @@ def test_config_rejects_unknown_choices():
     assert RunConfig(image_backbone="a+b").backbones == ["a", "b"]
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"loss": "cosine_embedding", "negatives": "in_batch"},  # crashed mid-training before
+        {"loss": "triplet", "negatives": "random"},  # silently became the summed-violation loss
+        {"loss": "infonce", "negatives": "random"},  # silently ignored the negatives
+        {"loss": "infonce", "negatives": "hardest_in_batch"},
+        {"model": "pair_classifier", "loss": "infonce", "negatives": "in_batch"},
+        {"model": "dual_encoder", "loss": "bce", "negatives": "random"},
+        {"model": "cosine_projection", "loss": "infonce", "negatives": "in_batch", "similarity": "euclidean"},
+        {"loss": "triplet", "negatives": "hardest_in_batch", "finetune_text": True},
+    ],
+)
+def test_config_rejects_combinations_that_cannot_train(changes):
+    with pytest.raises(ValueError, match="allowed|needs model|finetune_text") as info:
+        RunConfig(**changes)
+    if "allowed" in str(info.value):
+        assert "dual_encoder + infonce: negatives in_batch" in str(info.value)
+
+
+def test_config_rejects_bad_numbers_and_unknown_fields():
+    for bad in ({"lr": 0}, {"batch_size": 0}, {"dropout": 1.0}, {"patience": 0}, {"max_epochs": 2.5}):
+        with pytest.raises(ValueError):
+            RunConfig(**bad)
+    with pytest.raises(ValueError, match="unknown config fields"):
+        RunConfig.from_dict({**RunConfig().to_dict(), "surprise": 1})
+
+
 def test_rsum():
     m = {"t2i": {"R@1": 1.0, "R@5": 2.0, "R@10": 3.0}}
     assert metrics.rsum(m) == 6.0
 
 
 def test_epoch_batches_visit_each_image_the_asked_number_of_times():
-    from flickr_retrieval.train import epoch_batches
+    from flickr_retrieval.sampling import epoch_batches
 
     own = np.repeat(np.arange(7), 5)
     rng = np.random.default_rng(0)

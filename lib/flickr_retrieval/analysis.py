@@ -10,7 +10,9 @@ import torch
 
 from . import metrics
 from .sanity import different_group_pairs, rowwise_cosine
-from .train import SplitFeatures, TrainedModel, matched_and_random_scores, similarity
+from .checkpoint import TrainedModel
+from .evaluation import matched_and_random_scores, similarity
+from .inputs import SplitFeatures
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -64,26 +64,48 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray], parts: dict | None = 
         path.with_suffix(".json").write_text(json.dumps(parts, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays stored at ``path``, or None when the entry is absent or unreadable."""
+def load_arrays(path: Path, expect: dict[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays stored at ``path``, or None when the entry is absent, unreadable, or not what
+    ``expect`` says (array name -> shape): a missing array or a wrong shape is never trusted."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+            arrays = {name: npz[name] for name in npz.files}
     except Exception as exc:  # a damaged file: say so, then recompute
         warnings.warn(f"ignoring unreadable cache entry {path} ({type(exc).__name__}: {exc}); recomputing")
         return None
+    for name, shape in (expect or {}).items():
+        if name not in arrays:
+            warnings.warn(f"ignoring cache entry {path}: it has no array {name!r} (it has {sorted(arrays)}); recomputing")
+            return None
+        if tuple(arrays[name].shape) != tuple(shape):
+            warnings.warn(f"ignoring cache entry {path}: {name!r} has shape {arrays[name].shape}, expected {tuple(shape)}; recomputing")
+            return None
+        if arrays[name].dtype.kind == "f" and not np.isfinite(arrays[name]).all():
+            warnings.warn(f"ignoring cache entry {path}: {name!r} holds NaN or infinite values; recomputing")
+            return None
+    return arrays
 
 
 def cached(
-    kind: str, parts: dict, compute: Callable[[], dict[str, np.ndarray]], folder: Path | None = None
+    kind: str,
+    parts: dict,
+    compute: Callable[[], dict[str, np.ndarray]],
+    folder: Path | None = None,
+    expect: dict[str, tuple[int, ...]] | None = None,
 ) -> tuple[dict[str, np.ndarray], Path, bool]:
-    """Return ``(arrays, path, hit)``: the stored arrays for ``parts``, computing and storing them once."""
+    """Return ``(arrays, path, hit)``: the stored arrays for ``parts``, computing and storing them once.
+
+    ``expect`` (array name -> shape) is checked on what is read and on what ``compute`` returns.
+    """
     path = entry_path(kind, parts, folder)
-    arrays = load_arrays(path)
+    arrays = load_arrays(path, expect)
     if arrays is not None:
         return arrays, path, True
     arrays = compute()
+    for name, shape in (expect or {}).items():
+        if name not in arrays or tuple(arrays[name].shape) != tuple(shape):
+            raise ValueError(f"computed {kind} arrays do not have the expected {name!r} of shape {tuple(shape)}")
     save_arrays(path, arrays, parts)
     return arrays, path, False

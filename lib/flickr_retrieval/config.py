@@ -10,6 +10,20 @@ LOSSES = ("cosine_embedding", "triplet", "infonce", "mse", "gaussian_nll", "bce"
 NEGATIVES = ("none", "random", "most_different", "in_batch", "hardest_in_batch")
 SIMILARITIES = ("cosine", "dot", "euclidean")
 FEATURE_NORMS = ("none", "l2", "standardize")
+PAIR_LOSSES = ("mse", "gaussian_nll", "bce")
+
+#: The (model, loss) -> negatives combinations that train something. ``triplet`` with ``in_batch``
+#: sums every violation (VSE0); with ``hardest_in_batch`` it keeps the hardest (VSE++).
+ALLOWED = {
+    **{("pair_classifier", loss): ("none", "random") for loss in PAIR_LOSSES},
+    **{(model, "cosine_embedding"): ("random", "most_different") for model in ("dual_encoder", "cosine_projection")},
+    **{(model, "triplet"): ("in_batch", "hardest_in_batch") for model in ("dual_encoder", "cosine_projection")},
+    **{(model, "infonce"): ("in_batch",) for model in ("dual_encoder", "cosine_projection")},
+}
+
+
+def allowed_combinations() -> str:
+    return "; ".join(f"{m} + {loss}: negatives {' or '.join(negs)}" for (m, loss), negs in ALLOWED.items())
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,24 @@ class RunConfig:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
         if not 1 <= self.captions_per_image <= 5:
             raise ValueError(f"captions_per_image must be 1 to 5, got {self.captions_per_image}")
+        negatives = ALLOWED.get((self.model, self.loss))
+        if negatives is None or self.negatives not in negatives:
+            raise ValueError(
+                f"model {self.model!r} with loss {self.loss!r} and negatives {self.negatives!r} cannot be trained; "
+                f"the allowed combinations are: {allowed_combinations()}"
+            )
+        if self.model != "dual_encoder" and self.similarity != "cosine":
+            raise ValueError(f"similarity {self.similarity!r} needs model 'dual_encoder' ({self.model!r} scores with its own function)")
+        if self.finetune_text and (self.model, self.loss) != ("dual_encoder", "infonce"):
+            raise ValueError("finetune_text trains a 'dual_encoder' with loss 'infonce' (negatives 'in_batch')")
+        for name in ("lr", "text_lr", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("batch_size", "max_epochs", "patience", "hidden_dim", "embed_dim"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
     def backbones(self) -> list[str]:
@@ -79,4 +111,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - fields
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}")
         return cls(**values)

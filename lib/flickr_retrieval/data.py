@@ -13,6 +13,7 @@ a good copy; nothing is dropped or kept silently. The one documented exception i
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -143,6 +144,20 @@ class Flickr8k:
         if bad:
             raise DatasetError(f"{len(bad)} unreadable image(s):\n  " + "\n  ".join(bad[:20]) + "\n" + HOW_TO_GET)
 
+    def content_fingerprint(self, image_ids: list[str] | None = None) -> str:
+        """SHA-256 over the names and bytes of ``image_ids`` (default: all), in order.
+
+        Part of every image-feature cache key, so that features computed from one copy of Flickr8k
+        are never reused for another copy whose files have the same names but other content.
+        Reading 8091 small JPEGs takes about a second; the result is remembered per file state.
+        """
+        ids = list(image_ids) if image_ids is not None else self.image_ids
+        digest = hashlib.sha256()
+        for image in ids:
+            digest.update(image.encode("utf-8") + b"\0")
+            digest.update(_file_digest(self.image_path(image)))
+        return digest.hexdigest()
+
     def caption_lengths(self, split: str) -> np.ndarray:
         """Words per caption (white-space tokens, final pipeline) of a split, in caption order."""
         from .text import clean_caption
@@ -154,6 +169,21 @@ class Flickr8k:
         out = {"images": len(self.captions), "captions": sum(len(c) for c in self.captions.values())}
         out.update({f"{name} images": len(ids) for name, ids in self.split_images.items()})
         return out
+
+
+_DIGESTS: dict[tuple[str, int, int], bytes] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    """SHA-256 of a file's bytes, remembered per (path, size, modification time)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise DatasetError(f"cannot read image {path}: {exc}. {HOW_TO_GET}") from exc
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = hashlib.sha256(path.read_bytes()).digest()
+    return _DIGESTS[key]
 
 
 def find_layout(root: Path) -> tuple[Path, Path] | None:

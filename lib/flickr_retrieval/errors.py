@@ -9,3 +9,11 @@ class WeightsUnavailableError(RuntimeError):
 
 class UnreadableImageError(RuntimeError):
     """An image file that PIL cannot decode. The message names the file."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that is damaged, from another version, or not what its run describes."""
+
+
+class RunNameError(ValueError):
+    """A run name that is not a plain name, or names no trained run."""

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import analysis
+from .checkpoint import TrainedModel
 from .config import RunConfig
 from .data import Flickr8k
-from .finetune import finetune_text
-from .train import FeatureSpace, SplitFeatures, TrainedModel, train
+from .inputs import FeatureSpace, SplitFeatures
+from .metrics import selection_score
+from .train import train
 
 #: Targets set for the study's best configuration on the standard test split (t2i).
 TARGETS = {"R@1": 24.0, "R@5": 53.0, "R@10": 66.0, "medr": 5.0}
@@ -67,12 +69,7 @@ class Experiment:
     def run(self, name: str, config: RunConfig, changed_from: str = "-", note: str = "", init: TrainedModel | None = None) -> Row:
         """Train ``config`` (fine-tune the text encoder from ``init`` when ``config.finetune_text``), test, record."""
         space, feats = self.features(config)
-        if config.finetune_text:
-            if init is None:
-                raise ValueError("fine-tuning the text encoder starts from a trained run: pass init=")
-            trained = finetune_text(config, feats, init, space.text_norm)
-        else:
-            trained = train(config, feats)
+        trained = train(config, feats, init=init, text_norm=space.text_norm, image_norms=space.image_norms)
         return self.add(name, trained, changed_from, note)
 
     def best_frozen_row(self) -> Row:
@@ -108,8 +105,8 @@ class Experiment:
 
 
 def _dev_rsum(trained: TrainedModel) -> float:
-    kept = next(h for h in trained.history if h["epoch"] == trained.best_epoch)
-    return kept["dev_R@1"] + kept["dev_R@5"] + kept["dev_R@10"]
+    kept = trained.kept()
+    return selection_score({k: kept[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")})
 
 
 def target_check(t2i: dict) -> dict[str, bool]:

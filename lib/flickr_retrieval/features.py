@@ -123,6 +123,7 @@ def image_features(
         "weights": weights,
         "preprocessing": preprocessing,
         "images": cache.sha256_lines(ids),
+        "content": data.content_fingerprint(ids),  # the files' bytes, not only their names
         "n": len(ids),
         "code": FEATURE_CODE_VERSION,
     }
@@ -131,7 +132,7 @@ def image_features(
         model = loaded or load_image_backbone(backbone, pretrained=False, seed=0)
         return {"vectors": extract_image_features(model, [data.image_path(i) for i in ids], batch_size, hflip)}
 
-    arrays, path, hit = cache.cached(f"image-{backbone}", parts, compute)
+    arrays, path, hit = cache.cached(f"image-{backbone}", parts, compute, expect={"vectors": (len(ids), spec.dim)})
     return FeatureTable(ids, arrays["vectors"], parts, path, hit, time.perf_counter() - t0)
 
 
@@ -167,7 +168,8 @@ def caption_features(
         bar = lambda batches: progress(batches, f"{encoder} captions", unit="batch")  # noqa: E731
         return encode_texts(loaded, list(texts), batch_size, bar)
 
-    arrays, path, hit = cache.cached(f"text-{encoder}", parts, compute)
+    dim = loaded.model.config.hidden_size
+    arrays, path, hit = cache.cached(f"text-{encoder}", parts, compute, expect={p: (len(texts), dim) for p in POOLINGS})
     return FeatureTable(list(caption_ids), arrays[pooling], {**parts, "pooling": pooling}, path, hit, time.perf_counter() - t0)
 
 

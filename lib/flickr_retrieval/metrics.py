@@ -106,9 +106,15 @@ def retrieval_metrics(similarity: np.ndarray, caption_image: np.ndarray, ks: tup
     return out
 
 
+def selection_score(summary: dict) -> float:
+    """R@1 + R@5 + R@10 of one direction's summary: the model-selection score on dev (early
+    stopping, choice of the best run). The one place this sum is written."""
+    return summary["R@1"] + summary["R@5"] + summary["R@10"]
+
+
 def rsum(metrics: dict) -> float:
-    """Sum of t2i R@1, R@5, R@10: the model-selection score used for early stopping."""
-    return metrics["t2i"]["R@1"] + metrics["t2i"]["R@5"] + metrics["t2i"]["R@10"]
+    """:func:`selection_score` of the t2i part of :func:`retrieval_metrics`."""
+    return selection_score(metrics["t2i"])
 
 
 # --------------------------------------------------------------------------- the report's criterion

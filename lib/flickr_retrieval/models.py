@@ -1,18 +1,81 @@
-"""The report's three models, on precomputed features.
+"""The models, built from a small frozen :class:`ModelSpec` that every checkpoint stores.
 
-Every model scores a text against an image. Embedding models (:class:`CosineProjection`,
-:class:`DualEncoder`) embed each side once, so a whole (Q, N) score matrix is one product;
-:class:`PairClassifier` scores concatenated pairs, and its score matrix is computed without
-materialising the Q x N concatenations (the first layer splits into a text part and an image part).
+Every model has one interface (:class:`RetrievalModel`): ``embed_queries`` (captions),
+``embed_images`` (image features), ``scores`` (the (Q, N) matrix of two embeddings), ``pair_scores``
+(one score per (caption, image) row) and ``score_matrix`` (all of it in eval mode, no gradient).
+Callers never ask which kind they hold.
+
+=====================  ============================================================================
+kind                   what
+=====================  ============================================================================
+``pair_classifier``    section V: [text; image] -> Linear -> ReLU -> Linear -> logit
+``cosine_projection``  section VII: one Linear maps image features to the text space; cosine
+``dual_encoder``       section IX: Wang, Li & Lazebnik (2016) two branches into a shared space
+``text_tuned``         a dual encoder whose sentence encoder (MiniLM) is trained too
+=====================  ============================================================================
+
+Building a model changes no global state: the caller seeds (see :func:`flickr_retrieval.train.train`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import RunConfig
+from .inputs import Queries
+
+KINDS = ("dual_encoder", "cosine_projection", "pair_classifier", "text_tuned")
+SIMILARITIES = ("cosine", "dot", "euclidean")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model's layers (then its ``state_dict`` fills them)."""
+
+    kind: str
+    text_dim: int
+    image_dim: int
+    hidden_dim: int = 2048
+    embed_dim: int = 512
+    dropout: float = 0.5
+    similarity: str = "cosine"
+    text_encoder: str = ""  # text_tuned: the sentence encoder trained with the branches
+    text_pooling: str = "mean"
+    text_norm: str = "none"  # text_tuned: how pooled sentence vectors are normalised before the branch
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
+        if self.kind == "text_tuned" and not self.text_encoder:
+            raise ValueError("a text_tuned model names its text_encoder")
+        for name in ("text_dim", "image_dim", "hidden_dim", "embed_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_config(cls, config, text_dim: int, image_dim: int) -> "ModelSpec":
+        kind = "text_tuned" if config.finetune_text else config.model
+        return cls(kind, int(text_dim), int(image_dim), config.hidden_dim, config.embed_dim, config.dropout,
+                   "cosine" if kind in ("cosine_projection", "pair_classifier") else config.similarity,
+                   config.text_encoder if kind == "text_tuned" else "", config.text_pooling, config.feature_norm)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelSpec":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - fields
+        if unknown:
+            raise ValueError(f"unknown model spec fields {sorted(unknown)}")
+        return cls(**values)
 
 
 def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
@@ -33,44 +96,82 @@ def rowwise_similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Ten
     raise ValueError(f"unknown similarity {kind!r}")
 
 
-class PairClassifier(nn.Module):
-    """Section V: [text; image] -> Linear(d, d/2) -> ReLU -> Linear(d/2, 1) -> sigmoid.
+class RetrievalModel(nn.Module):
+    """The interface of every model: embed each side, then score."""
 
-    ``forward`` returns logits; the report's probability is ``sigmoid(logit)``.
+    spec: ModelSpec
+
+    @property
+    def similarity(self) -> str:
+        return self.spec.similarity
+
+    def embed_queries(self, queries: Queries) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed_images(self, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def scores(self, query_emb: torch.Tensor, image_emb: torch.Tensor) -> torch.Tensor:
+        """(Q, N) scores of embedded queries against embedded images."""
+        return pairwise_similarity(query_emb, image_emb, self.similarity)
+
+    def pair_scores(self, queries: Queries, image: torch.Tensor) -> torch.Tensor:
+        """(B,) score of each query with the image on the same row."""
+        return rowwise_similarity(self.embed_queries(queries), self.embed_images(image), self.similarity)
+
+    @torch.no_grad()
+    def score_matrix(self, queries: Queries, image: torch.Tensor) -> torch.Tensor:
+        """(Q, N) scores of every query against every image, in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.scores(self.embed_queries(queries), self.embed_images(image))
+        finally:
+            self.train(was_training)
+
+
+class PairClassifier(RetrievalModel):
+    """Section V: [text; image] -> Linear(d, d/2) -> ReLU -> Linear(d/2, 1); a logit per pair.
+
+    The report's probability is ``sigmoid(logit)``. Its score matrix is computed without the Q x N
+    concatenations: the first layer splits into a text part (the query "embedding") and an image
+    part (the image "embedding"), summed before the ReLU.
     """
 
-    def __init__(self, text_dim: int, image_dim: int):
+    def __init__(self, spec: ModelSpec):
         super().__init__()
-        self.text_dim = text_dim
-        d = text_dim + image_dim
+        self.spec = spec
+        d = spec.text_dim + spec.image_dim
         self.hidden = nn.Linear(d, d // 2)
         self.out = nn.Linear(d // 2, 1)
 
     def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.out(F.relu(self.hidden(torch.cat([text, image], dim=-1)))).squeeze(-1)
 
-    @torch.no_grad()
-    def score_matrix(self, text: torch.Tensor, image: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-        """(Q, N) logits of every (text, image) pair; equals ``forward`` on each concatenated pair."""
-        w_text = self.hidden.weight[:, : self.text_dim]
-        w_image = self.hidden.weight[:, self.text_dim :]
-        t = text @ w_text.T + self.hidden.bias  # (Q, H)
-        i = image @ w_image.T  # (N, H)
-        rows = [F.relu(t[s : s + chunk, None, :] + i[None]) @ self.out.weight[0] + self.out.bias for s in range(0, len(t), chunk)]
+    def embed_queries(self, queries: Queries) -> torch.Tensor:
+        return queries.vectors @ self.hidden.weight[:, : self.spec.text_dim].T + self.hidden.bias
+
+    def embed_images(self, image: torch.Tensor) -> torch.Tensor:
+        return image @ self.hidden.weight[:, self.spec.text_dim :].T
+
+    def scores(self, query_emb: torch.Tensor, image_emb: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+        rows = [F.relu(query_emb[s : s + chunk, None, :] + image_emb[None]) @ self.out.weight[0] + self.out.bias for s in range(0, len(query_emb), chunk)]
         return torch.cat(rows)
 
+    def pair_scores(self, queries: Queries, image: torch.Tensor) -> torch.Tensor:
+        return self(queries.vectors, image)
 
-class CosineProjection(nn.Module):
+
+class CosineProjection(RetrievalModel):
     """Section VII: one Linear maps image features to the text dimension; cosine is the decoder."""
 
-    similarity = "cosine"
-
-    def __init__(self, text_dim: int, image_dim: int):
+    def __init__(self, spec: ModelSpec):
         super().__init__()
-        self.project = nn.Linear(image_dim, text_dim)
+        self.spec = spec
+        self.project = nn.Linear(spec.image_dim, spec.text_dim)
 
-    def embed_texts(self, text: torch.Tensor) -> torch.Tensor:
-        return F.normalize(text, dim=-1)
+    def embed_queries(self, queries: Queries) -> torch.Tensor:
+        return F.normalize(queries.vectors, dim=-1)
 
     def embed_images(self, image: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.project(image), dim=-1)
@@ -81,53 +182,98 @@ def branch(in_dim: int, hidden_dim: int, out_dim: int, dropout: float) -> nn.Seq
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim))
 
 
-class DualEncoder(nn.Module):
+class DualEncoder(RetrievalModel):
     """Section IX: an image branch and a text branch into a shared space, compared by ``similarity``.
 
     With ``cosine`` the embeddings are L2-normalised (the report's model); with ``dot`` or
     ``euclidean`` they are left as they are.
     """
 
-    def __init__(self, text_dim: int, image_dim: int, hidden_dim: int = 2048, embed_dim: int = 512, dropout: float = 0.5, similarity: str = "cosine"):
+    def __init__(self, spec: ModelSpec):
         super().__init__()
-        self.similarity = similarity
-        self.text_branch = branch(text_dim, hidden_dim, embed_dim, dropout)
-        self.image_branch = branch(image_dim, hidden_dim, embed_dim, dropout)
+        self.spec = spec
+        self.text_branch = branch(spec.text_dim, spec.hidden_dim, spec.embed_dim, spec.dropout)
+        self.image_branch = branch(spec.image_dim, spec.hidden_dim, spec.embed_dim, spec.dropout)
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, dim=-1) if self.similarity == "cosine" else x
 
-    def embed_texts(self, text: torch.Tensor) -> torch.Tensor:
+    def embed_text_vectors(self, text: torch.Tensor) -> torch.Tensor:
         return self._finish(self.text_branch(text))
+
+    def embed_queries(self, queries: Queries) -> torch.Tensor:
+        return self.embed_text_vectors(queries.vectors)
 
     def embed_images(self, image: torch.Tensor) -> torch.Tensor:
         return self._finish(self.image_branch(image))
 
 
-def build_model(config: RunConfig, text_dim: int, image_dim: int) -> nn.Module:
-    """The model a config names, seeded by ``config.seed``."""
-    torch.manual_seed(config.seed)
-    if config.finetune_text:
-        from .finetune import TextTunedDualEncoder
-        from .train import Normaliser
+class TextTunedDualEncoder(RetrievalModel):
+    """A trainable sentence encoder + pooling + (frozen-statistics) normalisation + the two branches.
 
-        head = DualEncoder(text_dim, image_dim, config.hidden_dim, config.embed_dim, config.dropout, config.similarity)
-        return TextTunedDualEncoder(config, head, Normaliser(config.feature_norm))
-    if config.model == "pair_classifier":
-        return PairClassifier(text_dim, image_dim)
-    if config.model == "cosine_projection":
-        return CosineProjection(text_dim, image_dim)
-    return DualEncoder(text_dim, image_dim, config.hidden_dim, config.embed_dim, config.dropout, config.similarity)
+    Queries are sentences. In training mode a batch is encoded as given (one forward pass); in eval
+    mode sentences are encoded in batches of similar length, without gradient.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        from .text_encoders import load_text_encoder
+
+        self.spec = spec
+        encoder = load_text_encoder(spec.text_encoder)
+        self.tokenizer, self.max_length = encoder.tokenizer, encoder.spec.max_length
+        self.text_model = encoder.model
+        for p in self.text_model.parameters():
+            p.requires_grad_(True)
+        # The head's weights always come from a trained run or a checkpoint: building it must not
+        # shift the random stream that training draws its dropout from.
+        with torch.random.fork_rng(devices=[]):
+            self.head = DualEncoder(dataclasses.replace(spec, kind="dual_encoder", text_encoder=""))
+        dim = encoder.model.config.hidden_size
+        self.register_buffer("text_mean", torch.zeros(dim))
+        self.register_buffer("text_std", torch.ones(dim))
+
+    def set_text_normaliser(self, mean: np.ndarray | None, std: np.ndarray | None) -> None:
+        """Copy the frozen training statistics of the pooled sentence vectors (``standardize``)."""
+        if mean is not None:
+            self.text_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.text_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def tokenize(self, sentences: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.text_norm == "l2":
+            return F.normalize(x, dim=-1)
+        if self.spec.text_norm == "standardize":
+            return (x - self.text_mean) / self.text_std
+        return x
+
+    def _embed_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        from .text_encoders import pool
+
+        pooled = pool(self.text_model(**tokens).last_hidden_state, tokens["attention_mask"])[self.spec.text_pooling]
+        return self.head.embed_text_vectors(self._normalise(pooled))
+
+    def embed_queries(self, queries: Queries, batch_size: int = 128) -> torch.Tensor:
+        sentences = list(queries.sentences or [])
+        if self.training:
+            return self._embed_tokens(self.tokenize(sentences))
+        order = np.argsort([len(s.split()) for s in sentences], kind="stable")
+        out = torch.zeros(len(sentences), self.spec.embed_dim)
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                out[torch.from_numpy(idx)] = self._embed_tokens(self.tokenize([sentences[i] for i in idx]))
+        return out
+
+    def embed_images(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head.embed_images(image)
 
 
-@torch.no_grad()
-def score_matrix(model: nn.Module, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """(Q, N) scores of every text against every image, model in eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        if isinstance(model, PairClassifier):
-            return model.score_matrix(text, image)
-        return pairwise_similarity(model.embed_texts(text), model.embed_images(image), model.similarity)
-    finally:
-        model.train(was_training)
+_BUILDERS = {"pair_classifier": PairClassifier, "cosine_projection": CosineProjection, "dual_encoder": DualEncoder, "text_tuned": TextTunedDualEncoder}
+
+
+def build_model(spec: ModelSpec) -> RetrievalModel:
+    """The model a spec describes, freshly initialised from torch's current random state."""
+    return _BUILDERS[spec.kind](spec)

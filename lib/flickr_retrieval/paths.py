@@ -13,6 +13,7 @@ Every location can be overridden by one environment variable, documented in the 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 _PROJECT_MARKER = "flickr-retrieval"
@@ -51,22 +52,29 @@ def flickr8k_candidates() -> list[Path]:
 
 
 def cache_dir() -> Path:
-    """The on-disk feature cache (created on demand)."""
-    path = Path(os.environ.get("RCP217_CACHE") or project_root() / "data" / "cache")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The on-disk feature cache. Only a path: writers create it (:func:`cache.save_arrays`)."""
+    return Path(os.environ.get("RCP217_CACHE") or project_root() / "data" / "cache")
 
 
 def figures_dir() -> Path:
-    path = project_root() / "figures"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """``figures/``. Only a path: :func:`plots.save` creates it when it writes."""
+    return project_root() / "figures"
+
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
+
+
+def check_run_name(run: str) -> str:
+    """``run`` when it is a plain name (letters, digits, ``._+=-``, no path separator, not ``.``
+    or ``..``), else :class:`~flickr_retrieval.errors.RunNameError`. Run names are names, never paths."""
+    from .errors import RunNameError
+
+    if not isinstance(run, str) or not _RUN_NAME.match(run) or run in (".", "..") or ".." in run:
+        raise RunNameError(f"invalid run name {run!r}: use letters, digits and . _ + = - only (a name, not a path), at most 100 characters")
+    return run
 
 
 def results_dir(run: str | None = None) -> Path:
-    """``results/`` or ``results/<run>/`` (created on demand)."""
+    """``results/`` or ``results/<run>/``. Only a path: nothing is created (exports create it)."""
     path = project_root() / "results"
-    if run is not None:
-        path = path / run
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path if run is None else path / check_run_name(run)

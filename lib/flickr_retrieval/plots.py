@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from pathlib import Path
 
@@ -12,16 +13,29 @@ import seaborn as sns
 from . import paths
 from .images import load_image
 
-sns.set_theme(style="whitegrid", context="notebook")
+
+
+def styled(draw):
+    """Draw inside the study's seaborn style, without changing matplotlib's global settings
+    (importing this module or drawing a figure leaves a user's own theme alone)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+            return draw(*args, **kwargs)
+
+    return wrapper
 
 
 def save(fig: plt.Figure, name: str) -> Path:
     """Write ``figures/<name>.png`` and return its path."""
     path = paths.figures_dir() / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
+@styled
 def caption_lengths(lengths_by_split: dict[str, np.ndarray]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for name, lengths in lengths_by_split.items():
@@ -31,6 +45,7 @@ def caption_lengths(lengths_by_split: dict[str, np.ndarray]) -> plt.Figure:
     return fig
 
 
+@styled
 def image_grid(paths_: list[Path], titles: list[str], ncols: int = 4, width: float = 16, wrap: int = 48, marks: list[bool] | None = None) -> plt.Figure:
     """Images with wrapped titles; ``marks`` draws a green frame around the True ones."""
     nrows = int(np.ceil(len(paths_) / ncols))
@@ -52,6 +67,7 @@ def image_grid(paths_: list[Path], titles: list[str], ncols: int = 4, width: flo
     return fig
 
 
+@styled
 def cosine_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]], labels=("same image", "different images"), title: str = "") -> plt.Figure:
     """One panel per feature set: histograms of 'same' and 'different' cosines, AUC in the title."""
     from .sanity import separability
@@ -70,6 +86,7 @@ def cosine_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]], labels=(
     return fig
 
 
+@styled
 def prediction_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> plt.Figure:
     """Pair-classifier outputs on matched and random pairs, one panel per variant."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False, sharey=False)
@@ -84,6 +101,7 @@ def prediction_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> p
     return fig
 
 
+@styled
 def training_curves(histories: dict[str, list[dict]], best_epochs: dict[str, int] | None = None) -> plt.Figure:
     """Training loss and dev t2i R@K per epoch, one line per run; dots at the restored epoch."""
     fig, (ax_loss, ax_r) = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -103,6 +121,7 @@ def training_curves(histories: dict[str, list[dict]], best_epochs: dict[str, int
     return fig
 
 
+@styled
 def lenient_curves(thresholds: np.ndarray, curves: dict[str, dict[str, np.ndarray]], k: int = 10) -> plt.Figure:
     """Lenient R@K of each run (solid) and of a random ranking (dashed), over thresholds."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -115,6 +134,7 @@ def lenient_curves(thresholds: np.ndarray, curves: dict[str, dict[str, np.ndarra
     return fig
 
 
+@styled
 def bar_table(table, value: str, error: tuple[str, str] | None = None, title: str = "") -> plt.Figure:
     """Horizontal bars of one column of a results DataFrame (index = row names), with intervals."""
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(table) + 1.2))

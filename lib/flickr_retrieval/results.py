@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from .train import TrainedModel
+from .checkpoint import TrainedModel
 
 PACKAGES = ("torch", "torchvision", "transformers", "numpy", "scikit-learn", "flickr-retrieval")
 
@@ -47,6 +47,7 @@ def export_run(
     if similarity.shape != (len(caption_ids), len(image_ids)):
         raise ValueError(f"similarity {similarity.shape} does not match {len(caption_ids)} captions x {len(image_ids)} images")
     folder = paths.results_dir(trained.config.name)
+    folder.mkdir(parents=True, exist_ok=True)
     trained.save(folder / "model.pt")
     np.savez_compressed(
         folder / "test_similarity.npz",

@@ -4,26 +4,37 @@
     searcher = Searcher("best", split="all")       # loads results/best/model.pt and embeds the images once
     searcher.search("two dogs play in the snow", k=5)
 
-Command line (writes the top-k grid to a PNG)::
+Command line (prints the top k, writes their grid to a PNG)::
 
     flickr-retrieval-search "two dogs play in the snow" --run best --k 8 --split test --out dogs.png
+
+Only the checkpoint and the cached image features are needed: the checkpoint carries the
+normalisers' training statistics, so the 40455 caption vectors are not loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import textwrap
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import results
-from .data import SPLITS, Flickr8k, load_flickr8k
-from .models import pairwise_similarity
+from . import paths, results
+from .checkpoint import TrainedModel
+from .data import SPLITS, DatasetError, Flickr8k, load_flickr8k
+from .errors import CheckpointError, RunNameError, UnreadableImageError, WeightsUnavailableError
+from .inputs import FeatureSpace, Queries, as_tensor
 from .text import clean_caption
 from .text_encoders import encode_texts, load_text_encoder
-from .train import FeatureSpace, TrainedModel
+
+
+class QueryError(ValueError):
+    """A query or a search parameter that cannot be answered; the message says why."""
 
 
 @dataclass
@@ -31,6 +42,19 @@ class Hit:
     rank: int
     image_id: str
     score: float
+
+
+def trained_runs() -> list[str]:
+    """Runs under ``results/`` that have a checkpoint."""
+    return sorted(p.parent.name for p in paths.results_dir().glob("*/model.pt"))
+
+
+def load_run(run: str) -> TrainedModel:
+    """The trained run named ``run`` (a name under ``results/``, never a path)."""
+    path = results.checkpoint_path(paths.check_run_name(run))
+    if not path.is_file():
+        raise RunNameError(f"unknown run {run!r}: no {path}. Trained runs here: {trained_runs() or 'none (run the notebooks first)'}")
+    return TrainedModel.load(path)
 
 
 class Searcher:
@@ -42,74 +66,100 @@ class Searcher:
 
     def __init__(self, run: str | TrainedModel, split: str = "all", data: Flickr8k | None = None):
         if split not in (*SPLITS, "all"):
-            raise ValueError(f"split must be one of {[*SPLITS, 'all']}, got {split!r}")
+            raise QueryError(f"split must be one of {[*SPLITS, 'all']}, got {split!r}")
+        self.trained = load_run(run) if isinstance(run, str) else run
         self.data = data or load_flickr8k()
-        if isinstance(run, str):
-            path = results.checkpoint_path(run)
-            if not path.is_file():
-                trained_runs = sorted(p.parent.name for p in path.parent.parent.glob("*/model.pt"))
-                raise ValueError(f"unknown run {run!r}: no {path}. Trained runs here: {trained_runs or 'none (run the notebooks first)'}")
-            run = TrainedModel.load(path)
-        self.trained = run
-        self.model = run.model.eval()
+        self.model = self.trained.model.eval()
         self.split = split
         self.image_ids = self.data.split(split).image_ids
-        self.space = FeatureSpace(run.config, self.data)
-        if hasattr(self.model, "embed_sentences"):  # a model that encodes raw sentences itself (fine-tuned text encoder)
-            self._encode = self.model.embed_sentences
-        else:
-            self.encoder = load_text_encoder(run.config.text_encoder)
-            self._encode = self._embed_frozen
+        config = self.trained.config
+        self.space = FeatureSpace(config, self.data, self.trained.text_norm, self.trained.image_norms or None)
+        self.encoder = load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
         images, _ = self.space.images(self.image_ids)
         with torch.no_grad():
-            self.image_embeddings = self.model.embed_images(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
+            self.image_embeddings = self.model.embed_images(as_tensor(images))
 
-    def _embed_frozen(self, sentences: list[str]) -> torch.Tensor:
+    def _encode_frozen(self, sentences: list[str]) -> torch.Tensor:
         vectors = encode_texts(self.encoder, sentences)[self.trained.config.text_pooling]
-        return self.model.embed_texts(torch.from_numpy(self.space.text_norm(vectors).astype(np.float32)))
+        return as_tensor(self.space.text_norm(vectors))
+
+    def check_query(self, query: str) -> str:
+        """The query after the final text pipeline, or :class:`QueryError` saying what is wrong."""
+        if not isinstance(query, str) or not clean_caption(query):
+            raise QueryError("the query is empty: give an English sentence, e.g. 'a dog runs on the beach'")
+        cleaned = clean_caption(query)
+        n_tokens = len(self.encoder.tokenizer(cleaned)["input_ids"])
+        limit = self.encoder.spec.max_length
+        if n_tokens > limit:
+            raise QueryError(f"the query is too long: {n_tokens} tokens, and the text encoder reads at most {limit} "
+                             "(everything after would be ignored); shorten it to one sentence")
+        return cleaned
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best images for ``query``, best first, with their scores."""
-        if not isinstance(query, str) or not clean_caption(query):
-            raise ValueError("the query is empty: give an English sentence, e.g. 'a dog runs on the beach'")
-        if not isinstance(k, int) or not 1 <= k <= len(self.image_ids):
-            raise ValueError(f"k must be an integer from 1 to {len(self.image_ids)} (images in split {self.split!r}), got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self.image_ids):
+            raise QueryError(f"k must be an integer from 1 to {len(self.image_ids)} (images in split {self.split!r}), got {k!r}")
+        cleaned = self.check_query(query)
         with torch.no_grad():
-            scores = pairwise_similarity(self._encode([clean_caption(query)]), self.image_embeddings, self.model.similarity)[0].numpy()
+            query_emb = self.model.embed_queries(Queries(sentences=[cleaned], encode=self._encode_frozen))
+            scores = self.model.scores(query_emb, self.image_embeddings)[0].numpy()
         best = np.argsort(-scores, kind="stable")[:k]
         return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(best)]
 
     def figure(self, query: str, k: int = 5, ncols: int = 5):
-        """A grid of the top-k images with their scores."""
+        """A grid of the top-k images with their scores (the title wrapped, however long the query)."""
         from . import plots
 
         hits = self.search(query, k)
-        fig = plots.image_grid([self.data.image_path(h.image_id) for h in hits], [f"#{h.rank}  {h.score:.3f}\n{h.image_id}" for h in hits], ncols=min(ncols, k), width=3 * min(ncols, k))
-        fig.suptitle(f'"{query}"  ({self.trained.config.name}, {len(self.image_ids)} images of split {self.split!r})', y=1.02)
+        ncols = min(ncols, k)
+        fig = plots.image_grid([self.data.image_path(h.image_id) for h in hits], [f"#{h.rank}  {h.score:.3f}\n{h.image_id}" for h in hits], ncols=ncols, width=3 * ncols)
+        shown = textwrap.shorten(query, 300, placeholder=" ...")
+        title = "\n".join(textwrap.wrap(f'"{shown}"  ({self.trained.config.name}, {len(self.image_ids)} images of split {self.split!r})', 30 * ncols))
+        fig.suptitle(title, y=1.02)
         return fig
 
 
-def main(argv: list[str] | None = None) -> None:
+def png_path(out: str) -> Path:
+    """Where the grid goes: ``out`` itself when it ends in ``.png``, ``out/search.png`` for an
+    existing folder; otherwise an error (the folder must exist and be writable)."""
+    path = Path(out)
+    if path.is_dir():
+        path = path / "search.png"
+    elif path.suffix.lower() != ".png":
+        raise QueryError(f"--out {out!r}: give a file name ending in .png, or an existing folder")
+    if not path.parent.is_dir():
+        raise QueryError(f"--out {out!r}: folder {path.parent} does not exist")
+    import os
+
+    if not os.access(path.parent, os.W_OK):
+        raise QueryError(f"--out {out!r}: folder {path.parent} is not writable")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Search Flickr8k images with an English sentence.")
     parser.add_argument("query", help="an English sentence, in quotes")
     parser.add_argument("--run", default="best", help="a trained run under results/ (default: best)")
     parser.add_argument("--k", type=int, default=5, help="how many images to return")
     parser.add_argument("--split", default="all", choices=[*SPLITS, "all"], help="which images to search")
-    parser.add_argument("--out", default="search.png", help="PNG file for the grid of results")
+    parser.add_argument("--out", default="search.png", help="PNG file (or existing folder) for the grid of results")
     args = parser.parse_args(argv)
     try:
+        out = png_path(args.out)  # checked before any work
         searcher = Searcher(args.run, args.split)
         start = time.perf_counter()
         hits = searcher.search(args.query, args.k)
         elapsed = time.perf_counter() - start
-    except ValueError as exc:
-        parser.error(str(exc))
-    for h in hits:
-        print(f"{h.rank:3d}  {h.score:7.3f}  {searcher.data.image_path(h.image_id)}")
-    print(f"search time: {1000 * elapsed:.1f} ms over {len(searcher.image_ids)} images")
-    searcher.figure(args.query, args.k).savefig(args.out, dpi=100, bbox_inches="tight")
-    print(f"grid written to {args.out}")
+        for h in hits:
+            print(f"{h.rank:3d}  {h.score:7.3f}  {searcher.data.image_path(h.image_id)}")
+        print(f"search time: {1000 * elapsed:.1f} ms over {len(searcher.image_ids)} images")
+        searcher.figure(args.query, args.k).savefig(out, dpi=100, bbox_inches="tight")
+    except (QueryError, RunNameError, CheckpointError, DatasetError, WeightsUnavailableError, UnreadableImageError, FileNotFoundError, OSError) as exc:
+        print(f"flickr-retrieval-search: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"grid written to {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

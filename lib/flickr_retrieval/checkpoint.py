@@ -1,0 +1,112 @@
+"""A trained run and its checkpoint file.
+
+A checkpoint is data, never code: it is written with ``torch.save`` as plain containers (strings,
+numbers, lists, dicts, tensors) and read back with ``weights_only=True``, then checked: its format,
+its keys, its config and model spec, and every tensor's shape against the model the spec rebuilds.
+It carries what search needs (the normalisers' training statistics), so that search loads the model
+and the image features without the caption features.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig
+from .errors import CheckpointError
+from .inputs import Normaliser
+from .models import ModelSpec, RetrievalModel, build_model
+from .objective import Objective
+
+FORMAT = 2
+_KEYS = ("format", "config", "spec", "state_dict", "history", "best_epoch", "seconds", "text_norm", "image_norms")
+
+
+@dataclass
+class TrainedModel:
+    """A trained objective (model + temperature) with its config, normalisers and per-epoch history."""
+
+    config: RunConfig
+    objective: Objective
+    history: list[dict]
+    best_epoch: int
+    seconds: float
+    text_norm: Normaliser | None = None  # None: fitted again from the training features when needed
+    image_norms: list[Normaliser] | None = None
+
+    @property
+    def model(self) -> RetrievalModel:
+        return self.objective.model
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.model.spec
+
+    @property
+    def temperature(self) -> float | None:
+        return self.objective.temperature
+
+    def kept(self) -> dict:
+        """The history row of the epoch whose weights were kept."""
+        return next(h for h in self.history if h["epoch"] == self.best_epoch)
+
+    def save(self, path: str | Path) -> None:
+        """Write the checkpoint atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "format": FORMAT,
+            "config": self.config.to_dict(),
+            "spec": self.spec.to_dict(),
+            "state_dict": self.objective.state_dict(),
+            "history": [{k: float(v) if isinstance(v, float) else v for k, v in row.items()} for row in self.history],
+            "best_epoch": int(self.best_epoch),
+            "seconds": float(self.seconds),
+            "text_norm": None if self.text_norm is None else self.text_norm.to_state(),
+            "image_norms": None if self.image_norms is None else [n.to_state() for n in self.image_norms],
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(state, handle)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainedModel":
+        """Read a checkpoint written by :meth:`save`; raise :class:`CheckpointError` naming the file
+        when it is missing, damaged, from another version, or does not fit the model it describes."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}: run the notebook that trains it first (see README)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, AttributeError, TypeError) as exc:
+            raise CheckpointError(
+                f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'truncated or damaged'}). "
+                "Checkpoints are loaded as data only; re-run the notebook that trains this run to write it again."
+            ) from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            found = state.get("format", "none") if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"{path}: checkpoint format {found!r}, expected {FORMAT}: re-run the notebook that trains this run")
+        missing = [k for k in _KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"{path}: checkpoint lacks {missing}: re-run the notebook that trains this run")
+        try:
+            config = RunConfig.from_dict(state["config"])
+            spec = ModelSpec.from_dict(state["spec"])
+            objective = Objective(build_model(spec), config)
+            objective.load_state_dict(state["state_dict"], strict=True)
+            text_norm = None if state["text_norm"] is None else Normaliser.from_state(state["text_norm"], spec.text_dim if spec.kind != "text_tuned" else None)
+            image_norms = None if state["image_norms"] is None else [Normaliser.from_state(s) for s in state["image_norms"]]
+        except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: the checkpoint does not describe a valid model ({type(exc).__name__}: {exc})") from None
+        objective.eval()
+        return cls(config, objective, list(state["history"]), int(state["best_epoch"]), float(state["seconds"]), text_norm, image_norms)

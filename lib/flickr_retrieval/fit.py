@@ -1,0 +1,99 @@
+"""The one training loop of the package, and its early-stopping helper.
+
+Every training (the report's models, the contrastive ones, the fine-tuned text encoder) goes through
+:func:`fit`: epochs of batches, a dev score after every epoch, and :class:`EarlyStopping` deciding
+when to stop and which epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .objective import Objective
+from .sampling import Batch
+
+
+class EarlyStopping:
+    """Keeps the best dev epoch and says when to stop.
+
+    With ``enabled``: training stops after ``patience`` epochs without a strictly better score and
+    the best epoch's state (the whole objective: model and temperature) is restored; the first of
+    equal scores wins. Without: every epoch runs and the last one is kept.
+    """
+
+    def __init__(self, patience: int, enabled: bool = True):
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience}")
+        self.patience, self.enabled = patience, enabled
+        self.best_score, self.best_epoch, self.stale = -math.inf, None, 0
+        self._best_state: dict | None = None
+
+    def step(self, epoch: int, score: float, module: nn.Module) -> bool:
+        """Record ``epoch``'s dev score; True when training should stop now."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.stale = score, epoch, 0
+            if self.enabled:
+                self._best_state = copy.deepcopy(module.state_dict())
+        else:
+            self.stale += 1
+        return self.enabled and self.stale >= self.patience
+
+    def finish(self, module: nn.Module, last_epoch: int) -> int:
+        """Restore the kept state into ``module`` (when enabled); return the kept epoch."""
+        if not self.enabled:
+            return last_epoch
+        module.load_state_dict(self._best_state)
+        return self.best_epoch
+
+
+def fit(
+    objective: Objective,
+    batches: Callable[[np.random.Generator], Iterable[Batch]],
+    optimizer: torch.optim.Optimizer,
+    dev_score: Callable[[], tuple[dict, float]],
+    stopper: EarlyStopping,
+    max_epochs: int,
+    rng: np.random.Generator,
+    score_start: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[list[dict], int]:
+    """Train ``objective`` for up to ``max_epochs`` epochs; return ``(history, kept epoch)``.
+
+    ``batches(rng)`` gives one epoch's batches; ``dev_score()`` gives the logged dev values and the
+    selection score of the current weights. With ``score_start`` the weights before any update are
+    scored as epoch 0 and can be the ones kept (a fine-tuning that does not help keeps its start).
+    """
+    history = []
+    if score_start:
+        values, score = dev_score()
+        history.append({"epoch": 0, "loss": float("nan"), "seconds": 0.0, **values})
+        stopper.step(0, score, objective)
+    epochs = range(1, max_epochs + 1)
+    epoch = 0
+    for epoch in progress(epochs) if progress else epochs:
+        start = time.perf_counter()
+        objective.train()
+        total, count = 0.0, 0
+        for batch in batches(rng):
+            loss = objective(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            objective.after_step()
+            total += loss.item() * len(batch)
+            count += len(batch)
+        row = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start}
+        values, score = dev_score()
+        history.append({**row, **values})
+        if stopper.step(epoch, score, objective):
+            break
+    kept = stopper.finish(objective, epoch)
+    objective.eval()
+    return history, kept
