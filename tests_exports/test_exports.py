@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Measured in 07 ("How much does float rounding move a run?"): retraining the reference on features
+# changed in their last float32 bit moved its test R@1 by up to 1.5 points and its median rank by 1.
 RECALL_TOLERANCE = 2.5  # percentage points, strict and lenient R@K
 RANK_TOLERANCE = 2.0  # median rank
 
@@ -44,6 +46,11 @@ def test_exported_metrics_match_the_committed_ones(run):
     fresh_path = ROOT / "results" / run / "metrics.json"
     fresh, old = json.loads(fresh_path.read_text()), committed(run)
     assert fresh["timings_s"] != old["timings_s"], f"{fresh_path} was not rewritten by this run (did its notebook run?)"
+    if fresh.get("row") != old.get("row"):
+        # the run chosen on dev may differ only among the rows the committed choice found tied on dev
+        tied = old.get("selection", {}).get("within_tolerance", [old.get("row")])
+        assert fresh.get("row") in tied, f"{run}: dev chose {fresh.get('row')!r}, the committed choice was {old.get('row')!r} among {tied}"
+        return
     assert fresh["config"] == old["config"]
     for direction in ("t2i", "i2t"):
         for k in ("R@1", "R@5", "R@10"):
@@ -63,3 +70,19 @@ def test_similarity_export_is_well_formed(run):
     assert sim.dtype == np.float32 and sim.shape == (5000, 1000) == (len(captions), len(images))
     assert str(captions[0]).split("#")[0] in set(images.tolist()) and str(images[0]).endswith(".jpg")
     assert np.isfinite(sim).all()
+
+
+def test_the_improvements_table_matches_the_committed_one():
+    """Every row of 07's table (exported with the best run), within the stated tolerances."""
+    if "best" not in RUNS:
+        pytest.skip("no committed results/best")
+    old = committed("best").get("improvements_table")
+    fresh = json.loads((ROOT / "results" / "best" / "metrics.json").read_text()).get("improvements_table")
+    assert old and fresh, "results/best/metrics.json has no improvements_table"
+    assert list(fresh) == list(old), "the rows of 07's table changed"
+    for row, values in old.items():
+        for key, value in values.items():
+            if key in ("R@1", "R@5", "R@10") or key.startswith("lenient"):
+                assert fresh[row][key] == pytest.approx(value, abs=RECALL_TOLERANCE), (row, key)
+            elif key == "medr":
+                assert fresh[row][key] == pytest.approx(value, abs=RANK_TOLERANCE), (row, key)

@@ -22,9 +22,14 @@ KS = (1, 5, 10)
 
 def _check(similarity: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     similarity = np.asarray(similarity)
-    caption_image = np.asarray(caption_image, dtype=np.int64)
+    raw = np.asarray(caption_image)
+    if raw.size and raw.dtype.kind not in "iu":
+        raise ValueError(f"caption_image must hold integer image indices, got dtype {raw.dtype} (a float map would be silently truncated)")
+    caption_image = raw.astype(np.int64)
     if similarity.ndim != 2 or caption_image.shape != (similarity.shape[0],):
         raise ValueError(f"need a (Q, N) similarity and a (Q,) caption_image; got {similarity.shape} and {caption_image.shape}")
+    if similarity.shape[0] == 0 or similarity.shape[1] == 0:
+        raise ValueError(f"the similarity matrix is empty ({similarity.shape}): no queries or no images to rank")
     if caption_image.min(initial=0) < 0 or caption_image.max(initial=0) >= similarity.shape[1]:
         raise ValueError("caption_image holds an index outside the similarity's columns")
     if np.isnan(similarity).any():
@@ -106,6 +111,33 @@ def retrieval_metrics(similarity: np.ndarray, caption_image: np.ndarray, ks: tup
     return out
 
 
+def paired_bootstrap(ranks_a: np.ndarray, ranks_b: np.ndarray, caption_image: np.ndarray, k: int = 1, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """The difference R@k(a) - R@k(b) of two models on the same t2i queries, with a paired
+    bootstrap interval that resamples *images* with all their captions (the same resamples for both
+    models), since the captions of one image are not independent queries.
+
+    Returns ``{"diff", "ci95": (lo, hi), "verdict"}``: ``"helps"`` or ``"hurts"`` only when the
+    interval excludes 0, else ``"no measurable difference"``.
+    """
+    ranks_a, ranks_b = np.asarray(ranks_a), np.asarray(ranks_b)
+    caption_image = np.asarray(caption_image, dtype=np.int64)
+    if ranks_a.shape != ranks_b.shape or ranks_a.shape != caption_image.shape:
+        raise ValueError(f"need ranks of the same queries: got {ranks_a.shape}, {ranks_b.shape} and caption_image {caption_image.shape}")
+    if not len(ranks_a):
+        raise ValueError("no queries to compare")
+    n_images = int(caption_image.max()) + 1
+    hit = (ranks_a <= k).astype(np.float64) - (ranks_b <= k).astype(np.float64)
+    per_image = np.bincount(caption_image, weights=hit, minlength=n_images)  # summed hit difference per image
+    count = np.bincount(caption_image, minlength=n_images).astype(np.float64)  # its captions
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_images, size=(n_boot, n_images))
+    diffs = 100.0 * per_image[draws].sum(axis=1) / np.maximum(count[draws].sum(axis=1), 1)
+    lo, hi = np.percentile(diffs, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    diff = 100.0 * hit.mean()
+    verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "no measurable difference"
+    return {"diff": float(diff), "ci95": (float(lo), float(hi)), "verdict": verdict}
+
+
 def selection_score(summary: dict) -> float:
     """R@1 + R@5 + R@10 of one direction's summary: the model-selection score on dev (early
     stopping, choice of the best run). The one place this sum is written."""
@@ -146,6 +178,11 @@ def lenient_recall(similarity: np.ndarray, caption_image: np.ndarray, image_cosi
     """The report's criterion (section X): found at K when one of the top K images has CNN-feature
     cosine above ``threshold`` with the expected image. Ties count against the model, as above."""
     similarity, caption_image = _check(similarity, caption_image)
+    image_cosine = np.asarray(image_cosine)
+    if image_cosine.shape != (similarity.shape[1], similarity.shape[1]):
+        raise ValueError(f"image_cosine must be ({similarity.shape[1]}, {similarity.shape[1]}), got {image_cosine.shape}")
+    if np.isnan(image_cosine).any():
+        raise ValueError("image_cosine contains NaN (an all-zero or broken image feature?)")
     ranks = best_positive_rank(similarity, lenient_positives(caption_image, image_cosine, threshold))
     return {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
 
