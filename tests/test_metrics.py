@@ -103,3 +103,33 @@ def test_lenient_chance_is_exact():
     hits = metrics.lenient_recall(sims, np.zeros(20000, dtype=int), cos, threshold=0.7, ks=(1, 2))
     assert hits["R@1"] == pytest.approx(50.0, abs=1.5)
     assert hits["R@2"] == pytest.approx(100 * 5 / 6, abs=1.5)
+
+
+def test_paired_bootstrap_resamples_images_with_their_captions():
+    caption_image = np.repeat(np.arange(50), 5)
+    a = np.ones(250, dtype=int)  # model a finds every caption's image at rank 1
+    b = np.where(caption_image < 25, 1, 7)  # model b misses the captions of half the images
+    out = metrics.paired_bootstrap(a, b, caption_image, k=1, n_boot=500, seed=0)
+    assert out["diff"] == pytest.approx(50.0) and out["verdict"] == "helps"
+    assert out["ci95"][0] > 30 and out["ci95"][1] <= 70
+    same = metrics.paired_bootstrap(a, a, caption_image)
+    assert same == {"diff": 0.0, "ci95": (0.0, 0.0), "verdict": "no measurable difference"}
+    assert metrics.paired_bootstrap(b, a, caption_image)["verdict"] == "hurts"
+    # a small, noisy difference is not a verdict
+    rng = np.random.default_rng(0)
+    c = rng.integers(1, 3, size=250)
+    d = c.copy()
+    d[:3] = 2
+    assert metrics.paired_bootstrap(c, d, caption_image, n_boot=500)["verdict"] == "no measurable difference"
+
+
+def test_paired_bootstrap_is_wider_than_a_caption_bootstrap_when_captions_of_an_image_agree():
+    """Five captions of one image succeed or fail together: treating them as independent queries
+    would understate the uncertainty; resampling images does not."""
+    caption_image = np.repeat(np.arange(100), 5)
+    rng = np.random.default_rng(1)
+    a = np.repeat(rng.integers(1, 3, size=100), 5)
+    b = np.ones(500, dtype=int)
+    by_image = metrics.paired_bootstrap(a, b, caption_image, n_boot=2000)
+    by_caption = metrics.paired_bootstrap(a, b, np.arange(500), n_boot=2000)
+    assert (by_image["ci95"][1] - by_image["ci95"][0]) > 1.5 * (by_caption["ci95"][1] - by_caption["ci95"][0])

@@ -46,6 +46,17 @@ def test_search_returns_k_ranked_hits_and_rejects_bad_input(tiny_run):
             Searcher(name, data=data)
     with pytest.raises(ValueError, match="split"):
         Searcher(trained, split="validation", data=data)
+    with pytest.raises(ValueError, match="too long: .* at most 64"):  # never silently truncated
+        searcher.search("a dog runs on the beach " * 30)
+    with pytest.raises(ValueError, match="too long"):
+        searcher.figure("a dog " * 2000, k=2)
+    import io
+
+    buffer = io.BytesIO()
+    searcher.figure("a big brown dog runs " * 11, k=2).savefig(buffer, format="png", bbox_inches="tight")
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(buffer.getvalue())).size[0] < 1500  # the long title is wrapped
 
 
 def test_search_scores_match_the_evaluation_similarity(tiny_run):

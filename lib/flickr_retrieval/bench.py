@@ -7,16 +7,18 @@ one-item-at-a-time loop (no cache involved).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
 
-from .backbones import OFFLINE_BACKBONES, load_image_backbone
+from .backbones import BACKBONES, OFFLINE_BACKBONES, load_image_backbone
+from .errors import cli_errors
 from .data import load_flickr8k
 from .features import extract_image_features
 from .images import load_image
 from .text import clean_caption
-from .text_encoders import OFFLINE_TEXT_ENCODERS, encode_texts, load_text_encoder, pool
+from .text_encoders import OFFLINE_TEXT_ENCODERS, TEXT_ENCODERS, encode_texts, load_text_encoder, pool
 
 
 @torch.no_grad()
@@ -40,6 +42,8 @@ def naive_texts(encoder, texts) -> float:
 
 
 def run(n_images: int = 128, n_captions: int = 512, backbones=None, encoders=None) -> list[dict]:
+    if n_images < 1 or n_captions < 1:
+        raise ValueError(f"need at least one image and one caption, got {n_images} and {n_captions}")
     data = load_flickr8k()
     split = data.split("all")
     files = [data.image_path(i) for i in split.image_ids[:n_images]]
@@ -62,14 +66,32 @@ def run(n_images: int = 128, n_captions: int = 512, backbones=None, encoders=Non
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=128, help="images per backbone")
-    parser.add_argument("--captions", type=int, default=512, help="captions per text encoder")
-    parser.add_argument("--backbones", nargs="*", default=None)
-    parser.add_argument("--encoders", nargs="*", default=None)
+    parser.add_argument("--images", type=positive_int, default=128, help="images per backbone (1 to 8091)")
+    parser.add_argument("--captions", type=positive_int, default=512, help="captions per text encoder (1 to 40455)")
+    parser.add_argument("--backbones", nargs="*", default=None, choices=list(BACKBONES))
+    parser.add_argument("--encoders", nargs="*", default=None, choices=list(TEXT_ENCODERS))
     args = parser.parse_args(argv)
-    rows = run(args.images, args.captions, args.backbones, args.encoders)
+    if args.images > 8091 or args.captions > 40455:
+        parser.error("--images is at most 8091 and --captions at most 40455 (all of Flickr8k)")
+    with cli_errors("flickr-retrieval-bench"):
+        _report(run(args.images, args.captions, args.backbones, args.encoders))
+    return 0
+
+
+def _report(rows: list[dict]) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'model':<20}{'unit':<12}{'naive loop':>12}{'batched':>10}{'speed-up':>10}")
     for r in rows:
@@ -77,4 +99,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -132,13 +132,14 @@ class Flickr8k:
         return Split(name, list(images), caption_ids, texts, np.asarray(owner, dtype=np.int64))
 
     def verify_images(self, image_ids: list[str] | None = None) -> None:
-        """Open every image's header with PIL; raise one error listing all unreadable files."""
+        """Decode every image fully with PIL (a header check passes a file cut in half); raise one
+        error listing all unreadable files."""
         bad = []
         for image in image_ids if image_ids is not None else self.image_ids:
             path = self.image_path(image)
             try:
                 with Image.open(path) as im:
-                    im.verify()
+                    im.load()
             except Exception as exc:  # PIL raises many types for broken files
                 bad.append(f"{path}: {type(exc).__name__}: {exc}")
         if bad:
@@ -209,6 +210,24 @@ def locate_flickr8k(root: str | Path | None = None) -> Path:
     )
 
 
+def read_text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (a leading byte-order mark is dropped), or a
+    :class:`DatasetError` naming the file and line of the first byte that is not UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}. {HOW_TO_GET}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: byte {raw[exc.start:exc.start + 1]!r} is not UTF-8 text: "
+                           f"re-save the file as UTF-8, or get a clean copy. {HOW_TO_GET}") from None
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
 def parse_token_file(path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Parse ``<image>#<n>\\t<caption>`` lines.
 
@@ -217,27 +236,25 @@ def parse_token_file(path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     """
     by_image: dict[str, dict[int, str]] = {}
     problems, errata = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            match = _TOKEN_LINE.match(line)
-            if match is None:
-                problems.append(f"{path}:{lineno}: expected '<image>#<n><TAB><caption>', got {line[:80]!r}")
-                continue
-            image, n, text = match["image"], int(match["n"]), match["text"].strip()
-            if image in KNOWN_ERRATA:
-                errata[image] = KNOWN_ERRATA[image]
-                continue
-            if not text:
-                problems.append(f"{path}:{lineno}: empty caption for {image}#{n}")
-            elif n >= CAPTIONS_PER_IMAGE:
-                problems.append(f"{path}:{lineno}: caption number {n} out of range 0-{CAPTIONS_PER_IMAGE - 1}")
-            elif n in by_image.setdefault(image, {}):
-                problems.append(f"{path}:{lineno}: duplicate caption id {image}#{n}")
-            else:
-                by_image[image][n] = text
+    for lineno, line in enumerate(read_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        match = _TOKEN_LINE.match(line)
+        if match is None:
+            problems.append(f"{path}:{lineno}: expected '<image>#<n><TAB><caption>', got {line[:80]!r}")
+            continue
+        image, n, text = match["image"], int(match["n"]), match["text"].strip()
+        if image in KNOWN_ERRATA:
+            errata[image] = KNOWN_ERRATA[image]
+            continue
+        if not text:
+            problems.append(f"{path}:{lineno}: empty caption for {image}#{n}")
+        elif n >= CAPTIONS_PER_IMAGE:
+            problems.append(f"{path}:{lineno}: caption number {n} out of range 0-{CAPTIONS_PER_IMAGE - 1}")
+        elif n in by_image.setdefault(image, {}):
+            problems.append(f"{path}:{lineno}: duplicate caption id {image}#{n}")
+        else:
+            by_image[image][n] = text
     for image, caps in by_image.items():
         if sorted(caps) != list(range(CAPTIONS_PER_IMAGE)):
             problems.append(f"{path}: {image} has captions {sorted(caps)}, expected 0-{CAPTIONS_PER_IMAGE - 1}")
@@ -250,7 +267,7 @@ def parse_split_file(path: Path) -> list[str]:
     """One image name per line; blank lines ignored, duplicates are an error."""
     if not path.is_file():
         raise DatasetError(f"missing split file {path}.\n{HOW_TO_GET}")
-    images = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    images = [line.strip() for line in read_text_lines(path) if line.strip()]
     seen, dupes = set(), []
     for image in images:
         (dupes.append(image) if image in seen else seen.add(image))

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
 
 from . import paths
+from .errors import cli_errors
 from .data import FLICKR8K, TOKEN_FILE, DatasetError, ExpectedCounts, load_flickr8k
 
 ARCHIVES = {
@@ -29,21 +32,35 @@ ARCHIVES = {
 IMAGE_FOLDER, TEXT_FOLDER = "Flicker8k_Dataset", "Flickr8k_text"
 
 
-def fetch(url: str, target: Path) -> Path:
-    """Download ``url`` to ``target`` (via a temporary name, so a broken download leaves nothing)."""
+def fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``target`` (via a temporary name, so a broken download leaves nothing).
+
+    ``timeout`` bounds the connection and every read: a server that accepts and never answers is an
+    error after ``timeout`` seconds, not a silent wait.
+    """
     partial = target.with_suffix(target.suffix + ".part")
     try:
-        with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, mininterval=5.0) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
         partial.replace(target)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # URLError, timeouts and refused connections are OSErrors
         partial.unlink(missing_ok=True)
-        raise DatasetError(f"could not download {url} ({type(exc).__name__}: {exc}); this step needs internet") from exc
+        raise DatasetError(f"could not download {url} ({type(exc).__name__}: {exc}); this step needs internet "
+                           f"(each connection and read waits at most {timeout:g} s)") from exc
     return target
+
+
+def complete_zip(path: Path) -> bool:
+    """True when ``path`` is a zip archive whose every member reads back with its checksum."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
@@ -67,8 +84,8 @@ def _folder_with(root: Path, predicate) -> Path:
 
 
 def unpack(images_zip: Path, text_zip: Path, dest: Path) -> None:
-    """Unpack both archives into ``dest/Flicker8k_Dataset`` and ``dest/Flickr8k_text``, whatever
-    folder nesting the archives use."""
+    """Unpack both archives into ``dest/Flicker8k_Dataset`` and ``dest/Flickr8k_text`` (a fresh
+    folder), whatever folder nesting the archives use."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         tmp = Path(tmp)
@@ -78,36 +95,71 @@ def unpack(images_zip: Path, text_zip: Path, dest: Path) -> None:
         text_src = _folder_with(tmp / "text", lambda f: (f / TOKEN_FILE).is_file())
         for src, name in ((image_src, IMAGE_FOLDER), (text_src, TEXT_FOLDER)):
             if (dest / name).exists():
-                shutil.rmtree(dest / name)
+                raise DatasetError(f"{dest / name} already exists: unpack into an empty folder")
             shutil.move(str(src), str(dest / name))
 
 
-def download(dest: Path | None = None, urls: dict[str, str] | None = None, keep_archives: bool = False, expected: ExpectedCounts | None = FLICKR8K):
-    """Download, unpack and validate; returns the loaded :class:`~flickr_retrieval.data.Flickr8k`."""
+def download(
+    dest: Path | None = None,
+    urls: dict[str, str] | None = None,
+    keep_archives: bool = False,
+    expected: ExpectedCounts | None = FLICKR8K,
+    timeout: float = 60.0,
+):
+    """Download, unpack and validate; returns the loaded :class:`~flickr_retrieval.data.Flickr8k`.
+
+    Everything happens in a staging folder inside ``dest``; the new copy replaces what ``dest`` held
+    only after it validated (counts, splits, every image decodes). On any failure ``dest`` is left as
+    it was, archives included. An archive already in ``dest`` is reused only when it is a complete
+    zip; a damaged one is ignored (and replaced, once the new copy validated, if ``keep_archives``).
+    """
     dest = Path(dest) if dest else paths.project_root() / "data" / "flickr8k"
     urls = urls or ARCHIVES
+    if set(urls) != {"images", "text"}:
+        raise ValueError(f"urls must name 'images' and 'text', got {sorted(urls)}")
     dest.mkdir(parents=True, exist_ok=True)
-    archives = {kind: dest / Path(url).name for kind, url in urls.items()}
-    for kind, url in urls.items():
-        if not archives[kind].is_file():
-            fetch(url, archives[kind])
-    unpack(archives["images"], archives["text"], dest)
-    if not keep_archives:
-        for archive in archives.values():
-            archive.unlink()
-    data = load_flickr8k(dest, expected=expected)
-    data.verify_images()
-    return data
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".staging-") as staging:
+        staging = Path(staging)
+        archives, fetched = {}, {}
+        for kind, url in urls.items():
+            name = Path(urllib.request.url2pathname(url.rsplit("/", 1)[-1])).name or f"{kind}.zip"
+            kept = dest / name
+            if kept.is_file() and complete_zip(kept):
+                archives[kind] = kept
+                continue
+            if kept.is_file():
+                warnings.warn(f"ignoring {kept}: not a complete zip archive (an interrupted download?); downloading it again")
+            archives[kind] = fetched[kind] = fetch(url, staging / name, timeout)
+            if not complete_zip(archives[kind]):
+                raise DatasetError(f"{url} did not give a complete zip archive; {dest} is unchanged")
+        new = staging / "new"
+        unpack(archives["images"], archives["text"], new)
+        data = load_flickr8k(new, expected=expected)
+        data.verify_images()
+        # validated: only now replace what dest held
+        for folder in (IMAGE_FOLDER, TEXT_FOLDER):
+            if (dest / folder).exists():
+                (dest / folder).rename(staging / f"previous-{folder}")
+            (new / folder).rename(dest / folder)
+        for kind, archive in archives.items():
+            if keep_archives and kind in fetched:
+                archive.replace(dest / archive.name)
+            elif not keep_archives and archive.parent == dest:
+                archive.unlink()
+    return load_flickr8k(dest, expected=expected)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download and validate Flickr8k (needs internet).")
     parser.add_argument("--dest", default=None, help="target folder (default: data/flickr8k)")
     parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded .zip files")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a connection or a read (default 60)")
     args = parser.parse_args(argv)
-    data = download(Path(args.dest) if args.dest else None, keep_archives=args.keep_archives)
-    print(f"Flickr8k ready at {data.root}: {data.summary()}")
+    with cli_errors("flickr-retrieval-download"):
+        data = download(Path(args.dest) if args.dest else None, keep_archives=args.keep_archives, timeout=args.timeout)
+        print(f"Flickr8k ready at {data.root}: {data.summary()}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

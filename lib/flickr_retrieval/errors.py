@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights cannot be had here. Never answered by running on random weights."""
@@ -17,3 +20,24 @@ class CheckpointError(RuntimeError):
 
 class RunNameError(ValueError):
     """A run name that is not a plain name, or names no trained run."""
+
+
+class QueryError(ValueError):
+    """A query or a search parameter that cannot be answered; the message says why."""
+
+
+@contextlib.contextmanager
+def cli_errors(prog: str):
+    """For command-line entry points: the package's own errors (and missing or unwritable files)
+    become one line on stderr and exit status 2, instead of a traceback."""
+    from .data import DatasetError
+
+    try:
+        yield
+    except (DatasetError, WeightsUnavailableError, UnreadableImageError, CheckpointError, RunNameError, QueryError, FileNotFoundError, PermissionError) as exc:
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -12,6 +12,7 @@ Command line (all 8091 images and 40455 captions, offline models by default)::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from . import cache
+from .errors import cli_errors
 from .backbones import BACKBONES, OFFLINE_BACKBONES, ImageBackbone, inference_module, load_image_backbone
 from .data import Flickr8k, load_flickr8k
 from .images import ImageFiles
@@ -109,6 +111,8 @@ def image_features(
     """
     t0 = time.perf_counter()
     ids = list(image_ids) if image_ids is not None else data.image_ids
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown image backbone {backbone!r}; choose one of {list(BACKBONES)}")
     spec = BACKBONES[backbone]
     loaded = None
     if pretrained:
@@ -148,7 +152,7 @@ def caption_features(
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if encoder not in TEXT_ENCODERS:
-        raise KeyError(f"unknown text encoder {encoder!r}; choose one of {list(TEXT_ENCODERS)}")
+        raise ValueError(f"unknown text encoder {encoder!r}; choose one of {list(TEXT_ENCODERS)}")
     if len(caption_ids) != len(texts):
         raise ValueError("caption_ids and texts differ in length")
     t0 = time.perf_counter()
@@ -179,12 +183,18 @@ def dataset_caption_features(data: Flickr8k, encoder: str = "minilm", pooling: s
     return caption_features(split.caption_ids, [clean_caption(t) for t in split.captions], encoder, pooling)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Extract and cache Flickr8k features (all images, all captions).")
-    parser.add_argument("--images", nargs="*", default=OFFLINE_BACKBONES, help=f"backbones among {list(BACKBONES)}")
-    parser.add_argument("--text", nargs="*", default=OFFLINE_TEXT_ENCODERS, help=f"text encoders among {list(TEXT_ENCODERS)}")
+    parser.add_argument("--images", nargs="*", default=OFFLINE_BACKBONES, choices=list(BACKBONES), help=f"backbones among {list(BACKBONES)}")
+    parser.add_argument("--text", nargs="*", default=OFFLINE_TEXT_ENCODERS, choices=list(TEXT_ENCODERS), help=f"text encoders among {list(TEXT_ENCODERS)}")
     parser.add_argument("--data", default=None, help="Flickr8k folder (default: FLICKR8K_DIR, data/flickr8k, ../shared/flickr8k)")
     args = parser.parse_args(argv)
+    with cli_errors("flickr-retrieval-features"):
+        _extract_all(args)
+    return 0
+
+
+def _extract_all(args) -> None:
     data = load_flickr8k(args.data)
     print(f"Flickr8k at {data.root} ({data.layout}): {data.summary()}")
     for name in args.images:
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
 
 
 def describe(tables: dict[str, FeatureTable]):

@@ -26,15 +26,11 @@ import torch
 
 from . import paths, results
 from .checkpoint import TrainedModel
-from .data import SPLITS, DatasetError, Flickr8k, load_flickr8k
-from .errors import CheckpointError, RunNameError, UnreadableImageError, WeightsUnavailableError
+from .data import SPLITS, Flickr8k, load_flickr8k
+from .errors import QueryError, RunNameError, cli_errors
 from .inputs import FeatureSpace, Queries, as_tensor
 from .text import clean_caption
 from .text_encoders import encode_texts, load_text_encoder
-
-
-class QueryError(ValueError):
-    """A query or a search parameter that cannot be answered; the message says why."""
 
 
 @dataclass
@@ -144,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="all", choices=[*SPLITS, "all"], help="which images to search")
     parser.add_argument("--out", default="search.png", help="PNG file (or existing folder) for the grid of results")
     args = parser.parse_args(argv)
-    try:
+    with cli_errors("flickr-retrieval-search"):
         out = png_path(args.out)  # checked before any work
         searcher = Searcher(args.run, args.split)
         start = time.perf_counter()
@@ -154,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{h.rank:3d}  {h.score:7.3f}  {searcher.data.image_path(h.image_id)}")
         print(f"search time: {1000 * elapsed:.1f} ms over {len(searcher.image_ids)} images")
         searcher.figure(args.query, args.k).savefig(out, dpi=100, bbox_inches="tight")
-    except (QueryError, RunNameError, CheckpointError, DatasetError, WeightsUnavailableError, UnreadableImageError, FileNotFoundError, OSError) as exc:
-        print(f"flickr-retrieval-search: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"grid written to {out}")
+        print(f"grid written to {out}")
     return 0
 
 

