@@ -8,7 +8,14 @@ The package behind the rcp217 notebooks. Modules, one job each:
 - :mod:`~flickr_retrieval.text_encoders` BERT-style sentence encoders
 - :mod:`~flickr_retrieval.features`, :mod:`~flickr_retrieval.cache` cached feature extraction
 - :mod:`~flickr_retrieval.metrics` retrieval metrics over a similarity matrix
-- :mod:`~flickr_retrieval.models`, :mod:`~flickr_retrieval.losses`, :mod:`~flickr_retrieval.train`
+- :mod:`~flickr_retrieval.inputs` feature containers and normalisers of a run
+- :mod:`~flickr_retrieval.models` models built from a :class:`~flickr_retrieval.models.ModelSpec`, one interface
+- :mod:`~flickr_retrieval.losses`, :mod:`~flickr_retrieval.objective` losses; model + loss + temperature
+- :mod:`~flickr_retrieval.sampling` batches and negatives
+- :mod:`~flickr_retrieval.evaluation` similarity matrices and dev scores of a model
+- :mod:`~flickr_retrieval.checkpoint` trained runs saved and loaded as data
+- :mod:`~flickr_retrieval.fit`, :mod:`~flickr_retrieval.train` the one training loop, and training a config
+- :mod:`~flickr_retrieval.experiments`, :mod:`~flickr_retrieval.analysis`, :mod:`~flickr_retrieval.results` tables, summaries, exports
 - :mod:`~flickr_retrieval.plots`, :mod:`~flickr_retrieval.search`, :mod:`~flickr_retrieval.bench`
 """
 

@@ -215,16 +215,48 @@ def load_image_backbone(name: str, pretrained: bool = True, seed: int = 0) -> Im
     return ImageBackbone(spec, module, tag)
 
 
+#: What :func:`inference_module` does to a backbone; part of every image-feature cache key, since
+#: folding BatchNorm into the convolutions changes the features at float-rounding level.
+INFERENCE_PATH = "plain-convs+conv-bn-folded+channels-last v2"
+
+
+def plain_convolutions(module: nn.Module) -> nn.Module:
+    """Replace TensorFlow-style "same"-padding convolutions (EfficientNet-Lite's
+    ``Conv2dStaticSamePadding``: an ``nn.Conv2d`` subclass that pads in its forward) by a plain
+    ``nn.Conv2d`` (symmetric padding folded into the convolution) or a ``ZeroPad2d`` followed by one
+    (asymmetric padding, stride-2 layers). Same numbers; torch.fx can then fold each BatchNorm into
+    its convolution, and most padding copies disappear. Works in place, returns ``module``."""
+    for name, child in list(module.named_children()):
+        padding = getattr(child, "static_padding", None)
+        if isinstance(child, nn.Conv2d) and type(child) is not nn.Conv2d and padding is not None:
+            conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, 0, child.dilation, child.groups, child.bias is not None)
+            conv.weight, conv.bias = child.weight, child.bias
+            left, right, top, bottom = padding.padding if isinstance(padding, nn.ZeroPad2d) else (0, 0, 0, 0)
+            if left == right and top == bottom:
+                conv.padding = (top, left)
+                replacement = conv
+            else:
+                replacement = nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv)
+            setattr(module, name, replacement.train(child.training))
+        else:
+            plain_convolutions(child)
+    return module
+
+
 def inference_module(backbone: ImageBackbone) -> nn.Module:
-    """The backbone prepared for fast CPU inference: Conv+BatchNorm folded (torch.fx), channels-last.
+    """The backbone prepared for fast CPU inference (:data:`INFERENCE_PATH`): "same"-padding
+    convolutions made plain (:func:`plain_convolutions`), Conv+BatchNorm folded (torch.fx),
+    channels-last. ``backbone.module`` itself is left untouched.
 
     The result equals ``backbone.module`` up to float rounding (a test checks it).
     """
+    import copy
+
     from torch.fx.experimental.optimization import fuse
 
-    module = backbone.module
+    module = plain_convolutions(copy.deepcopy(backbone.module)).eval()
     try:
         module = fuse(module)
     except Exception:  # models that torch.fx cannot trace run unfused: same numbers, slower
-        module = backbone.module
+        pass
     return module.to(memory_format=torch.channels_last).eval()

@@ -38,6 +38,8 @@ class TrainedModel:
     seconds: float
     text_norm: Normaliser | None = None  # None: fitted again from the training features when needed
     image_norms: list[Normaliser] | None = None
+    from_cache: bool = False  # read back from the run cache (flickr_retrieval.runs), not trained now
+    run_key: str | None = None  # its run-cache key, when it went through the run cache
 
     @property
     def model(self) -> RetrievalModel:

@@ -16,7 +16,7 @@ from .data import Flickr8k
 from .inputs import FeatureSpace, SplitFeatures
 from .metrics import selection_score
 from .inputs import as_tensor
-from .train import train
+from .runs import train_cached
 
 #: Targets set for the study's best configuration on the standard test split (t2i).
 TARGETS = {"R@1": 24.0, "R@5": 53.0, "R@10": 66.0, "medr": 5.0}
@@ -80,13 +80,14 @@ class Experiment:
         t = row.t2i
         cap = "; ended at its epoch cap, may still be improving" if at_cap(trained) else ""
         print(f"{name}: R@1 {t['R@1']:.1f}  R@5 {t['R@5']:.1f}  R@10 {t['R@10']:.1f}  medr {t['medr']:.0f}  "
-              f"(kept epoch {trained.best_epoch} of {len(trained.history)} run{cap}; {trained.seconds / 60:.1f} min)")
+              f"(kept epoch {trained.best_epoch} of {len(trained.history)} run{cap}; trained in {trained.seconds / 60:.1f} min"
+              f"{', read from the run cache' if trained.from_cache else ''})")
         return row
 
     def run(self, name: str, config: RunConfig, changed_from: str = "-", note: str = "", init: TrainedModel | None = None) -> Row:
         """Train ``config`` (fine-tune the text encoder from ``init`` when ``config.finetune_text``), test, record."""
         space, feats = self.features(config)
-        trained = train(config, feats, init=init, text_norm=space.text_norm, image_norms=space.image_norms)
+        trained = train_cached(config, feats, init=init, text_norm=space.text_norm, image_norms=space.image_norms)
         return self.add(name, trained, changed_from, note)
 
     def best_frozen_row(self) -> Row:
@@ -164,5 +165,5 @@ def rounding_spread(config: RunConfig, features: dict[str, SplitFeatures], n: in
         rng = np.random.default_rng(1000 + copy)
         jitter = lambda x: as_tensor(x.numpy() * (1.0 + relative * rng.standard_normal(x.shape)))  # noqa: E731
         perturbed = {name: dataclasses.replace(f, text=jitter(f.text), image=jitter(f.image)) for name, f in features.items()}
-        runs.append(train(config, perturbed))
+        runs.append(train_cached(config, perturbed))
     return runs

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import cache
 from .errors import cli_errors
-from .backbones import BACKBONES, OFFLINE_BACKBONES, ImageBackbone, inference_module, load_image_backbone
+from .backbones import BACKBONES, INFERENCE_PATH, OFFLINE_BACKBONES, ImageBackbone, inference_module, load_image_backbone
 from .data import Flickr8k, load_flickr8k
 from .images import ImageFiles
 from .text import clean_caption
@@ -126,6 +126,7 @@ def image_features(
         "model": backbone,
         "weights": weights,
         "preprocessing": preprocessing,
+        "inference": INFERENCE_PATH,
         "images": cache.sha256_lines(ids),
         "content": data.content_fingerprint(ids),  # the files' bytes, not only their names
         "n": len(ids),

@@ -1,0 +1,99 @@
+"""A cache of trained runs, keyed like the feature cache, so that a second ``./run_all.sh`` retrains
+nothing that has not changed.
+
+The key holds everything the trained weights depend on: the config (except its name, so that two
+notebooks training the same config share one run), a digest of the exact input tensors (features,
+splits, sentences), the starting run of a fine-tuning, the source of every module that training
+goes through, and the torch version. Entries are checkpoints (:mod:`flickr_retrieval.checkpoint`,
+loaded as data) with a readable ``.json`` of the key beside them. ``RCP217_RUN_CACHE=0`` turns the
+cache off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import cache, paths
+from .checkpoint import TrainedModel
+from .config import RunConfig
+from .errors import CheckpointError
+from .inputs import SplitFeatures
+from .train import train
+
+#: The modules whose code decides what training produces.
+TRAINING_MODULES = ("config", "inputs", "models", "losses", "objective", "sampling", "metrics", "evaluation", "fit", "train", "checkpoint", "text_encoders")
+
+
+def code_version() -> str:
+    """A digest of the source of :data:`TRAINING_MODULES` and the torch version."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for name in TRAINING_MODULES:
+        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def features_digest(features: dict[str, SplitFeatures], splits: tuple[str, ...] = ("train", "dev")) -> str:
+    """A digest of the exact inputs training reads: each split's tensors, caption-to-image map,
+    ids and sentences."""
+    digest = hashlib.sha256()
+    for name in splits:
+        f = features[name]
+        for array in (f.text.numpy(), f.image.numpy(), np.asarray(f.caption_image), np.asarray(f.image_cnn, dtype=np.float32)):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(cache.sha256_lines(f.caption_ids + f.image_ids + list(f.sentences)).encode())
+    return digest.hexdigest()[:24]
+
+
+def run_key_parts(config: RunConfig, features: dict[str, SplitFeatures], init: TrainedModel | None = None) -> dict:
+    return {
+        "kind": "run",
+        "config": {k: v for k, v in config.to_dict().items() if k != "name"},
+        "inputs": features_digest(features),
+        "init": None if init is None else (init.run_key or _state_digest(init)),
+        "code": code_version(),
+    }
+
+
+def _state_digest(trained: TrainedModel) -> str:
+    digest = hashlib.sha256()
+    for key, value in trained.objective.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def enabled() -> bool:
+    return os.environ.get("RCP217_RUN_CACHE", "1") != "0"
+
+
+def train_cached(config: RunConfig, features: dict[str, SplitFeatures], *, init: TrainedModel | None = None, **kwargs) -> TrainedModel:
+    """:func:`flickr_retrieval.train.train`, or the same run read back from the run cache.
+
+    The returned run carries ``from_cache`` (True when read) and ``run_key``.
+    """
+    parts = run_key_parts(config, features, init)
+    key = cache.cache_key(parts)
+    path = paths.cache_dir() / "runs" / f"run-{key}.pt"
+    if enabled() and path.is_file():
+        try:
+            trained = TrainedModel.load(path)
+        except CheckpointError as exc:
+            warnings.warn(f"ignoring run-cache entry {path} ({exc}); training again")
+        else:
+            if {k: v for k, v in trained.config.to_dict().items() if k != "name"} == parts["config"]:
+                return dataclasses.replace(trained, config=config, from_cache=True, run_key=key)
+            warnings.warn(f"ignoring run-cache entry {path}: its config differs from its key; training again")
+    trained = dataclasses.replace(train(config, features, init=init, **kwargs), run_key=key)
+    if enabled():
+        trained.save(path)
+        path.with_suffix(".json").write_text(json.dumps({**parts, "name": config.name}, indent=1, sort_keys=True) + "\n")
+    return trained
