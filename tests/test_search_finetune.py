@@ -126,3 +126,20 @@ def test_experiment_table_verdicts_and_best_export(tiny_run, tmp_path, monkeypat
 
     bars = plots.bar_table(table.assign(lo=table["R@1"] - 1, hi=table["R@1"] + 1), "R@1", ("lo", "hi"))
     assert bars.axes[0].get_xlabel() == "R@1"
+
+
+def test_search_needs_no_caption_features(tiny_run, monkeypatch):
+    """The checkpoint carries the normalisers, so search reads the image features only."""
+    import dataclasses
+
+    from flickr_retrieval import inputs
+
+    data, config, space, feats, trained = tiny_run
+    bare = dataclasses.replace(trained, text_norm=None, image_norms=None)  # as 05 saves its runs (no normalisation)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("search loaded the caption features")
+
+    monkeypatch.setattr(inputs, "dataset_caption_features", refuse)
+    for run in (trained, bare):
+        assert len(Searcher(run, split="test", data=data).search("a red picture", k=2)) == 2

@@ -1,7 +1,14 @@
-"""Throughput of feature extraction on this machine: the package's batched path against a naive
-one-item-at-a-time loop (no cache involved).
+"""Throughput on this machine, every path side by side in one run (no cache involved): feature
+extraction for each offline image backbone and text encoder, and one training line.
 
-    flickr-retrieval-bench [--images 128] [--captions 512] [--backbones ...] [--encoders ...]
+    flickr-retrieval-bench [--images 128] [--captions 512] [--backbones ...] [--encoders ...] [--no-compile]
+
+Image paths, end to end from the JPEG files: a naive one-image-at-a-time loop; batches of 8 through
+the reference module (what EfficientNet-Lite0 ran before its convolutions were made plain: BatchNorm
+unfolded); the package's path (:func:`backbones.inference_module`); that path under bfloat16
+autocast; and under ``torch.compile``. Each path's features are compared with the reference module's
+(minimum per-image cosine). Text: naive loop, the package's length-sorted batches, and bfloat16.
+Training: steps of the two-branch model at the study's sizes, float32 against bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -10,38 +17,128 @@ import argparse
 import sys
 import time
 
+import numpy as np
 import torch
 
-from .backbones import BACKBONES, OFFLINE_BACKBONES, load_image_backbone
-from .errors import cli_errors
+from .backbones import BACKBONES, OFFLINE_BACKBONES, inference_module, load_image_backbone
 from .data import load_flickr8k
+from .errors import cli_errors
 from .features import extract_image_features
 from .images import load_image
 from .text import clean_caption
 from .text_encoders import OFFLINE_TEXT_ENCODERS, TEXT_ENCODERS, encode_texts, load_text_encoder, pool
 
 
+#: The path the package uses, per kind of row: the ratios are taken against it.
+PACKAGE_PATHS = ("batches of 8, package path", "length-sorted batches of 64, package path", "float32")
+
+
 @torch.no_grad()
-def naive_images(backbone, files) -> float:
-    """Seconds for: open, preprocess and run each image on its own, plain module, default layout."""
+def naive_images(backbone, files) -> np.ndarray:
+    """Open, preprocess and run each image on its own, plain module, default layout."""
     transform = backbone.spec.preprocessing.transform()
-    start = time.perf_counter()
-    for path in files:
-        backbone.module(transform(load_image(path)).unsqueeze(0))
-    return time.perf_counter() - start
+    return np.concatenate([backbone.module(transform(load_image(path)).unsqueeze(0)).numpy() for path in files])
 
 
 @torch.no_grad()
-def naive_texts(encoder, texts) -> float:
-    """Seconds for: tokenize and encode each caption on its own."""
-    start = time.perf_counter()
+def naive_texts(encoder, texts) -> None:
+    """Tokenize and encode each caption on its own."""
     for text in texts:
         tokens = encoder.tokenize([text])
         pool(encoder.model(**tokens).last_hidden_state, tokens["attention_mask"])
-    return time.perf_counter() - start
 
 
-def run(n_images: int = 128, n_captions: int = 512, backbones=None, encoders=None) -> list[dict]:
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(1).min())
+
+
+def image_paths(name: str, files: list, compile_: bool = True) -> list[dict]:
+    bb = load_image_backbone(name)
+    reference_module = bb.module.to(memory_format=torch.channels_last)
+    extract = lambda **kw: extract_image_features(bb, files, show_progress=False, **kw)  # noqa: E731
+    extract(module=reference_module)  # warm-up (allocator, oneDNN primitives)
+    reference, t_ref = _timed(lambda: extract(module=reference_module))
+    rows = []
+    _, t_naive = _timed(lambda: naive_images(bb, files))
+    rows.append(("naive loop, reference module", t_naive, None))
+    rows.append(("batches of 8, reference module", t_ref, reference))
+    fast = inference_module(bb)
+    extract(module=fast)
+    rows.append(("batches of 8, package path", *_swap(_timed(lambda: extract(module=fast)))))
+    extract(module=fast, bf16=True)
+    rows.append(("package path + bfloat16 autocast", *_swap(_timed(lambda: extract(module=fast, bf16=True)))))
+    if compile_:
+        try:
+            compiled = torch.compile(fast)
+            _, t_compile = _timed(lambda: extract(module=compiled))  # includes compilation
+            rows.append((f"package path + torch.compile (first pass {t_compile:.0f} s)", *_swap(_timed(lambda: extract(module=compiled)))))
+        except Exception as exc:  # no compiler, unsupported op: say so
+            rows.append((f"torch.compile failed: {type(exc).__name__}", float("nan"), None))
+    return [{"model": name, "unit": "images/s", "path": path, "rate": len(files) / t, "cosine": None if out is None else _min_cosine(out, reference)}
+            for path, t, out in rows]
+
+
+def _swap(result):
+    out, seconds = result
+    return seconds, out
+
+
+def text_paths(name: str, texts: list[str]) -> list[dict]:
+    enc = load_text_encoder(name)
+    encode_texts(enc, texts[:64])
+    _, t_naive = _timed(lambda: naive_texts(enc, texts))
+    reference, t_batched = _timed(lambda: encode_texts(enc, texts))
+    bf16, t_bf16 = _timed(lambda: encode_texts(enc, texts, bf16=True))
+    return [
+        {"model": name, "unit": "captions/s", "path": "naive loop", "rate": len(texts) / t_naive, "cosine": None},
+        {"model": name, "unit": "captions/s", "path": "length-sorted batches of 64, package path", "rate": len(texts) / t_batched, "cosine": 1.0},
+        {"model": name, "unit": "captions/s", "path": "package path + bfloat16 autocast", "rate": len(texts) / t_bf16, "cosine": _min_cosine(bf16["mean"], reference["mean"])},
+    ]
+
+
+def training_paths(steps: int = 30, batch: int = 128) -> list[dict]:
+    """Steps per second of the reference contrastive recipe's model (two branches, 384-d text,
+    2560-d image features, batch 128, InfoNCE), on random inputs of those sizes."""
+    from .config import RunConfig
+    from .models import ModelSpec, build_model
+    from .objective import Objective
+    from .inputs import Queries
+    from .sampling import Batch
+
+    rows = []
+    for label, bf16 in (("float32", False), ("bfloat16 autocast", True)):
+        config = RunConfig(loss="infonce", negatives="in_batch", image_backbone="a+b")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            objective = Objective(build_model(ModelSpec.from_config(config, 384, 2560)), config)
+            optimizer = torch.optim.Adam(objective.parameters(), lr=1e-3)
+            images = torch.randn(6000, 2560)
+            make = lambda: Batch(Queries(torch.randn(batch, 384)), torch.randint(0, 6000, (batch,)), images)  # noqa: E731
+            batches = [make() for _ in range(steps + 5)]
+            objective.train()
+            start = None
+            for i, b in enumerate(batches):
+                if i == 5:
+                    start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = objective(b)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            seconds = time.perf_counter() - start
+        rows.append({"model": "dual encoder training", "unit": "samples/s", "path": label, "rate": steps * batch / seconds, "cosine": None})
+    return rows
+
+
+def run(n_images: int = 128, n_captions: int = 512, backbones=None, encoders=None, compile_: bool = True, training: bool = True) -> list[dict]:
     if n_images < 1 or n_captions < 1:
         raise ValueError(f"need at least one image and one caption, got {n_images} and {n_captions}")
     data = load_flickr8k()
@@ -50,19 +147,11 @@ def run(n_images: int = 128, n_captions: int = 512, backbones=None, encoders=Non
     texts = [clean_caption(t) for t in split.captions[:n_captions]]
     rows = []
     for name in backbones or OFFLINE_BACKBONES:
-        bb = load_image_backbone(name)
-        naive = naive_images(bb, files)
-        start = time.perf_counter()
-        extract_image_features(bb, files)
-        batched = time.perf_counter() - start
-        rows.append({"model": name, "unit": "images/s", "naive": n_images / naive, "batched": n_images / batched})
+        rows += image_paths(name, files, compile_)
     for name in encoders or OFFLINE_TEXT_ENCODERS:
-        enc = load_text_encoder(name)
-        naive = naive_texts(enc, texts)
-        start = time.perf_counter()
-        encode_texts(enc, texts)
-        batched = time.perf_counter() - start
-        rows.append({"model": name, "unit": "captions/s", "naive": n_captions / naive, "batched": n_captions / batched})
+        rows += text_paths(name, texts)
+    if training:
+        rows += training_paths()
     return rows
 
 
@@ -83,19 +172,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captions", type=positive_int, default=512, help="captions per text encoder (1 to 40455)")
     parser.add_argument("--backbones", nargs="*", default=None, choices=list(BACKBONES))
     parser.add_argument("--encoders", nargs="*", default=None, choices=list(TEXT_ENCODERS))
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile path (it compiles for a minute or more)")
+    parser.add_argument("--no-training", action="store_true", help="skip the training line")
     args = parser.parse_args(argv)
     if args.images > 8091 or args.captions > 40455:
         parser.error("--images is at most 8091 and --captions at most 40455 (all of Flickr8k)")
     with cli_errors("flickr-retrieval-bench"):
-        _report(run(args.images, args.captions, args.backbones, args.encoders))
+        _report(run(args.images, args.captions, args.backbones, args.encoders, not args.no_compile, not args.no_training))
     return 0
 
 
 def _report(rows: list[dict]) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'model':<20}{'unit':<12}{'naive loop':>12}{'batched':>10}{'speed-up':>10}")
+    print(f"{'model':<22}{'path':<62}{'rate':>10}  {'unit':<11}{'vs package':>11}{'min cosine':>12}")
+    package = {r["model"]: r["rate"] for r in rows if r["path"] in PACKAGE_PATHS}
     for r in rows:
-        print(f"{r['model']:<20}{r['unit']:<12}{r['naive']:>12.1f}{r['batched']:>10.1f}{r['batched'] / r['naive']:>9.1f}x")
+        base = package.get(r["model"])
+        ratio = f"{r['rate'] / base:.2f}x" if base else "-"
+        cosine = "-" if r["cosine"] is None else f"{r['cosine']:.5f}"
+        print(f"{r['model']:<22}{r['path']:<62}{r['rate']:>10.1f}  {r['unit']:<11}{ratio:>11}{cosine:>12}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from . import paths, results
 from .checkpoint import TrainedModel
 from .data import SPLITS, Flickr8k, load_flickr8k
 from .errors import QueryError, RunNameError, cli_errors
-from .inputs import FeatureSpace, Queries, as_tensor
+from .inputs import FeatureSpace, Normaliser, Queries, as_tensor
 from .text import clean_caption
 from .text_encoders import encode_texts, load_text_encoder
 
@@ -69,7 +69,11 @@ class Searcher:
         self.split = split
         self.image_ids = self.data.split(split).image_ids
         config = self.trained.config
-        self.space = FeatureSpace(config, self.data, self.trained.text_norm, self.trained.image_norms or None)
+        text_norm, image_norms = self.trained.text_norm, self.trained.image_norms
+        if config.feature_norm != "standardize":  # stateless: never load the caption features to "fit" them
+            text_norm = text_norm or Normaliser(config.feature_norm)
+            image_norms = image_norms or [Normaliser(config.feature_norm) for _ in config.backbones]
+        self.space = FeatureSpace(config, self.data, text_norm, image_norms)
         self.encoder = load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
         images, _ = self.space.images(self.image_ids)
         with torch.no_grad():

@@ -175,14 +175,17 @@ def load_text_encoder(name: str) -> TextEncoder:
 
 
 @torch.inference_mode()
-def encode_texts(encoder: TextEncoder, texts: list[str], batch_size: int = 64, progress=None) -> dict[str, np.ndarray]:
-    """Encode texts in length-sorted batches; return ``{"cls": (N, D), "mean": (N, D)}`` float32, in input order."""
+def encode_texts(encoder: TextEncoder, texts: list[str], batch_size: int = 64, progress=None, bf16: bool = False) -> dict[str, np.ndarray]:
+    """Encode texts in length-sorted batches; return ``{"cls": (N, D), "mean": (N, D)}`` float32, in input order.
+
+    ``bf16`` runs under bfloat16 autocast (measured by the benchmark; not the package's default)."""
     lengths = [len(t.split()) for t in texts]
     out = {p: np.zeros((len(texts), encoder.model.config.hidden_size), dtype=np.float32) for p in POOLINGS}
     batches = length_batches(lengths, batch_size)
-    for idx in progress(batches) if progress else batches:
-        tokens = encoder.tokenize([texts[i] for i in idx])
-        pooled = pool(encoder.model(**tokens).last_hidden_state, tokens["attention_mask"])
-        for p in POOLINGS:
-            out[p][idx] = pooled[p].float().numpy()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for idx in progress(batches) if progress else batches:
+            tokens = encoder.tokenize([texts[i] for i in idx])
+            pooled = pool(encoder.model(**tokens).last_hidden_state, tokens["attention_mask"])
+            for p in POOLINGS:
+                out[p][idx] = pooled[p].float().numpy()
     return out
