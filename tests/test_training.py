@@ -181,7 +181,7 @@ def test_config_rejects_bad_numbers_and_unknown_fields():
     for bad in ({"lr": 0}, {"batch_size": 0}, {"dropout": 1.0}, {"patience": 0}, {"max_epochs": 2.5}):
         with pytest.raises(ValueError):
             RunConfig(**bad)
-    with pytest.raises(ValueError, match="unknown config fields"):
+    with pytest.raises(ValueError, match="unknown RunConfig fields"):
         RunConfig.from_dict({**RunConfig().to_dict(), "surprise": 1})
 
 

@@ -111,8 +111,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - fields
-        if unknown:
-            raise ValueError(f"unknown config fields {sorted(unknown)}")
-        return cls(**values)
+        return from_known_fields(cls, values)
+
+
+def from_known_fields(cls, values: dict):
+    """``cls(**values)`` for a dataclass, refusing keys it does not have (a file from another
+    version or a typo must not be half-read)."""
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
+    return cls(**values)

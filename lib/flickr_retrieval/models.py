@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import from_known_fields
 from .inputs import Queries
 
 KINDS = ("dual_encoder", "cosine_projection", "pair_classifier", "text_tuned")
@@ -71,11 +72,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelSpec":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - fields
-        if unknown:
-            raise ValueError(f"unknown model spec fields {sorted(unknown)}")
-        return cls(**values)
+        return from_known_fields(cls, values)
 
 
 def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
