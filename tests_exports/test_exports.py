@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flickr_retrieval.experiments import EXPORT_RANK_TOLERANCE, EXPORT_RECALL_TOLERANCE
+
 ROOT = Path(__file__).resolve().parents[1]
 # Measured in 07 ("How much does float rounding move a run?"): retraining the reference on features
-# changed in their last float32 bit moved its test R@1 by up to 1.5 points and its median rank by 1.
-RECALL_TOLERANCE = 2.5  # percentage points, strict and lenient R@K
-RANK_TOLERANCE = 2.0  # median rank
+# changed in their last float32 bit moved its test R@1 by up to 2.2 points (one copy kept epoch 7
+# instead of 12) and its median rank by 1; the tolerances leave room above that.
+RECALL_TOLERANCE = EXPORT_RECALL_TOLERANCE  # percentage points, strict and lenient R@K
+RANK_TOLERANCE = EXPORT_RANK_TOLERANCE  # median rank
 
 
 def committed_runs() -> list[str]:
