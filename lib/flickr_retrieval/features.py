@@ -34,7 +34,9 @@ FEATURE_CODE_VERSION = 1  # bump when a change of this module changes the number
 
 def progress(iterable, desc: str, total: int | None = None, unit: str = "it"):
     """A progress bar that stays readable in notebooks and logs (few refreshes)."""
-    return tqdm(iterable, desc=desc, total=total, unit=unit, mininterval=10.0, ncols=80)
+    # disable=None: no bar when the output is not a terminal (notebooks run by papermill, logs), where
+    # a bar would only leave a stack of lines; callers print the time a step took once.
+    return tqdm(iterable, desc=desc, total=total, unit=unit, mininterval=10.0, ncols=80, disable=None)
 
 
 @dataclass

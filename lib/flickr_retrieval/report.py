@@ -49,6 +49,19 @@ def runs_table(results: Path) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def ledger_section() -> str:
+    """The ledger of the report's claims (generated from ``results/claims/``), for the top of the page."""
+    from . import ledger
+
+    claims = ledger.load()
+    if not claims:
+        return "<p>No claims recorded yet: run the notebooks.</p>"
+    tally = ", ".join(f"{n} {verdict}" for verdict, n in ledger.counts(claims).items() if n)
+    return (f'<h2>Was the report right? The ledger of its claims</h2><p>{len(claims)} checkable statements of the report: {tally}. '
+            'Each verdict and number comes from the notebook linked beside it (see <a href="08_ledger.html">08_ledger</a>).</p>'
+            + ledger.to_html(claims))
+
+
 def write_index(report_dir: Path, notebook_dir: Path) -> Path:
     items = []
     for nb in sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb")):
@@ -56,9 +69,12 @@ def write_index(report_dir: Path, notebook_dir: Path) -> Path:
         items.append(f'<li><a href="{nb.stem}.html">{html.escape(title)}</a><br><small>{html.escape(body)}</small></li>')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rcp217: text-to-image retrieval on Flickr8k</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}td,th{{padding:2px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}table{{border-collapse:collapse}}tr:nth-child(even){{background:#f3f3f3}}li{{margin:.6em 0}}</style></head>
+td:first-child,th:first-child{{text-align:left}}table{{border-collapse:collapse}}
+table.ledger td,table.ledger th{{text-align:left;vertical-align:top;font-size:90%}}tr.confirmed td:nth-child(3){{color:#176317}}
+tr.refuted td:nth-child(3){{color:#a11}}tr.partly td:nth-child(3){{color:#8a5a00}}tr.not-testable-here td:nth-child(3){{color:#555}}tr:nth-child(even){{background:#f3f3f3}}li{{margin:.6em 0}}</style></head>
 <body><h1>rcp217: text-to-image retrieval on Flickr8k</h1>
 <p>A re-run, stage by stage, of a student report (CNAM RCP217), and what the field does since. Each notebook below was executed headlessly by <code>./run_all.sh</code>.</p>
+{ledger_section()}
 <h2>Notebooks</h2><ol>{''.join(items)}</ol>
 <h2>Exported runs (Flickr8k test split, 1000 images, 5000 captions)</h2>
 {runs_table(paths.results_dir())}

@@ -1,0 +1,131 @@
+"""The ledger of the report's claims: what this study confirms, refutes or cannot test.
+
+Each notebook records the claims it measures, with verdicts and evidence computed from its own
+numbers (:func:`record` writes ``results/claims/<notebook>.json``); the final notebook and the HTML
+report's index page read them all back (:func:`load`). Nothing in the ledger is typed by hand except
+the report's own words, so a re-run updates it.
+
+Verdicts follow the study's rules: comparisons rest on paired intervals where two models are
+compared; "not testable here" names what is missing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import paths
+
+VERDICTS = ("confirmed", "refuted", "partly", "not testable here")
+_SECTION_ORDER = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII", "XIII", "XIV"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A number a notebook measured: ``notebook`` (its file stem), what it is, and its value."""
+
+    notebook: str
+    what: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checkable statement of the report.
+
+    ``section``: the report's section (``"IX-C"``); ``french``: its words; ``english``: a rendering;
+    ``verdict``: one of :data:`VERDICTS`; ``why``: the reasoning from the evidence.
+    """
+
+    id: str
+    section: str
+    french: str
+    english: str
+    verdict: str
+    why: str
+    evidence: tuple[Evidence, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if not self.evidence:
+            raise ValueError(f"claim {self.id!r} has no evidence")
+        if not re.fullmatch(r"[a-z0-9-]+", self.id):
+            raise ValueError(f"claim id {self.id!r}: lower-case letters, digits and '-' only")
+
+
+def claims_dir() -> Path:
+    return paths.results_dir() / "claims"
+
+
+def record(notebook: str, claims: list[Claim], folder: Path | None = None) -> Path:
+    """Write ``notebook``'s claims to ``<folder>/<notebook>.json`` (default ``results/claims/``)."""
+    folder = folder or claims_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [c.id for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate claim ids in {notebook}: {ids}")
+    path = folder / f"{paths.check_run_name(notebook)}.json"
+    path.write_text(json.dumps({"notebook": notebook, "claims": [asdict(c) for c in claims]}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _section_key(section: str) -> tuple[int, str]:
+    match = re.match(r"[IVX]+", section)
+    roman = match.group(0) if match else ""
+    return (_SECTION_ORDER.index(roman) if roman in _SECTION_ORDER else len(_SECTION_ORDER), section)
+
+
+def load(folder: Path | None = None) -> list[Claim]:
+    """Every recorded claim, in the report's order of sections."""
+    claims = []
+    for path in sorted((folder or claims_dir()).glob("*.json")):
+        for c in json.loads(path.read_text(encoding="utf-8"))["claims"]:
+            claims.append(Claim(**{**c, "evidence": tuple(Evidence(**e) for e in c["evidence"])}))
+    ids = [c.id for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"a claim id is recorded twice: {sorted(i for i in ids if ids.count(i) > 1)}")
+    return sorted(claims, key=lambda c: _section_key(c.section))
+
+
+def problems(claims: list[Claim], notebooks: list[str]) -> list[str]:
+    """What is wrong with a ledger: evidence pointing at a notebook that does not exist, empty fields."""
+    out = []
+    for c in claims:
+        for e in c.evidence:
+            if e.notebook not in notebooks:
+                out.append(f"{c.id}: evidence from unknown notebook {e.notebook!r}")
+            if not e.value.strip() or not e.what.strip():
+                out.append(f"{c.id}: empty evidence")
+        if not (c.french.strip() and c.english.strip() and c.why.strip()):
+            out.append(f"{c.id}: empty text")
+    return out
+
+
+def counts(claims: list[Claim]) -> dict[str, int]:
+    return {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+
+
+def to_markdown(claims: list[Claim], link=lambda notebook: f"{notebook}.html") -> str:
+    """A markdown table: section, claim (French and English), verdict, why, evidence (linked)."""
+    rows = ["| section | the report says | verdict | why | evidence |", "| --- | --- | --- | --- | --- |"]
+    cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    for c in claims:
+        evidence = "<br>".join(f"[{e.notebook}]({link(e.notebook)}): {cell(e.what)} = **{cell(e.value)}**" for e in c.evidence)
+        rows.append(f"| {c.section} | *« {cell(c.french)} »*<br>{cell(c.english)} | **{c.verdict}** | {cell(c.why)} | {evidence} |")
+    return "\n".join(rows)
+
+
+def to_html(claims: list[Claim], link=lambda notebook: f"{notebook}.html") -> str:
+    """An HTML table of the same."""
+    esc = html.escape
+    rows = []
+    for c in claims:
+        evidence = "<br>".join(f'<a href="{esc(link(e.notebook))}">{esc(e.notebook)}</a>: {esc(e.what)} = <b>{esc(e.value)}</b>' for e in c.evidence)
+        rows.append(f'<tr class="{c.verdict.replace(" ", "-")}"><td>{esc(c.section)}</td><td><i>« {esc(c.french)} »</i><br>{esc(c.english)}</td>'
+                    f"<td><b>{esc(c.verdict)}</b></td><td>{esc(c.why)}</td><td>{evidence}</td></tr>")
+    return ("<table class=\"ledger\"><thead><tr><th>section</th><th>the report says</th><th>verdict</th><th>why</th><th>evidence</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
