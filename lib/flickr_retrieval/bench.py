@@ -14,6 +14,7 @@ Training: steps of the two-branch model at the study's sizes, float32 against bf
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 
@@ -62,33 +63,28 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def image_paths(name: str, files: list, compile_: bool = True) -> list[dict]:
     bb = load_image_backbone(name)
-    reference_module = bb.module.to(memory_format=torch.channels_last)
+    reference_module = copy.deepcopy(bb.module).to(memory_format=torch.channels_last)  # bb.module stays as loaded
     extract = lambda **kw: extract_image_features(bb, files, show_progress=False, **kw)  # noqa: E731
     extract(module=reference_module)  # warm-up (allocator, oneDNN primitives)
     reference, t_ref = _timed(lambda: extract(module=reference_module))
-    rows = []
-    _, t_naive = _timed(lambda: naive_images(bb, files))
-    rows.append(("naive loop, reference module", t_naive, None))
-    rows.append(("batches of 8, reference module", t_ref, reference))
+    rows = [("naive loop, reference module", _timed(lambda: naive_images(bb, files))[1], None),
+            ("batches of 8, reference module", t_ref, reference)]
     fast = inference_module(bb)
-    extract(module=fast)
-    rows.append(("batches of 8, package path", *_swap(_timed(lambda: extract(module=fast)))))
-    extract(module=fast, bf16=True)
-    rows.append(("package path + bfloat16 autocast", *_swap(_timed(lambda: extract(module=fast, bf16=True)))))
+    paths_ = {"batches of 8, package path": fast}
     if compile_:
         try:
             compiled = torch.compile(fast)
-            _, t_compile = _timed(lambda: extract(module=compiled))  # includes compilation
-            rows.append((f"package path + torch.compile (first pass {t_compile:.0f} s)", *_swap(_timed(lambda: extract(module=compiled)))))
+            t_compile = _timed(lambda: extract(module=compiled))[1]  # the first pass compiles
+            paths_[f"package path + torch.compile (first pass {t_compile:.0f} s)"] = compiled
         except Exception as exc:  # no compiler, unsupported op: say so
             rows.append((f"torch.compile failed: {type(exc).__name__}", float("nan"), None))
+    for label, bf16 in ((None, False), ("package path + bfloat16 autocast", True)):
+        for path, module in ([(label, fast)] if bf16 else paths_.items()):
+            extract(module=module, bf16=bf16)  # warm-up
+            out, seconds = _timed(lambda: extract(module=module, bf16=bf16))
+            rows.append((path, seconds, out))
     return [{"model": name, "unit": "images/s", "path": path, "rate": len(files) / t, "cosine": None if out is None else _min_cosine(out, reference)}
             for path, t, out in rows]
-
-
-def _swap(result):
-    out, seconds = result
-    return seconds, out
 
 
 def text_paths(name: str, texts: list[str]) -> list[dict]:

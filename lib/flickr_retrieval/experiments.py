@@ -13,9 +13,8 @@ from . import analysis, metrics
 from .checkpoint import TrainedModel
 from .config import RunConfig
 from .data import Flickr8k
-from .inputs import FeatureSpace, SplitFeatures
+from .inputs import FeatureSpace, SplitFeatures, as_tensor
 from .metrics import selection_score
-from .inputs import as_tensor
 from .runs import train_cached
 
 #: Targets set for the study's best configuration on the standard test split (t2i).

@@ -19,6 +19,7 @@ Building a model changes no global state: the caller seeds (see :func:`flickr_re
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from dataclasses import dataclass
 
@@ -93,8 +94,9 @@ def rowwise_similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Ten
     raise ValueError(f"unknown similarity {kind!r}")
 
 
-class RetrievalModel(nn.Module):
-    """The interface of every model: embed each side, then score."""
+class RetrievalModel(nn.Module, abc.ABC):
+    """The interface of every model: embed each side, then score. Subclasses define the two
+    ``embed_*`` methods (an abstract base: it cannot be built on its own)."""
 
     spec: ModelSpec
 
@@ -102,11 +104,13 @@ class RetrievalModel(nn.Module):
     def similarity(self) -> str:
         return self.spec.similarity
 
+    @abc.abstractmethod
     def embed_queries(self, queries: Queries) -> torch.Tensor:
-        raise NotImplementedError
+        """(Q, E) embeddings of the queries."""
 
+    @abc.abstractmethod
     def embed_images(self, image: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(N, E) embeddings of image features."""
 
     def scores(self, query_emb: torch.Tensor, image_emb: torch.Tensor) -> torch.Tensor:
         """(Q, N) scores of embedded queries against embedded images."""

@@ -15,6 +15,7 @@ normalisers' training statistics, so the 40455 caption vectors are not loaded.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 import time
@@ -129,8 +130,6 @@ def png_path(out: str) -> Path:
         raise QueryError(f"--out {out!r}: give a file name ending in .png, or an existing folder")
     if not path.parent.is_dir():
         raise QueryError(f"--out {out!r}: folder {path.parent} does not exist")
-    import os
-
     if not os.access(path.parent, os.W_OK):
         raise QueryError(f"--out {out!r}: folder {path.parent} is not writable")
     return path
