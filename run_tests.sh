@@ -7,6 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_env.sh
+# The browser test (tests_exports/test_browser.py) drives Debian's chromium with Playwright
+# (Playwright's own browser download is not reachable here): install it where it is missing.
+if [ -z "${RCP217_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  echo "== installing chromium (apt) for the browser test"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 if [ "$#" -eq 0 ]; then
   set -- tests notebooks tests_exports
 fi

@@ -49,3 +49,19 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("RCP217_CACHE", str(folder))
     return folder
+
+
+@pytest.fixture
+def tiny_run(tiny_root, isolated_cache):
+    """(data, config, space, split features, trained model): a small InfoNCE run on the tiny data set."""
+    from flickr_retrieval.config import RunConfig
+    from flickr_retrieval.data import load_flickr8k
+    from flickr_retrieval.inputs import FeatureSpace
+    from flickr_retrieval.train import train
+
+    data = load_flickr8k(tiny_root, expected=TINY)
+    config = RunConfig(name="tiny", image_backbone="mobilenet_v2", loss="infonce", negatives="in_batch", hidden_dim=32, embed_dim=16,
+                       lr=1e-3, batch_size=8, captions_per_image=5, max_epochs=3, early_stopping=False)
+    space = FeatureSpace(config, data)
+    feats = {name: space.split(name) for name in ("train", "dev", "test")}
+    return data, config, space, feats, train(config, feats, text_norm=space.text_norm, image_norms=space.image_norms)

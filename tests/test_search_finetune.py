@@ -16,19 +16,9 @@ from flickr_retrieval.search import Searcher
 from flickr_retrieval.train import train
 
 
-@pytest.fixture
-def tiny_run(tiny_root, isolated_cache):
-    data = load_flickr8k(tiny_root, expected=TINY)
-    config = RunConfig(name="tiny", image_backbone="mobilenet_v2", loss="infonce", negatives="in_batch", hidden_dim=32, embed_dim=16,
-                       lr=1e-3, batch_size=8, captions_per_image=5, max_epochs=3, early_stopping=False)
-    space = FeatureSpace(config, data)
-    feats = {name: space.split(name) for name in ("train", "dev", "test")}
-    return data, config, space, feats, train(config, feats, text_norm=space.text_norm, image_norms=space.image_norms)
-
-
 def test_search_returns_k_ranked_hits_and_rejects_bad_input(tiny_run):
     data, config, space, feats, trained = tiny_run
-    searcher = Searcher(trained, split="all", data=data)
+    searcher = Searcher(trained, collection="all", data=data)
     hits = searcher.search("A red picture", k=3)
     assert [h.rank for h in hits] == [1, 2, 3]
     assert hits[0].score >= hits[1].score >= hits[2].score
@@ -44,8 +34,11 @@ def test_search_returns_k_ranked_hits_and_rejects_bad_input(tiny_run):
     for name in ("../../x", "/tmp/x", "..", "a/b", ""):
         with pytest.raises(ValueError, match="invalid run name"):
             Searcher(name, data=data)
-    with pytest.raises(ValueError, match="split"):
-        Searcher(trained, split="validation", data=data)
+    with pytest.raises(ValueError, match="unknown collection 'validation'"):
+        Searcher(trained, collection="validation", data=data)
+    for name in ("../x", "/etc", "a/b"):
+        with pytest.raises(ValueError, match="invalid collection name"):
+            Searcher(trained, collection=name, data=data)
     with pytest.raises(ValueError, match="too long: .* at most 64"):  # never silently truncated
         searcher.search("a dog runs on the beach " * 30)
     with pytest.raises(ValueError, match="too long"):
@@ -61,7 +54,7 @@ def test_search_returns_k_ranked_hits_and_rejects_bad_input(tiny_run):
 
 def test_search_scores_match_the_evaluation_similarity(tiny_run):
     data, config, space, feats, trained = tiny_run
-    searcher = Searcher(trained, split="test", data=data)
+    searcher = Searcher(trained, collection="test", data=data)
     test = feats["test"]
     sim = similarity(trained.model, test)
     hits = searcher.search(test.sentences[0], k=2)
@@ -92,7 +85,7 @@ def test_finetuning_runs_saves_and_reloads(tiny_run, tmp_path):
     start = build_model(ModelSpec.from_config(tuned_config, trained.spec.text_dim, trained.spec.image_dim))
     start.head.load_state_dict(trained.model.state_dict())
     np.testing.assert_allclose(similarity(start, feats["dev"]), frozen_dev, atol=1e-4)
-    searcher = Searcher(loaded, split="all", data=data)
+    searcher = Searcher(loaded, collection="all", data=data)
     assert len(searcher.search("a green picture", k=2)) == 2
 
 
@@ -142,4 +135,4 @@ def test_search_needs_no_caption_features(tiny_run, monkeypatch):
 
     monkeypatch.setattr(inputs, "dataset_caption_features", refuse)
     for run in (trained, bare):
-        assert len(Searcher(run, split="test", data=data).search("a red picture", k=2)) == 2
+        assert len(Searcher(run, collection="test", data=data).search("a red picture", k=2)) == 2

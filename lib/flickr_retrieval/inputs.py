@@ -172,8 +172,14 @@ class FeatureSpace:
     def images(self, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(model inputs, raw CNN features) of ``image_ids``."""
         raw = [t.rows(image_ids) for t in self.image_tables]
-        inputs = np.concatenate([norm(r) for norm, r in zip(self.image_norms, raw)], axis=1)
-        return inputs, np.concatenate(raw, axis=1)
+        return self.image_inputs(raw), np.concatenate(raw, axis=1)
+
+    def image_inputs(self, raw: list[np.ndarray]) -> np.ndarray:
+        """Model inputs from raw backbone features (one array per backbone of the config, in order):
+        each normalised with its training statistics, then concatenated."""
+        if len(raw) != len(self.config.backbones):
+            raise ValueError(f"{len(raw)} feature arrays for {len(self.config.backbones)} backbones {self.config.backbones}")
+        return np.concatenate([norm(r) for norm, r in zip(self.image_norms, raw)], axis=1)
 
     def split(self, name: str) -> SplitFeatures:
         part = self.data.split(name)

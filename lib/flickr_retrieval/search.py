@@ -1,15 +1,18 @@
 """Free-text image search with a trained run.
 
     from flickr_retrieval.search import Searcher
-    searcher = Searcher("best", split="all")       # loads results/best/model.pt and embeds the images once
+    searcher = Searcher("best", collection="all")  # loads results/best/model.pt and embeds the images once
     searcher.search("two dogs play in the snow", k=5)
 
 Command line (prints the top k, writes their grid to a PNG)::
 
-    flickr-retrieval-search "two dogs play in the snow" --run best --k 8 --split test --out dogs.png
+    flickr-retrieval-search "two dogs play in the snow" --run best --k 8 --collection test --out dogs.png
 
-Only the checkpoint and the cached image features are needed: the checkpoint carries the
-normalisers' training statistics, so the 40455 caption vectors are not loaded.
+A collection is a Flickr8k split (``train``, ``dev``, ``test``, ``all``) or a folder of your own
+images indexed by name (:mod:`flickr_retrieval.gallery`). Only the checkpoint and the cached image
+features are needed: the checkpoint carries the normalisers' training statistics, so the 40455
+caption vectors are not loaded. In a browser: :mod:`flickr_retrieval.serve`; in Jupyter:
+:mod:`flickr_retrieval.widget`.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import torch
 
 from . import paths, results
 from .checkpoint import TrainedModel
-from .data import SPLITS, Flickr8k, load_flickr8k
+from .data import Flickr8k, load_flickr8k
 from .errors import QueryError, RunNameError, cli_errors
+from .gallery import FLICKR8K_COLLECTIONS, Gallery, flickr8k_gallery, indexed_collections, load_collection
 from .inputs import FeatureSpace, Normaliser, Queries, as_tensor
 from .text import clean_caption
 from .text_encoders import encode_texts, load_text_encoder
@@ -54,31 +58,60 @@ def load_run(run: str) -> TrainedModel:
     return TrainedModel.load(path)
 
 
+def collections() -> list[str]:
+    """What can be searched: the Flickr8k splits, then the indexed collections."""
+    return [*FLICKR8K_COLLECTIONS, *indexed_collections()]
+
+
 class Searcher:
-    """Rank the images of a split (or all 8091) for any English sentence.
+    """Rank the images of a collection (a Flickr8k split, all 8091 images, or your own indexed
+    folder) for any English sentence.
 
     The image embeddings are computed once here; each :meth:`search` embeds one sentence and takes one
     matrix-vector product.
     """
 
-    def __init__(self, run: str | TrainedModel, split: str = "all", data: Flickr8k | None = None):
-        if split not in (*SPLITS, "all"):
-            raise QueryError(f"split must be one of {[*SPLITS, 'all']}, got {split!r}")
+    def __init__(self, run: str | TrainedModel, collection: str = "all", data: Flickr8k | None = None):
+        if not isinstance(collection, str):
+            raise QueryError(f"collection must be a name, got {collection!r}")
         self.trained = load_run(run) if isinstance(run, str) else run
-        self.data = data or load_flickr8k()
         self.model = self.trained.model.eval()
-        self.split = split
-        self.image_ids = self.data.split(split).image_ids
         config = self.trained.config
+        if collection in FLICKR8K_COLLECTIONS:
+            self.data = data or load_flickr8k()
+            self.gallery: Gallery = flickr8k_gallery(self.data, collection)
+        else:
+            self.data = data
+            self.gallery = load_collection(collection)
+            if not config.pretrained_images:
+                raise QueryError(f"run {config.name!r} was trained on random-weight image features; it cannot search your own images")
+        self.collection = collection
+        self.image_ids = self.gallery.ids
+        self._position = {image_id: n for n, image_id in enumerate(self.image_ids)}
         text_norm, image_norms = self.trained.text_norm, self.trained.image_norms
         if config.feature_norm != "standardize":  # stateless: never load the caption features to "fit" them
             text_norm = text_norm or Normaliser(config.feature_norm)
             image_norms = image_norms or [Normaliser(config.feature_norm) for _ in config.backbones]
         self.space = FeatureSpace(config, self.data, text_norm, image_norms)
         self.encoder = load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
-        images, _ = self.space.images(self.image_ids)
+        if self.gallery.is_flickr8k:
+            images, _ = self.space.images(self.image_ids)
+        else:
+            images = self.space.image_inputs([self.gallery.raw_features(b) for b in config.backbones])
         with torch.no_grad():
             self.image_embeddings = self.model.embed_images(as_tensor(images))
+
+    def image_path(self, image_id: str) -> Path:
+        """The file of an image of this collection."""
+        return self.gallery.files[self.position(image_id)]
+
+    def position(self, image_id: str) -> int:
+        """Where ``image_id`` is in :attr:`image_ids` (KeyError for an image not in the collection)."""
+        return self._position[image_id]
+
+    def captions(self, image_id: str) -> list[str]:
+        """The reference captions of a Flickr8k image (none for your own photos)."""
+        return list(self.gallery.captions.get(image_id, []))
 
     def _encode_frozen(self, sentences: list[str]) -> torch.Tensor:
         vectors = encode_texts(self.encoder, sentences)[self.trained.config.text_pooling]
@@ -99,7 +132,7 @@ class Searcher:
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best images for ``query``, best first, with their scores."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self.image_ids):
-            raise QueryError(f"k must be an integer from 1 to {len(self.image_ids)} (images in split {self.split!r}), got {k!r}")
+            raise QueryError(f"k must be an integer from 1 to {len(self.image_ids)} (images in {self.collection!r}), got {k!r}")
         cleaned = self.check_query(query)
         with torch.no_grad():
             query_emb = self.model.embed_queries(Queries(sentences=[cleaned], encode=self._encode_frozen))
@@ -113,9 +146,9 @@ class Searcher:
 
         hits = self.search(query, k)
         ncols = min(ncols, k)
-        fig = plots.image_grid([self.data.image_path(h.image_id) for h in hits], [f"#{h.rank}  {h.score:.3f}\n{h.image_id}" for h in hits], ncols=ncols, width=3 * ncols)
+        fig = plots.image_grid([self.image_path(h.image_id) for h in hits], [f"#{h.rank}  {h.score:.3f}\n{h.image_id}" for h in hits], ncols=ncols, width=3 * ncols)
         shown = textwrap.shorten(query, 300, placeholder=" ...")
-        title = "\n".join(textwrap.wrap(f'"{shown}"  ({self.trained.config.name}, {len(self.image_ids)} images of split {self.split!r})', 30 * ncols))
+        title = "\n".join(textwrap.wrap(f'"{shown}"  ({self.trained.config.name}, {len(self.image_ids)} images of {self.collection!r})', 30 * ncols))
         fig.suptitle(title, y=1.02)
         return fig
 
@@ -140,17 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("query", help="an English sentence, in quotes")
     parser.add_argument("--run", default="best", help="a trained run under results/ (default: best)")
     parser.add_argument("--k", type=int, default=5, help="how many images to return")
-    parser.add_argument("--split", default="all", choices=[*SPLITS, "all"], help="which images to search")
+    parser.add_argument("--collection", "--split", default="all",
+                        help="which images: a Flickr8k split (train, dev, test), all (default), or a folder indexed with flickr-retrieval-index")
     parser.add_argument("--out", default="search.png", help="PNG file (or existing folder) for the grid of results")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-search"):
         out = png_path(args.out)  # checked before any work
-        searcher = Searcher(args.run, args.split)
+        searcher = Searcher(args.run, args.collection)
         start = time.perf_counter()
         hits = searcher.search(args.query, args.k)
         elapsed = time.perf_counter() - start
         for h in hits:
-            print(f"{h.rank:3d}  {h.score:7.3f}  {searcher.data.image_path(h.image_id)}")
+            print(f"{h.rank:3d}  {h.score:7.3f}  {searcher.image_path(h.image_id)}")
         print(f"search time: {1000 * elapsed:.1f} ms over {len(searcher.image_ids)} images")
         searcher.figure(args.query, args.k).savefig(out, dpi=100, bbox_inches="tight")
         print(f"grid written to {out}")

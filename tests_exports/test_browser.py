@@ -1,0 +1,132 @@
+"""The search page and the HTML report in a real headless browser (Playwright driving Debian's
+chromium), on the run the notebooks exported as best. Screenshots are kept under report/screenshots/.
+
+Runs after the notebooks (it needs results/best/model.pt and the cached features). run_tests.sh
+installs chromium with apt where it is missing; set RCP217_CHROMIUM to use another binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "report" / "screenshots"
+QUERY = "two dogs play in the snow"
+K = 8
+
+
+def chromium() -> str:
+    found = os.environ.get("RCP217_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("no chromium: install it (apt-get install chromium; run_tests.sh does) or set RCP217_CHROMIUM")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    from werkzeug.serving import make_server
+
+    from flickr_retrieval.serve import SearchService, create_app
+
+    service = SearchService()
+    start = time.perf_counter()
+    service.searcher("best", "test")  # loaded once, before the first request
+    load_s = time.perf_counter() - start
+    httpd = make_server("127.0.0.1", 0, create_app(service, run="best", collection="test"), threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}", load_s
+    httpd.shutdown()
+
+
+def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, server):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.fill("#query", QUERY)
+    page.fill("#k", str(K))
+    page.click("#go")
+    page.wait_for_selector(f"#results .hit >> nth={K - 1}")
+    page.wait_for_function("() => [...document.querySelectorAll('#results .hit img')].every(i => i.complete && i.naturalWidth > 0)")
+    hits = page.query_selector_all("#results .hit")
+    assert len(hits) == K
+    scores = [float(h.get_attribute("data-score")) for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert "ms on the server" in page.inner_text("#status")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "search_page.png"), full_page=True)
+    hits[0].click()  # the larger view with the image's reference captions
+    page.wait_for_selector("#viewer.open")
+    assert len(page.query_selector_all("#viewer-captions li")) == 5
+    page.screenshot(path=str(SHOTS / "search_page_viewer.png"))
+    page.click("#viewer-close")
+    page.fill("#query", "")
+    page.click("#go")
+    page.wait_for_function("() => document.querySelector('#error').textContent.length > 0")
+    assert "empty" in page.inner_text("#error")
+    assert len(page.query_selector_all("#results .hit")) == 0
+    page.close()
+
+
+def test_each_query_takes_well_under_100_ms_after_loading(server):
+    url, load_s = server
+    queries = [QUERY, "a man rides a bike", "children playing in a fountain", "a brown dog runs on the grass", "a woman in a red dress"] * 4
+    server_ms, total_ms = [], []
+    for q in queries:
+        start = time.perf_counter()
+        with urllib.request.urlopen(f"{url}/api/search?" + urllib.parse.urlencode({"q": q, "k": K})) as answer:
+            body = json.load(answer)
+        total_ms.append(1000 * (time.perf_counter() - start))
+        server_ms.append(body["ms"])
+    summary = {"load_s": round(load_s, 2), "queries": len(queries), "server_ms_median": statistics.median(server_ms),
+               "server_ms_max": max(server_ms), "http_ms_median": round(statistics.median(total_ms), 2), "images": body["images"]}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "latency.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(summary)
+    assert statistics.median(server_ms) < 50 and statistics.median(total_ms) < 100
+
+
+def test_the_report_index_and_a_notebook_page_read_well(browser):
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from flickr_retrieval import report
+
+    report_dir = ROOT / "report"
+    report_dir.mkdir(exist_ok=True)
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ROOT / "notebooks" / "06_results.ipynb", as_version=4))
+    (report_dir / "06_results.html").write_text(body, encoding="utf-8")
+    index = report.write_index(report_dir, ROOT / "notebooks")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(index.as_uri())
+    text = page.inner_text("body")
+    assert "**" not in text and "`" not in text  # summaries rendered, not raw markdown
+    for summary in page.query_selector_all(".summary"):
+        assert summary.inner_text().rstrip().endswith((".", "?", "!", ":", "...", ")")), summary.inner_text()[-80:]
+    assert "07: the improvements, measured" in text and "Chosen on dev" in text
+    assert page.query_selector_all("table.results tr.chosen"), "07's chosen row is not marked"
+    page.screenshot(path=str(SHOTS / "report_index.png"), full_page=True)
+    page.goto((report_dir / "06_results.html").as_uri())
+    assert "Results" in page.inner_text("body")
+    page.screenshot(path=str(SHOTS / "report_06_results.png"))
+    page.close()
