@@ -5,8 +5,9 @@ extraction for each offline image backbone and text encoder, and one training li
 
 Image paths, end to end from the JPEG files: a naive one-image-at-a-time loop; batches of 8 through
 the reference module (what EfficientNet-Lite0 ran before its convolutions were made plain: BatchNorm
-unfolded); the package's path (:func:`backbones.inference_module`); that path under bfloat16
-autocast; and under ``torch.compile``. Each path's features are compared with the reference module's
+unfolded); the package's path (:func:`backbones.inference_module`) at batch sizes 1 to 16; that path
+under bfloat16 autocast and under ``torch.compile`` (at the package's batch size). Each path is
+warmed up, then timed in interleaved rounds; the median round counts. Each path's features are compared with the reference module's
 (minimum per-image cosine). Text: naive loop, the package's length-sorted batches, and bfloat16.
 Training: steps of the two-branch model at the study's sizes, float32 against bfloat16 autocast.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import shutil
 import sys
 import time
 
@@ -30,8 +32,9 @@ from .text import clean_caption
 from .text_encoders import OFFLINE_TEXT_ENCODERS, TEXT_ENCODERS, encode_texts, load_text_encoder, pool
 
 
-#: The path the package uses, per kind of row: the ratios are taken against it.
-PACKAGE_PATHS = ("batches of 8, package path", "length-sorted batches of 64, package path", "float32")
+#: The path the package uses, per kind of row (images: the row marked "package default"): the
+#: ratios are taken against it.
+PACKAGE_PATHS = ("length-sorted batches of 64, package path", "float32")
 
 
 @torch.no_grad()
@@ -61,30 +64,101 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(1).min())
 
 
-def image_paths(name: str, files: list, compile_: bool = True) -> list[dict]:
+BATCH_SIZES = (1, 2, 4, 8, 16)
+#: Other runtimes, tried when installed (``pip install -r requirements-bench.txt``); adopted only
+#: if at least 1.5x faster end to end with per-image cosine >= 0.999 against the reference path.
+ADOPTION_SPEEDUP, ADOPTION_COSINE = 1.5, 0.999
+
+
+class _NumpyRuntime(torch.nn.Module):
+    """A torch-module face for a runtime that maps a float32 array (B, 3, H, W) to features (B, dim)."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.run(x.contiguous().numpy()), dtype=np.float32))
+
+
+def runtime_paths(bb, batch_size: int, folder) -> tuple[dict[str, dict], list[tuple]]:
+    """ONNX Runtime and OpenVINO (float32, and its default precision: bfloat16 on CPUs that have it)
+    on the backbone exported to ONNX; a row saying why for each that cannot run here."""
+    import importlib.util
+    import warnings
+
+    paths_, failed = {}, []
+    wanted = [m for m in ("onnxruntime", "openvino") if importlib.util.find_spec(m)]
+    for missing in sorted({"onnxruntime", "openvino"} - set(wanted)):
+        failed.append((f"{missing}: not installed (pip install -r requirements-bench.txt)", float("nan"), None))
+    if not wanted:
+        return paths_, failed
+    onnx_file = f"{folder}/{bb.name}.onnx"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(bb.module, (torch.randn(batch_size, 3, 224, 224),), onnx_file, dynamo=False, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17)
+    except Exception as exc:
+        return paths_, failed + [(f"ONNX export failed: {type(exc).__name__}", float("nan"), None)]
+    if "onnxruntime" in wanted:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+        paths_[f"ONNX Runtime {ort.__version__}, batches of {batch_size}"] = dict(module=_NumpyRuntime(lambda a: session.run(None, {"x": a})[0]), batch_size=batch_size)
+    if "openvino" in wanted:
+        import openvino as ov
+
+        core = ov.Core()
+        for label, config, batches in (("float32", {"INFERENCE_PRECISION_HINT": "f32"}, (batch_size, 16)), ("default precision", {}, (batch_size,))):
+            compiled = core.compile_model(onnx_file, "CPU", config)
+            for b in dict.fromkeys(batches):
+                paths_[f"OpenVINO {ov.__version__.split('-')[0]} {label}, batches of {b}"] = dict(module=_NumpyRuntime(lambda a, c=compiled: c(a)[0]), batch_size=b)
+    return paths_, failed
+
+
+
+
+def image_paths(name: str, files: list, compile_: bool = True, repeats: int = 3, runtimes: bool = True) -> list[dict]:
+    """Every image path of one backbone on the same files: each warmed up once (oneDNN builds its
+    kernels per input shape on first use), then timed ``repeats`` times in interleaved rounds (so a
+    slow spell of a noisy machine hits every path alike); the rate is the median round's."""
     bb = load_image_backbone(name)
+    default = bb.spec.batch_size
     reference_module = copy.deepcopy(bb.module).to(memory_format=torch.channels_last)  # bb.module stays as loaded
-    extract = lambda **kw: extract_image_features(bb, files, show_progress=False, **kw)  # noqa: E731
-    extract(module=reference_module)  # warm-up (allocator, oneDNN primitives)
-    reference, t_ref = _timed(lambda: extract(module=reference_module))
-    rows = [("naive loop, reference module", _timed(lambda: naive_images(bb, files))[1], None),
-            ("batches of 8, reference module", t_ref, reference)]
     fast = inference_module(bb)
-    paths_ = {"batches of 8, package path": fast}
+    paths_ = {"batches of 8, reference module": dict(module=reference_module, batch_size=8)}
+    for b in BATCH_SIZES:
+        paths_[f"package path, batches of {b}" + (" (package default)" if b == default else "")] = dict(module=fast, batch_size=b)
+    paths_["package path + bfloat16 autocast"] = dict(module=fast, batch_size=default, bf16=True)
+    rows = [("naive loop, reference module", _timed(lambda: naive_images(bb, files))[1], None)]
     if compile_:
         try:
             compiled = torch.compile(fast)
-            t_compile = _timed(lambda: extract(module=compiled))[1]  # the first pass compiles
-            paths_[f"package path + torch.compile (first pass {t_compile:.0f} s)"] = compiled
+            t_compile = _timed(lambda: extract_image_features(bb, files, default, module=compiled, show_progress=False))[1]  # compiles
+            paths_[f"package path + torch.compile (first pass {t_compile:.0f} s)"] = dict(module=compiled, batch_size=default)
         except Exception as exc:  # no compiler, unsupported op: say so
             rows.append((f"torch.compile failed: {type(exc).__name__}", float("nan"), None))
-    for label, bf16 in ((None, False), ("package path + bfloat16 autocast", True)):
-        for path, module in ([(label, fast)] if bf16 else paths_.items()):
-            extract(module=module, bf16=bf16)  # warm-up
-            out, seconds = _timed(lambda: extract(module=module, bf16=bf16))
-            rows.append((path, seconds, out))
-    return [{"model": name, "unit": "images/s", "path": path, "rate": len(files) / t, "cosine": None if out is None else _min_cosine(out, reference)}
-            for path, t, out in rows]
+    if runtimes:
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="rcp217-bench-")
+        more, failed = runtime_paths(bb, default, folder)
+        shutil.rmtree(folder)  # the runtimes hold the model in memory
+        paths_.update(more)
+        rows += failed
+    outputs, times = {}, {path: [] for path in paths_}
+    for path, kw in paths_.items():
+        outputs[path] = extract_image_features(bb, files, show_progress=False, **kw)  # warm-up
+    for _ in range(repeats):
+        for path, kw in paths_.items():
+            times[path].append(_timed(lambda: extract_image_features(bb, files, show_progress=False, **kw))[1])
+    reference = outputs["batches of 8, reference module"]
+    rows += [(path, float(np.median(times[path])), outputs[path]) for path in paths_]
+    return [{"model": name, "unit": "images/s", "path": path, "rate": len(files) / t, "package": "package default" in path,
+             "cosine": None if out is None else _min_cosine(out, reference)} for path, t, out in rows]
 
 
 def text_paths(name: str, texts: list[str]) -> list[dict]:
@@ -178,15 +252,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def summary(rows: list[dict]) -> list[str]:
+    """Per image backbone: the fastest path whose features match the reference (per-image cosine
+    >= 0.999) and how far the package's path is from it; then the backbones' package rates relative
+    to each other."""
+    lines, package = [], {}
+    for model in dict.fromkeys(r["model"] for r in rows if r["unit"] == "images/s"):
+        mine = [r for r in rows if r["model"] == model and r["rate"] == r["rate"]]  # drop NaN rows
+        base = next((r for r in mine if r.get("package")), None)
+        matching = [r for r in mine if r["cosine"] is not None and r["cosine"] >= ADOPTION_COSINE]
+        if base is None or not matching:
+            continue
+        package[model] = base["rate"]
+        best = max(matching, key=lambda r: r["rate"])
+        fastest = max(mine, key=lambda r: r["rate"])
+        line = (f"{model}: package {base['rate']:.1f} images/s; fastest matching path {best['path']!r} {best['rate']:.1f} "
+                f"({best['rate'] / base['rate']:.2f}x: {'adopt' if best['rate'] >= ADOPTION_SPEEDUP * base['rate'] else 'keep the package path'})")
+        if fastest is not best:
+            line += f"; fastest of all {fastest['path']!r} {fastest['rate']:.1f} ({fastest['rate'] / base['rate']:.2f}x) but min cosine {fastest['cosine']:.4f} < {ADOPTION_COSINE}"
+        lines.append(line)
+    if "efficientnet_lite0" in package and "mobilenet_v2" in package:
+        lines.append(f"efficientnet_lite0 / mobilenet_v2, package paths: {package['efficientnet_lite0'] / package['mobilenet_v2']:.2f}x")
+    return lines
+
+
 def _report(rows: list[dict]) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'model':<22}{'path':<62}{'rate':>10}  {'unit':<11}{'vs package':>11}{'min cosine':>12}")
-    package = {r["model"]: r["rate"] for r in rows if r["path"] in PACKAGE_PATHS}
+    package = {r["model"]: r["rate"] for r in rows if r["path"] in PACKAGE_PATHS or r.get("package")}
     for r in rows:
         base = package.get(r["model"])
-        ratio = f"{r['rate'] / base:.2f}x" if base else "-"
+        ratio = f"{r['rate'] / base:.2f}x" if base and r["rate"] == r["rate"] else "-"
         cosine = "-" if r["cosine"] is None else f"{r['cosine']:.5f}"
         print(f"{r['model']:<22}{r['path']:<62}{r['rate']:>10.1f}  {r['unit']:<11}{ratio:>11}{cosine:>12}")
+    for line in summary(rows):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -79,17 +79,18 @@ class FeatureTable:
 
 @torch.inference_mode()
 def extract_image_features(
-    backbone: ImageBackbone, files: list[Path], batch_size: int = 8, hflip: bool = False, *, module: torch.nn.Module | None = None,
+    backbone: ImageBackbone, files: list[Path], batch_size: int | None = None, hflip: bool = False, *, module: torch.nn.Module | None = None,
     bf16: bool = False, show_progress: bool = True,
 ) -> np.ndarray:
     """Run ``backbone`` over image files in batches; (len(files), dim) float32.
 
+    ``batch_size`` defaults to the backbone's (:attr:`BackboneSpec.batch_size`, the fastest measured).
     ``module`` (default: :func:`backbones.inference_module`) and ``bf16`` (bfloat16 autocast) let the
-    benchmark compare paths on the same loop. Small batches are faster than large ones on a 2-core
-    CPU (they stay in cache).
+    benchmark compare paths on the same loop.
     """
     from dataclasses import replace
 
+    batch_size = batch_size or backbone.spec.batch_size
     preprocessing = replace(backbone.spec.preprocessing, hflip=hflip)
     loader = torch.utils.data.DataLoader(ImageFiles(files, preprocessing), batch_size=batch_size, num_workers=0)
     module = module if module is not None else inference_module(backbone)
@@ -111,7 +112,7 @@ def image_features(
     *,
     pretrained: bool = True,
     hflip: bool = False,
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> FeatureTable:
     """Features of ``image_ids`` (default: all 8091 images) through a backbone, cached.
 
