@@ -63,12 +63,15 @@ def fit(
     rng: np.random.Generator,
     score_start: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
+    bf16: bool = False,
 ) -> tuple[list[dict], int]:
     """Train ``objective`` for up to ``max_epochs`` epochs; return ``(history, kept epoch)``.
 
     ``batches(rng)`` gives one epoch's batches; ``dev_score()`` gives the logged dev values and the
     selection score of the current weights. With ``score_start`` the weights before any update are
     scored as epoch 0 and can be the ones kept (a fine-tuning that does not help keeps its start).
+    ``bf16`` runs each training step's forward pass under bfloat16 autocast (weights, gradients and
+    the optimiser stay float32; dev scores are computed in float32).
     """
     history = []
     if score_start:
@@ -82,7 +85,8 @@ def fit(
         objective.train()
         total, count = 0.0, 0
         for batch in batches(rng):
-            loss = objective(batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = objective(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -90,6 +90,7 @@ def train(
             rng,
             score_start=config.finetune_text,
             progress=bar,
+            bf16=config.precision == "bfloat16",
         )
     return TrainedModel(
         config, objective, history, kept, time.perf_counter() - t0,
