@@ -4,7 +4,8 @@
 #   figures into figures/, exports into results/, and an HTML report into report/ (open report/index.html).
 #
 #   ./run_all.sh            the real study, notebooks rewritten in place
-#   QUICK=1 ./run_all.sh    a fast smoke run on small settings; notebooks go to report/quick/, not in place
+#   QUICK=1 ./run_all.sh    a fast smoke run on small settings; notebooks, results and figures go to
+#                           report/quick/, the study's own are untouched
 #   ./run_all.sh 05 06      only the notebooks whose names start with these prefixes
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,6 +17,8 @@ if [ "${QUICK:-0}" = "1" ]; then
   out_dir=report/quick
   params=(-p quick True)
   mkdir -p "$out_dir"
+  # a smoke run writes its exports, figures and run checkpoints there too, never over the study's
+  export RCP217_RESULTS="$PWD/report/quick/results" RCP217_FIGURES="$PWD/report/quick/figures"
 fi
 
 selected=()

@@ -233,3 +233,14 @@ def test_command_lines_turn_errors_into_one_line(tmp_path, monkeypatch, capsys):
 def test_out_names_a_png_file_or_a_folder(tmp_path):
     assert search.png_path(str(tmp_path)) == tmp_path / "search.png"
     assert search.png_path(str(tmp_path / "dogs.png")) == tmp_path / "dogs.png"
+
+
+def test_results_and_figures_can_be_sent_elsewhere(tmp_path, monkeypatch):
+    """QUICK=1 ./run_all.sh points these under report/quick/: a smoke run never overwrites the study's exports."""
+    monkeypatch.setenv("RCP217_RESULTS", str(tmp_path / "r"))
+    monkeypatch.setenv("RCP217_FIGURES", str(tmp_path / "f"))
+    assert paths.results_dir("best") == tmp_path / "r" / "best"
+    assert paths.figures_dir() == tmp_path / "f"
+    from flickr_retrieval import ledger
+
+    assert ledger.claims_dir() == tmp_path / "r" / "claims"

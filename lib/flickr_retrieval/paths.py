@@ -8,6 +8,9 @@ Every location can be overridden by one environment variable, documented in the 
     the feature cache (default: ``data/cache/``).
 ``RCP217_ROOT``
     the project root (default: the folder holding this project's ``pyproject.toml``).
+``RCP217_RESULTS``, ``RCP217_FIGURES``
+    where exports and figures go (default: ``results/`` and ``figures/``); ``QUICK=1 ./run_all.sh``
+    points them under ``report/quick/`` so that a smoke run never overwrites the study's results.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def cache_dir() -> Path:
 
 def figures_dir() -> Path:
     """``figures/``. Only a path: :func:`plots.save` creates it when it writes."""
-    return project_root() / "figures"
+    return Path(os.environ.get("RCP217_FIGURES") or project_root() / "figures")
 
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
@@ -76,5 +79,5 @@ def check_run_name(run: str) -> str:
 
 def results_dir(run: str | None = None) -> Path:
     """``results/`` or ``results/<run>/``. Only a path: nothing is created (exports create it)."""
-    path = project_root() / "results"
+    path = Path(os.environ.get("RCP217_RESULTS") or project_root() / "results")
     return path if run is None else path / check_run_name(run)
