@@ -133,3 +133,26 @@ def test_paired_bootstrap_is_wider_than_a_caption_bootstrap_when_captions_of_an_
     by_image = metrics.paired_bootstrap(a, b, caption_image, n_boot=2000)
     by_caption = metrics.paired_bootstrap(a, b, np.arange(500), n_boot=2000)
     assert (by_image["ci95"][1] - by_image["ci95"][0]) > 1.5 * (by_caption["ci95"][1] - by_caption["ci95"][0])
+
+
+def test_ties_count_against_the_model_or_half_on_request():
+    from flickr_retrieval.metrics import t2i_ranks
+
+    sim = np.array([[0.5, 0.5, 0.5, 0.1], [0.9, 0.2, 0.2, 0.2]])  # caption 0: its image ties with two others
+    caption_image = np.array([0, 1])
+    assert t2i_ranks(sim, caption_image).tolist() == [3, 4]
+    assert t2i_ranks(sim, caption_image, ties="mean").tolist() == [2.0, 3.0]
+    with pytest.raises(ValueError, match="ties"):
+        t2i_ranks(sim, caption_image, ties="best")
+
+
+def test_seed_difference_says_helps_only_when_the_interval_excludes_zero():
+    from flickr_retrieval.metrics import seed_difference
+
+    same = seed_difference([17.5, 17.5, 16.6], [16.4, 16.6, 16.6])
+    assert same["verdict"] == "no measurable difference" and same["ci95"][0] < 0 < same["ci95"][1]
+    apart = seed_difference([20.0, 20.2, 20.1], [16.4, 16.6, 16.5])
+    assert apart["verdict"] == "helps" and apart["diff"] == pytest.approx(3.6)
+    assert seed_difference([16.4, 16.6, 16.5], [20.0, 20.2, 20.1])["verdict"] == "hurts"
+    with pytest.raises(ValueError):
+        seed_difference([1.0], [2.0, 3.0])

@@ -205,3 +205,85 @@ def test_looking_up_a_path_creates_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("RCP217_CACHE", raising=False)
     paths.results_dir("no-such-run"), paths.cache_dir(), paths.figures_dir(), results.checkpoint_path("no-such-run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pyproject.toml"]
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v2"])
+def test_the_extraction_batch_size_changes_features_only_by_float_rounding(tiny_root, name):
+    """Why the batch size is not part of the feature cache key: features at batch 1 and 16 agree."""
+    from flickr_retrieval.backbones import load_image_backbone
+    from flickr_retrieval.features import extract_image_features
+
+    files = sorted((tiny_root / "Images").glob("*.jpg"))
+    bb = load_image_backbone(name)
+    one = extract_image_features(bb, files, batch_size=1, show_progress=False)
+    default = extract_image_features(bb, files, show_progress=False)
+    sixteen = extract_image_features(bb, files, batch_size=16, show_progress=False)
+    for other in (default, sixteen):
+        cos = (one * other).sum(1) / np.linalg.norm(one, axis=1) / np.linalg.norm(other, axis=1)
+        assert cos.min() > 0.99999
+
+
+def test_the_bench_summary_adopts_only_matching_paths_that_are_much_faster():
+    from flickr_retrieval.bench import summary
+
+    rows = [
+        {"model": "efficientnet_lite0", "unit": "images/s", "path": "package", "rate": 100.0, "cosine": 1.0, "package": True},
+        {"model": "efficientnet_lite0", "unit": "images/s", "path": "bf16", "rate": 300.0, "cosine": 0.99, "package": False},
+        {"model": "efficientnet_lite0", "unit": "images/s", "path": "other runtime", "rate": 140.0, "cosine": 0.9999, "package": False},
+        {"model": "mobilenet_v2", "unit": "images/s", "path": "package", "rate": 200.0, "cosine": 1.0, "package": True},
+        {"model": "mobilenet_v2", "unit": "images/s", "path": "fast runtime", "rate": 320.0, "cosine": 0.9995, "package": False},
+    ]
+    lines = summary(rows)
+    assert "'other runtime' 140.0 (1.40x: keep the package path)" in lines[0] and "min cosine 0.9900" in lines[0]
+    assert "(1.60x: adopt)" in lines[1]
+    assert lines[2].endswith("0.50x")
+
+
+def test_seeds_retrain_and_ensembles_average_the_members_scores(tiny_root, isolated_cache):
+    from conftest import TINY
+    from flickr_retrieval.config import RunConfig
+    from flickr_retrieval.data import load_flickr8k
+    from flickr_retrieval.evaluation import similarity
+    from flickr_retrieval.experiments import Experiment
+
+    data = load_flickr8k(tiny_root, expected=TINY)
+    experiment = Experiment(data, n_boot=10)
+    config = RunConfig(name="tiny-seeds", image_backbone="mobilenet_v2", loss="infonce", negatives="in_batch", hidden_dim=32, embed_dim=16,
+                       lr=1e-3, batch_size=8, captions_per_image=5, max_epochs=2, early_stopping=False)
+    experiment.run("1 tiny", config)
+    runs = experiment.seeds("1 tiny", (1,))
+    assert [t.config.seed for t in runs] == [0, 1]
+    assert not torch.equal(runs[0].model.state_dict()["text_branch.0.weight"], runs[1].model.state_dict()["text_branch.0.weight"])
+    summary = experiment.seed_summary({"1 tiny": runs})
+    assert "±" in summary.loc["1 tiny", "R@1"] and summary.loc["1 tiny", "seeds"] == "0, 1"
+    row = experiment.ensemble("E1 tiny x 2", runs, "1")
+    test = experiment.features(config)[1]["test"]
+    np.testing.assert_allclose(row.result["similarity"], np.mean([similarity(t.model, test) for t in runs], axis=0), rtol=1e-6)
+    table = experiment.table()
+    assert table.loc["E1 tiny x 2", "epochs kept/run/cap"] == "2 models"
+    assert {"i2t R@1", "i2t R@10", "lenient R@10 chance"} <= set(table.columns)
+    assert "E1 tiny x 2" in experiment.comparisons() and experiment.comparisons()["E1 tiny x 2"]["vs"] == "1 tiny"
+    assert experiment.selection()["chosen"] == "1 tiny"  # an ensemble is never the exported model
+
+
+def test_random_once_negatives_are_drawn_once_and_random_ones_every_epoch(tiny_run):
+    from flickr_retrieval.sampling import BatchSampler
+
+    data, config, space, feats, trained = tiny_run
+    train = feats["train"]
+    once = config.replace(loss="cosine_embedding", negatives="random_once", batch_size=4, captions_per_image=5)
+    sampler = BatchSampler(once, train)
+    rng = np.random.default_rng(0)
+    by_caption = []
+    for _ in range(2):
+        seen = {}
+        for b in sampler.epoch(rng):
+            for own, neg, vec in zip(b.own.tolist(), b.negatives.tolist(), b.queries.vectors):
+                seen[float(vec.sum())] = (own, neg)
+        by_caption.append(seen)
+    assert by_caption[0] == by_caption[1]  # the same negative for each caption, epoch after epoch
+    assert all(own != neg for own, neg in by_caption[0].values())
+    assert len(by_caption[0]) == len(train.caption_ids)  # every caption in every epoch
+    per_epoch = BatchSampler(config.replace(loss="cosine_embedding", negatives="random", batch_size=4, captions_per_image=5), train)
+    draws = [[b.in_batch.tolist() for b in per_epoch.epoch(np.random.default_rng(0))], [b.in_batch.tolist() for b in per_epoch.epoch(np.random.default_rng(1))]]
+    assert draws[0] != draws[1]

