@@ -51,24 +51,27 @@ def projection_summary(trained: TrainedModel, split: SplitFeatures, n_pairs: int
     }
 
 
-def strict_and_lenient(trained: TrainedModel, split: SplitFeatures, threshold: float = 0.7, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Everything the test protocol reports for one run, with the time it takes.
-
-    ``strict``: t2i and i2t summaries with 95% bootstrap intervals. ``lenient``: the report's
-    criterion at ``threshold`` on the run's own CNN features, and ``chance``: the same criterion for a
-    random ranking. ``seconds``: similarity matrix plus every metric.
-    """
-    start = time.perf_counter()
-    sim = similarity(trained.model, split)
-    seconds_similarity = time.perf_counter() - start
+def protocol(sim: np.ndarray, split: SplitFeatures, threshold: float = 0.7, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The test protocol on a similarity matrix (captions x images of ``split``): ``strict`` t2i and
+    i2t summaries with 95% bootstrap intervals, the ``lenient`` criterion at ``threshold`` on the
+    split's raw CNN features, and the chance levels of both."""
     image_cos = metrics.cosine_matrix(split.image_cnn)
-    out = {
+    return {
         "strict": metrics.retrieval_metrics(sim, split.caption_image, n_boot=n_boot, seed=seed),
         "lenient": metrics.lenient_recall(sim, split.caption_image, image_cos, threshold),
         "chance_lenient": metrics.lenient_chance(split.caption_image, image_cos, threshold),
         "chance_strict": {f"R@{k}": 100.0 * k / len(split.image_ids) for k in metrics.KS},
         "threshold": threshold,
     }
+
+
+def strict_and_lenient(trained: TrainedModel, split: SplitFeatures, threshold: float = 0.7, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Everything the test protocol reports for one run (:func:`protocol`), with the time it takes
+    (``seconds``: similarity matrix plus every metric) and the matrix itself (``similarity``)."""
+    start = time.perf_counter()
+    sim = similarity(trained.model, split)
+    seconds_similarity = time.perf_counter() - start
+    out = protocol(sim, split, threshold, n_boot, seed)
     out["seconds"] = {"similarity": seconds_similarity, "similarity_and_metrics": time.perf_counter() - start}
     out["similarity"] = sim
     return out

@@ -150,14 +150,7 @@ class Experiment:
         dev_ranks = metrics.t2i_ranks(np.mean(dev_sims, axis=0), feats["dev"].caption_image)
         dev = metrics.summarize_ranks(dev_ranks)
         sim = np.mean(test_sims, axis=0).astype(np.float32)
-        split = feats["test"]
-        image_cos = metrics.cosine_matrix(split.image_cnn)
-        result = {
-            "strict": metrics.retrieval_metrics(sim, split.caption_image, n_boot=self.n_boot, seed=0),
-            "lenient": metrics.lenient_recall(sim, split.caption_image, image_cos, self.threshold),
-            "chance_lenient": metrics.lenient_chance(split.caption_image, image_cos, self.threshold),
-            "similarity": sim,
-        }
+        result = {**analysis.protocol(sim, feats["test"], self.threshold, self.n_boot, seed=0), "similarity": sim}
         row = Row(name, members[0], result, changed_from, note, tuple(members), selection_score({k: dev[k] for k in ("R@1", "R@5", "R@10")}))
         self.rows[name] = row
         t = row.t2i

@@ -105,6 +105,22 @@ def extract_image_features(
     return out
 
 
+def image_cache_parts(backbone: str, weights: str, preprocessing: dict, ids: list[str], content: str) -> dict:
+    """The cache key of image features: everything that changes them. ``content`` is a digest of the
+    files' bytes (not only their names); the batch size is left out (float rounding only, tested)."""
+    return {
+        "kind": "image",
+        "model": backbone,
+        "weights": weights,
+        "preprocessing": preprocessing,
+        "inference": INFERENCE_PATH,
+        "images": cache.sha256_lines(ids),
+        "content": content,
+        "n": len(ids),
+        "code": FEATURE_CODE_VERSION,
+    }
+
+
 def image_features(
     data: Flickr8k,
     backbone: str = "efficientnet_lite0",
@@ -130,18 +146,7 @@ def image_features(
         weights = loaded.weights
     else:
         weights = "random-init seed=0"
-    preprocessing = {**spec.preprocessing.__dict__, "hflip": hflip}
-    parts = {
-        "kind": "image",
-        "model": backbone,
-        "weights": weights,
-        "preprocessing": preprocessing,
-        "inference": INFERENCE_PATH,
-        "images": cache.sha256_lines(ids),
-        "content": data.content_fingerprint(ids),  # the files' bytes, not only their names
-        "n": len(ids),
-        "code": FEATURE_CODE_VERSION,
-    }
+    parts = image_cache_parts(backbone, weights, {**spec.preprocessing.__dict__, "hflip": hflip}, ids, data.content_fingerprint(ids))
 
     def compute():
         model = loaded or load_image_backbone(backbone, pretrained=False, seed=0)

@@ -28,10 +28,10 @@ from typing import Callable
 import numpy as np
 
 from . import cache, paths
-from .backbones import BACKBONES, INFERENCE_PATH, load_image_backbone
+from .backbones import BACKBONES, load_image_backbone
 from .data import SPLITS, Flickr8k
 from .errors import QueryError, UnreadableImageError, cli_errors
-from .features import FEATURE_CODE_VERSION, extract_image_features
+from .features import extract_image_features, image_cache_parts
 from .images import load_image
 
 FLICKR8K_COLLECTIONS = (*SPLITS, "all")
@@ -118,17 +118,7 @@ def _features(backbone: str, folder: Path, names: list[str], show_progress: bool
     content = hashlib.sha256()
     for name, path in zip(names, files):
         content.update(name.encode("utf-8") + b"\0" + bytes.fromhex(_file_sha256(path)))
-    parts = {
-        "kind": "image",
-        "model": backbone,
-        "weights": loaded.weights,
-        "preprocessing": {**loaded.spec.preprocessing.__dict__},
-        "inference": INFERENCE_PATH,
-        "images": cache.sha256_lines(names),
-        "content": content.hexdigest(),
-        "n": len(names),
-        "code": FEATURE_CODE_VERSION,
-    }
+    parts = image_cache_parts(backbone, loaded.weights, {**loaded.spec.preprocessing.__dict__}, names, content.hexdigest())
 
     def compute():
         return {"vectors": extract_image_features(loaded, files, show_progress=show_progress)}
