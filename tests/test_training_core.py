@@ -287,3 +287,46 @@ def test_random_once_negatives_are_drawn_once_and_random_ones_every_epoch(tiny_r
     per_epoch = BatchSampler(config.replace(loss="cosine_embedding", negatives="random", batch_size=4, captions_per_image=5), train)
     draws = [[b.in_batch.tolist() for b in per_epoch.epoch(np.random.default_rng(0))], [b.in_batch.tolist() for b in per_epoch.epoch(np.random.default_rng(1))]]
     assert draws[0] != draws[1]
+
+
+def test_the_rand_mask_dropout_is_inverted_dropout_with_the_same_keep_rate():
+    from flickr_retrieval.models import Dropout
+
+    drop = Dropout(0.5)
+    x = torch.ones(512, 1024)
+    drop.eval()
+    assert drop(x) is x  # identity in eval mode
+    drop.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        y = drop(x)
+        torch.manual_seed(0)
+        assert torch.equal(drop(x), y)  # seeded: the same mask again
+    assert set(y.unique().tolist()) == {0.0, 2.0}  # kept units scaled by 1 / (1 - p)
+    assert abs(float((y > 0).float().mean()) - 0.5) < 0.005  # 524288 draws: sd 0.0007
+    assert abs(float(Dropout(0.2).train()(x).ne(0).float().mean()) - 0.8) < 0.005
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert drop(x.bfloat16()).dtype == torch.bfloat16
+
+
+def test_use_fast_dropout_swaps_every_plain_dropout_and_keeps_p():
+    from torch import nn
+
+    from flickr_retrieval.models import Dropout, branch, use_fast_dropout
+
+    net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1), nn.Sequential(nn.ReLU(), nn.Dropout(0.3)))
+    assert use_fast_dropout(net) is net
+    found = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+    assert [type(m) for m in found] == [Dropout, Dropout] and [m.p for m in found] == [0.1, 0.3]
+    assert isinstance(branch(4, 8, 2, 0.5)[2], Dropout)
+
+
+def test_the_bench_times_every_training_path_and_marks_the_package_one():
+    from flickr_retrieval.bench import TRAINING_PATHS, training_paths
+
+    rows = training_paths(steps=2, batches=(8,), repeats=1)
+    assert [r["path"] for r in rows] == [label for label, _ in TRAINING_PATHS]
+    assert [r["package"] for r in rows] == [False] * (len(rows) - 1) + [True]
+    assert all(r["rate"] > 0 and r["model"] == "dual encoder training, batch 8" for r in rows)

@@ -1,5 +1,5 @@
 """Throughput on this machine, every path side by side in one run (no cache involved): feature
-extraction for each offline image backbone and text encoder, and one training line.
+extraction for each offline image backbone and text encoder, and training steps at the study's sizes.
 
     flickr-retrieval-bench [--images 128] [--captions 512] [--backbones ...] [--encoders ...] [--no-compile]
 
@@ -9,7 +9,9 @@ unfolded); the package's path (:func:`backbones.inference_module`) at batch size
 under bfloat16 autocast and under ``torch.compile`` (at the package's batch size). Each path is
 warmed up, then timed in interleaved rounds; the median round counts. Each path's features are compared with the reference module's
 (minimum per-image cosine). Text: naive loop, the package's length-sorted batches, and bfloat16.
-Training: steps of the two-branch model at the study's sizes, float32 against bfloat16 autocast.
+Training: steps of the two-branch model at the study's sizes and batch sizes, every path the package
+has used (float32 / bfloat16 autocast, ``nn.Dropout`` / the rand-mask dropout, the Adam loop / fused
+Adam), interleaved like the image paths.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .text_encoders import OFFLINE_TEXT_ENCODERS, TEXT_ENCODERS, encode_texts, l
 
 #: The path the package uses, per kind of row (images: the row marked "package default"): the
 #: ratios are taken against it.
-PACKAGE_PATHS = ("length-sorted batches of 64, package path", "float32")
+PACKAGE_PATHS = ("length-sorted batches of 64, package path",)
 
 
 @torch.no_grad()
@@ -174,37 +176,69 @@ def text_paths(name: str, texts: list[str]) -> list[dict]:
     ]
 
 
-def training_paths(steps: int = 30, batch: int = 128) -> list[dict]:
-    """Steps per second of the reference contrastive recipe's model (two branches, 384-d text,
-    2560-d image features, batch 128, InfoNCE), on random inputs of those sizes."""
+#: Training paths, oldest first: what each changed is one lever. The package path is the last.
+TRAINING_PATHS = (
+    ("float32, nn.Dropout, Adam loop (round 1)", dict(bf16=False, fast_dropout=False, fused=False)),
+    ("bfloat16 autocast, nn.Dropout, Adam loop (session 3)", dict(bf16=True, fast_dropout=False, fused=False)),
+    ("bfloat16 autocast, nn.Dropout, fused Adam", dict(bf16=True, fast_dropout=False, fused=True)),
+    ("float32, rand-mask Dropout, fused Adam", dict(bf16=False, fast_dropout=True, fused=True)),
+    ("bfloat16 autocast, rand-mask Dropout, fused Adam (package)", dict(bf16=True, fast_dropout=True, fused=True)),
+)
+
+
+def _training_step_timer(batch: int, steps: int, bf16: bool, fast_dropout: bool, fused: bool):
+    """A function timing ``steps`` training steps of the study's two-branch model (384-d text,
+    1280-d image features: the reference row; InfoNCE) on random inputs of those sizes."""
+    from torch import nn
+
     from .config import RunConfig
+    from .inputs import Queries
     from .models import ModelSpec, build_model
     from .objective import Objective
-    from .inputs import Queries
     from .sampling import Batch
 
+    config = RunConfig(loss="infonce", negatives="in_batch", batch_size=batch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        objective = Objective(build_model(ModelSpec.from_config(config, 384, 1280)), config)
+        if not fast_dropout:  # the module the branches had before
+            for seq in (objective.model.text_branch, objective.model.image_branch):
+                seq[2] = nn.Dropout(seq[2].p)
+        optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr, fused=fused)
+        images = torch.randn(6000, 1280)
+        batches = [Batch(Queries(torch.randn(batch, 384)), torch.from_numpy(np.random.default_rng(i).permutation(6000)[:batch]), images)
+                   for i in range(steps)]
+
+    def timed() -> float:
+        objective.train()
+        start = time.perf_counter()
+        for b in batches:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = objective(b)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            objective.after_step()
+        return time.perf_counter() - start
+
+    return timed
+
+
+def training_paths(steps: int = 40, batches: tuple[int, ...] = (64, 128), repeats: int = 3) -> list[dict]:
+    """Samples per second of every :data:`TRAINING_PATHS` entry at the study's batch sizes (64: the
+    report's recipe, 128: the contrastive rows): each warmed up, then timed in ``repeats``
+    interleaved rounds; the median round counts."""
     rows = []
-    for label, bf16 in (("float32", False), ("bfloat16 autocast", True)):
-        config = RunConfig(loss="infonce", negatives="in_batch", image_backbone="a+b")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            objective = Objective(build_model(ModelSpec.from_config(config, 384, 2560)), config)
-            optimizer = torch.optim.Adam(objective.parameters(), lr=1e-3)
-            images = torch.randn(6000, 2560)
-            make = lambda: Batch(Queries(torch.randn(batch, 384)), torch.randint(0, 6000, (batch,)), images)  # noqa: E731
-            batches = [make() for _ in range(steps + 5)]
-            objective.train()
-            start = None
-            for i, b in enumerate(batches):
-                if i == 5:
-                    start = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    loss = objective(b)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            seconds = time.perf_counter() - start
-        rows.append({"model": "dual encoder training", "unit": "samples/s", "path": label, "rate": steps * batch / seconds, "cosine": None})
+    for batch in batches:
+        timers = {label: _training_step_timer(batch, steps, **kw) for label, kw in TRAINING_PATHS}
+        for timer in timers.values():
+            timer()  # warm-up
+        times = {label: [] for label in timers}
+        for _ in range(repeats):
+            for label, timer in timers.items():
+                times[label].append(timer())
+        rows += [{"model": f"dual encoder training, batch {batch}", "unit": "samples/s", "path": label, "package": label.endswith("(package)"),
+                  "rate": steps * batch / float(np.median(t)), "cosine": None} for label, t in times.items()]
     return rows
 
 
@@ -278,13 +312,13 @@ def summary(rows: list[dict]) -> list[str]:
 
 def _report(rows: list[dict]) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'model':<22}{'path':<62}{'rate':>10}  {'unit':<11}{'vs package':>11}{'min cosine':>12}")
+    print(f"{'model':<34}{'path':<62}{'rate':>10}  {'unit':<11}{'vs package':>11}{'min cosine':>12}")
     package = {r["model"]: r["rate"] for r in rows if r["path"] in PACKAGE_PATHS or r.get("package")}
     for r in rows:
         base = package.get(r["model"])
         ratio = f"{r['rate'] / base:.2f}x" if base and r["rate"] == r["rate"] else "-"
         cosine = "-" if r["cosine"] is None else f"{r['cosine']:.5f}"
-        print(f"{r['model']:<22}{r['path']:<62}{r['rate']:>10.1f}  {r['unit']:<11}{ratio:>11}{cosine:>12}")
+        print(f"{r['model']:<34}{r['path']:<62}{r['rate']:>10.1f}  {r['unit']:<11}{ratio:>11}{cosine:>12}")
     for line in summary(rows):
         print(line)
 

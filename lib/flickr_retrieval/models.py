@@ -178,9 +178,38 @@ class CosineProjection(RetrievalModel):
         return F.normalize(self.project(image), dim=-1)
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` (inverted: kept units scaled by ``1 / (1 - p)``, identity in eval mode) with its
+    mask drawn as ``torch.rand(...) >= p`` instead of ``bernoulli_``.
+
+    The mask has the same distribution (a float32 uniform has 2**24 levels, so the keep probability is
+    ``1 - p`` to within 2**-24, exactly for ``p = 0.5``), and the random stream is still torch's
+    seeded one; on this project's CPUs it is about 4 times faster: ``bernoulli_`` was 31% of a
+    two-branch training step (measured by ``flickr-retrieval-bench``'s training lines).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return torch.zeros_like(x)
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
+def use_fast_dropout(module: nn.Module) -> nn.Module:
+    """Swap every plain ``nn.Dropout`` inside ``module`` (e.g. a transformers BERT) for :class:`Dropout`
+    with the same ``p``, in place; return ``module``. Dropout inside fused attention is left as it is."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, Dropout(child.p))
+    return module
+
+
 def branch(in_dim: int, hidden_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
     """One branch of Wang, Li & Lazebnik (2016): Linear, ReLU, Dropout, Linear."""
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim))
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), Dropout(dropout), nn.Linear(hidden_dim, out_dim))
 
 
 class DualEncoder(RetrievalModel):
@@ -223,7 +252,7 @@ class TextTunedDualEncoder(RetrievalModel):
         self.spec = spec
         encoder = load_text_encoder(spec.text_encoder)
         self.tokenizer, self.max_length = encoder.tokenizer, encoder.spec.max_length
-        self.text_model = encoder.model
+        self.text_model = use_fast_dropout(encoder.model)
         for p in self.text_model.parameters():
             p.requires_grad_(True)
         # The head's weights always come from a trained run or a checkpoint: building it must not
