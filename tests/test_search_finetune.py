@@ -93,25 +93,31 @@ def test_experiment_table_verdicts_and_best_export(tiny_run, tmp_path, monkeypat
     import dataclasses
 
     from flickr_retrieval import experiments, results
+    from flickr_retrieval.experiments import RowSpec
 
     monkeypatch.setenv("RCP217_ROOT", str(tmp_path))  # exports go to a scratch results/
     (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
     data, config, space, feats, trained = tiny_run
     experiment = experiments.Experiment(data, n_boot=20)
-    experiment.add("1 first", trained)
-    experiment.run("2 second", config.replace(name="second", max_epochs=1), "1", "one epoch only")
+    experiment.add(RowSpec("1", "first", None, "-", config), trained)
+    experiment.run(RowSpec("2", "second", "1", "one epoch only", config.replace(name="second", max_epochs=1)), seeds=(0, 1))
+    experiment.ensure_seeds("1", (0, 1))
     table = experiment.table()
     assert list(table.index) == ["1 first", "2 second"] and table.loc["2 second", "changed from"] == "1"
-    assert len(experiment.verdicts()) == 1 and experiment.verdicts()[0].startswith("2 second vs 1 first: R@1")
-    assert "t2i R@1" in repr(experiment.rows["1 first"])
-    chosen = experiment.best_by_dev()
+    assert table.loc["2 second", "seeds"] == 2 and table.loc["1 first", "seeds"] == 2
+    assert len(experiment.verdicts()) == 1 and experiment.verdicts()[0].startswith("2 second vs 1 (seeds 0, 1): R@1+R@5+R@10")
+    assert "t2i R@1" in repr(experiment.rows["1"])
+    selection = experiment.selection()
+    assert selection["chosen"] in ("1", "2") and set(selection["within_tolerance"]) <= {"1", "2"}
+    chosen = experiment.rows[selection["chosen"]]
     best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name="best"))
     _, f = experiment.features(best.config)
     folder = results.export_run(best, chosen.result["similarity"], f["test"].caption_ids, f["test"].image_ids,
                                 {k: v for k, v in chosen.result.items() if k not in ("similarity", "seconds")})
     assert folder == tmp_path / "results" / "best" and (folder / "metrics.json").is_file()
     assert results.load_metrics("best")["config"]["name"] == "best"
-    assert experiments.target_check({"R@1": 30, "R@5": 50, "R@10": 70, "medr": 5}) == {"R@1": True, "R@5": False, "R@10": True, "medr": True}
+    assert experiments.target_check({"R@1": 30, "R@5": 50, "R@10": 70, "medr": 5}, experiments.ENSEMBLE_TARGETS) == {
+        "R@1": True, "R@5": False, "R@10": True, "medr": True}
     assert len(Searcher("best", data=data).search("a blue picture", k=1)) == 1
     fig = Searcher("best", data=data).figure("a blue picture", k=3)
     assert len(fig.axes) == 3

@@ -250,20 +250,21 @@ def test_seeds_retrain_and_ensembles_average_the_members_scores(tiny_root, isola
     experiment = Experiment(data, n_boot=10)
     config = RunConfig(name="tiny-seeds", image_backbone="mobilenet_v2", loss="infonce", negatives="in_batch", hidden_dim=32, embed_dim=16,
                        lr=1e-3, batch_size=8, captions_per_image=5, max_epochs=2, early_stopping=False)
-    experiment.run("1 tiny", config)
-    runs = experiment.seeds("1 tiny", (1,))
+    from flickr_retrieval.experiments import RowSpec
+
+    experiment.run(RowSpec("1", "tiny", None, "-", config), seeds=(0, 1))
+    runs = [experiment.rows["1"].runs[s] for s in (0, 1)]
     assert [t.config.seed for t in runs] == [0, 1]
     assert not torch.equal(runs[0].model.state_dict()["text_branch.0.weight"], runs[1].model.state_dict()["text_branch.0.weight"])
-    summary = experiment.seed_summary({"1 tiny": runs})
-    assert "±" in summary.loc["1 tiny", "R@1"] and summary.loc["1 tiny", "seeds"] == "0, 1"
-    row = experiment.ensemble("E1 tiny x 2", runs, "1")
+    row = experiment.ensemble(RowSpec("E1", "tiny x 2", "1", "mean of two seeds"), runs)
     test = experiment.features(config)[1]["test"]
     np.testing.assert_allclose(row.result["similarity"], np.mean([similarity(t.model, test) for t in runs], axis=0), rtol=1e-6)
     table = experiment.table()
-    assert table.loc["E1 tiny x 2", "epochs kept/run/cap"] == "2 models"
+    assert table.loc["E1 tiny x 2", "epochs kept"] == "2 models" and table.loc["1 tiny", "seeds"] == 2
+    assert "±" not in str(table.loc["1 tiny", "R@1"]) and table.loc["1 tiny", "R@1 seed sd"] is not None
     assert {"i2t R@1", "i2t R@10", "lenient R@10 chance"} <= set(table.columns)
-    assert "E1 tiny x 2" in experiment.comparisons() and experiment.comparisons()["E1 tiny x 2"]["vs"] == "1 tiny"
-    assert experiment.selection()["chosen"] == "1 tiny"  # an ensemble is never the exported model
+    assert "E1" in experiment.comparisons() and experiment.comparisons()["E1"]["vs"] == "1"
+    assert experiment.selection()["chosen"] == "1"  # an ensemble is never the exported model
 
 
 def test_random_once_negatives_are_drawn_once_and_random_ones_every_epoch(tiny_run):

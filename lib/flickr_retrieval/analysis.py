@@ -53,15 +53,31 @@ def projection_summary(trained: TrainedModel, split: SplitFeatures, n_pairs: int
 
 def protocol(sim: np.ndarray, split: SplitFeatures, threshold: float = 0.7, n_boot: int = 1000, seed: int = 0) -> dict:
     """The test protocol on a similarity matrix (captions x images of ``split``): ``strict`` t2i and
-    i2t summaries with 95% bootstrap intervals, the ``lenient`` criterion at ``threshold`` on the
-    split's raw CNN features, and the chance levels of both."""
+    i2t summaries with 95% bootstrap intervals over test images, the ``lenient`` criterion at
+    ``threshold`` on the split's raw CNN features, the chance levels of both, and the ``ranks``
+    everything was computed from (:func:`protocol_from_ranks`)."""
     image_cos = metrics.cosine_matrix(split.image_cnn)
+    ranks = {
+        "t2i": metrics.t2i_ranks(sim, split.caption_image),
+        "i2t": metrics.i2t_ranks(sim, split.caption_image),
+        "lenient": metrics.lenient_ranks(sim, split.caption_image, image_cos, threshold),
+    }
+    return protocol_from_ranks(ranks, split, threshold, n_boot, seed, image_cos)
+
+
+def protocol_from_ranks(ranks: dict[str, np.ndarray], split: SplitFeatures, threshold: float = 0.7, n_boot: int = 1000, seed: int = 0,
+                        image_cos: np.ndarray | None = None) -> dict:
+    """:func:`protocol` from the ranks alone (``t2i``, ``i2t``, ``lenient``): what a committed run
+    record keeps (:mod:`flickr_retrieval.records`)."""
+    if image_cos is None:
+        image_cos = metrics.cosine_matrix(split.image_cnn)
     return {
-        "strict": metrics.retrieval_metrics(sim, split.caption_image, n_boot=n_boot, seed=seed),
-        "lenient": metrics.lenient_recall(sim, split.caption_image, image_cos, threshold),
+        "strict": metrics.summaries_from_ranks(ranks["t2i"], ranks["i2t"], split.caption_image, n_boot=n_boot, seed=seed),
+        "lenient": {f"R@{k}": float(100.0 * np.mean(np.asarray(ranks["lenient"]) <= k)) for k in metrics.KS},
         "chance_lenient": metrics.lenient_chance(split.caption_image, image_cos, threshold),
         "chance_strict": {f"R@{k}": 100.0 * k / len(split.image_ids) for k in metrics.KS},
         "threshold": threshold,
+        "ranks": ranks,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 MODELS = ("dual_encoder", "cosine_projection", "pair_classifier")
@@ -12,6 +13,28 @@ SIMILARITIES = ("cosine", "dot", "euclidean")
 FEATURE_NORMS = ("none", "l2", "standardize")
 PAIR_LOSSES = ("mse", "gaussian_nll", "bce")
 PRECISIONS = ("float32", "bfloat16")
+LR_SCHEDULES = ("constant", "cosine")
+
+#: The environment variable that shifts every training seed (see :func:`seed_offset`).
+SEED_OFFSET_VARIABLE = "RCP217_SEED_OFFSET"
+
+
+def seed_offset() -> int:
+    """The shift added to every training seed, from ``RCP217_SEED_OFFSET`` (default 0).
+
+    ``RCP217_SEED_OFFSET=100 ./run_tests.sh`` trains every run of the study with other random
+    draws (initialisation, batch order, negatives, dropout) and checks the outputs against the
+    committed ones: the nearest thing to another CPU that can be run on one machine. Configs keep
+    their nominal seed; the run cache and the exports record the offset.
+    """
+    raw = os.environ.get(SEED_OFFSET_VARIABLE, "0").strip() or "0"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{SEED_OFFSET_VARIABLE} must be an integer, got {raw!r}") from None
+    if not 0 <= value < 2**31:
+        raise ValueError(f"{SEED_OFFSET_VARIABLE} must be from 0 to 2**31 - 1, got {value}")
+    return value
 
 #: The (model, loss) -> negatives combinations that train something. ``triplet`` with ``in_batch``
 #: sums every violation (VSE0); with ``hardest_in_batch`` it keeps the hardest (VSE++). ``random``
@@ -65,8 +88,9 @@ class RunConfig:
     batch_size: int = 64
     captions_per_image: int = 1  # captions of each training image visited per epoch (1: a random one; 5: all)
     max_epochs: int = 30
+    lr_schedule: str = "constant"  # "constant", or "cosine": decayed to 0 over max_epochs, step by step
     early_stopping: bool = True  # select the dev-best epoch (t2i R@1+R@5+R@10), restore its weights
-    patience: int = 5
+    patience: int = 5  # epochs without a better dev score before stopping (>= max_epochs: never stops early)
     seed: int = 0
     # training arithmetic: "bfloat16" autocast for the forward passes (weights, gradients, optimiser and
     # every evaluation in float32), or "float32". 07 trains its reference with both over three seeds.
@@ -82,6 +106,7 @@ class RunConfig:
             (self.text_pooling, ("mean", "cls"), "text_pooling"),
             (self.label_scheme, ("pm1", "01"), "label_scheme"),
             (self.precision, PRECISIONS, "precision"),
+            (self.lr_schedule, LR_SCHEDULES, "lr_schedule"),
         ):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
@@ -105,6 +130,11 @@ class RunConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def training_seed(self) -> int:
+        """The seed training actually uses: ``seed`` plus :func:`seed_offset`."""
+        return self.seed + seed_offset()
 
     @property
     def backbones(self) -> list[str]:

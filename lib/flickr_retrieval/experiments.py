@@ -1,38 +1,47 @@
-"""Train-and-test many configs on shared features, and the table that compares them (notebook 07)."""
+"""Rows of an ablation table, each trained with several seeds, and the seed-aware comparisons,
+model choice and tables built on them (notebook 07).
+
+A row is data (:class:`RowSpec`): an id, a display label, the row it changes (``parent``), what
+changed, and its config. :class:`Experiment` trains a row for any set of seeds (a fine-tuning
+row starts from its ``init`` row's run of the same seed), tests every run with the strict protocol
+and compares a row with its parent over the seeds both have (:func:`verdicts.seed_paired`).
+
+With a ``notebook`` name, every run is also written as a run record (:mod:`records`); with
+``RCP217_RETRAIN=sample`` only the first seed of each row is trained and the other seeds are read
+from the committed records.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-
 import pandas as pd
 
-from . import analysis, metrics
+from . import analysis, metrics, records, results, verdicts
 from .checkpoint import TrainedModel
+from .records import RunRecord
 from .config import RunConfig
-from .evaluation import similarity
 from .data import Flickr8k
-from .inputs import FeatureSpace, SplitFeatures, as_tensor
+from .evaluation import similarity
+from .inputs import FeatureSpace, SplitFeatures
 from .metrics import selection_score
 from .runs import train_cached
 
-#: Targets set for the study's best configuration on the standard test split (t2i), as the issue
-#: "Conclusions that follow from the evidence" states them.
-TARGETS = {"R@1": 24.0, "R@5": 54.0, "R@10": 67.0, "medr": 5.0}
+#: Targets set for the study's reference recipe and its seed ensemble on the standard test split
+#: (t2i), as the issue "Verdicts that hold" states them.
+TARGETS = {"R@1": 21.5, "R@5": 50.0, "R@10": 63.0, "medr": 6.0}
+ENSEMBLE_TARGETS = {"R@1": 24.0, "R@5": 54.0, "R@10": 67.0, "medr": 5.0}
 
-#: Dev R@1+R@5+R@10 differences below this are treated as noise when choosing the best run: the
-#: simplest configuration within it of the best dev score is kept. Float rounding that differs
-#: between CPUs moved the reference's dev sum by up to 3.6 points (07 measures it by retraining the
-#: reference on features perturbed at float32 rounding level).
-SELECTION_TOLERANCE = 5.0
+#: The criterion of every verdict and of the model choice: R@1 + R@5 + R@10 (t2i), in points.
+CRITERION = (1, 5, 10)
 
-#: How far the exported test numbers of a re-run may move before the regression checks
-#: (``tests_exports/``) fail: the same float-rounding retraining moved test R@1 by up to 2.2 points
-#: and the median rank by 1.
-EXPORT_RECALL_TOLERANCE = 3.5
-EXPORT_RANK_TOLERANCE = 2.0
+#: A verdict whose interval ends within this many criterion points of 0 is a close call: its row
+#: and parent are trained with more seeds (:meth:`Experiment.settle`). R@1+R@5+R@10 moves about
+#: 2.5 times as much as R@1, so this is about 1.5 points of R@1.
+CLOSE_CALL_MARGIN = 4.0
 
 
 def complexity(config: RunConfig) -> tuple:
@@ -41,43 +50,88 @@ def complexity(config: RunConfig) -> tuple:
     return (config.finetune_text, len(config.backbones), config.feature_norm != "none")
 
 
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of the table, as data: ``id`` ("5b"), display ``label``, ``parent`` (the id of the
+    row it changes, or None), ``change`` (the one factor, in words), ``config`` (its nominal seed is
+    replaced by each seed trained), ``init`` (for a fine-tuning: the id of the row whose run of the
+    same seed it starts from)."""
+
+    id: str
+    label: str
+    parent: str | None
+    change: str
+    config: RunConfig | None = None
+    init: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.id} {self.label}"
+
+
 @dataclass
 class Row:
-    """A row of the table: one trained model, or an ensemble (``members``: the models whose test and
-    dev similarity matrices are averaged; ``trained`` is then the first member)."""
+    """A row and its runs: ``runs[seed]`` the trained model of that seed, ``results[seed]`` its test
+    protocol (:func:`analysis.protocol`, with the ``similarity`` matrix). An ensemble row has one
+    result (key 0) and its ``members``."""
 
-    name: str
-    trained: TrainedModel
-    result: dict
-    changed_from: str = "-"
+    spec: RowSpec
+    runs: dict[int, TrainedModel | RunRecord] = field(default_factory=dict)
+    results: dict[int, dict] = field(default_factory=dict)
+    members: tuple[TrainedModel | RunRecord, ...] = ()
+    ensemble_dev_rsum: float | None = None
     note: str = ""
-    members: tuple[TrainedModel, ...] = ()
-    dev_rsum: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def is_ensemble(self) -> bool:
-        return len(self.members) > 1
+        return bool(self.members)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.results)
+
+    @property
+    def trained(self) -> TrainedModel | RunRecord:
+        """The run of the row's first seed (an ensemble's first member): always trained in this
+        process, never read from a record."""
+        return self.members[0] if self.is_ensemble else self.runs[self.seeds[0]]
+
+    @property
+    def result(self) -> dict:
+        return self.results[self.seeds[0]]
 
     @property
     def t2i(self) -> dict:
         return self.result["strict"]["t2i"]
 
+    def dev_rsum(self, seed: int) -> float:
+        return self.ensemble_dev_rsum if self.is_ensemble else dev_rsum(self.runs[seed])
+
+    def mean_dev_rsum(self) -> float:
+        return float(np.mean([self.dev_rsum(s) for s in self.seeds]))
+
     def __repr__(self) -> str:
         t = self.t2i
-        return f"Row({self.name!r}: t2i R@1 {t['R@1']:.1f}, R@5 {t['R@5']:.1f}, R@10 {t['R@10']:.1f}, medr {t['medr']:.0f})"
+        return f"Row({self.name!r}: seeds {self.seeds}, t2i R@1 {t['R@1']:.1f}, R@5 {t['R@5']:.1f}, R@10 {t['R@10']:.1f}, medr {t['medr']:.0f})"
 
 
 @dataclass
 class Experiment:
-    """Rows of an ablation table: each trained (or loaded), then tested with the strict protocol and
-    the lenient criterion. Features are loaded and normalised once per setting and shared."""
+    """Rows of an ablation table: each trained (or loaded) for one or more seeds, then tested with the
+    strict protocol and the lenient criterion. Features are loaded and normalised once per setting."""
 
     data: Flickr8k
     threshold: float = 0.7
     n_boot: int = 1000
+    notebook: str | None = None  # records its runs under results/runs/<notebook>/ when set
     rows: dict[str, Row] = field(default_factory=dict)
     _spaces: dict = field(default_factory=dict, repr=False)
-    _tests: dict = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ training and testing
 
     def features(self, config: RunConfig) -> tuple[FeatureSpace, dict[str, SplitFeatures]]:
         key = (config.image_backbone, config.text_encoder, config.text_pooling, config.feature_norm, config.pretrained_images)
@@ -87,156 +141,318 @@ class Experiment:
         return self._spaces[key]
 
     def test(self, trained: TrainedModel) -> dict:
-        """The test protocol's results for ``trained`` (computed once per model)."""
-        if id(trained) not in self._tests:
-            _, feats = self.features(trained.config)
-            self._tests[id(trained)] = (trained, analysis.strict_and_lenient(trained, feats["test"], self.threshold, self.n_boot, trained.config.seed))
-        return self._tests[id(trained)][1]
+        """The test protocol's results for ``trained``, with its similarity matrix and ranks."""
+        _, feats = self.features(trained.config)
+        return analysis.strict_and_lenient(trained, feats["test"], self.threshold, self.n_boot, seed=0)
 
-    def add(self, name: str, trained: TrainedModel, changed_from: str = "-", note: str = "") -> Row:
-        """Test an already trained model and record it as a row."""
-        row = Row(name, trained, self.test(trained), changed_from, note)
-        self.rows[name] = row
-        t = row.t2i
-        cap = "; ended at its epoch cap, may still be improving" if at_cap(trained) else ""
-        print(f"{name}: R@1 {t['R@1']:.1f}  R@5 {t['R@5']:.1f}  R@10 {t['R@10']:.1f}  medr {t['medr']:.0f}  "
-              f"(kept epoch {trained.best_epoch} of {len(trained.history)} run{cap}; trained in {trained.seconds / 60:.1f} min"
-              f"{', read from the run cache' if trained.from_cache else ''})")
+    def _test_record(self, record: RunRecord) -> dict:
+        _, feats = self.features(record.config)
+        return analysis.protocol_from_ranks(record.ranks, feats["test"], self.threshold, self.n_boot, seed=0)
+
+    def _record(self, row_id: str, seed: int, trained: TrainedModel, result: dict) -> None:
+        if self.notebook is not None:
+            RunRecord.of(trained, result["ranks"]).save(records.record_path(self.notebook, row_id, seed))
+
+    def _committed(self, row_id: str, seed: int) -> RunRecord | None:
+        """The committed record of a row's seed, when runs are sampled and it exists."""
+        if self.notebook is None or records.retrain_all():
+            return None
+        path = records.committed_record_path(self.notebook, row_id, seed)
+        if not path.is_file():
+            return None
+        test = self.features(self.rows[row_id].spec.config)[1]["test"]
+        return RunRecord.load(path, len(test.caption_ids), len(test.image_ids))
+
+    def add(self, spec: RowSpec, trained: TrainedModel) -> Row:
+        """Record an already trained model as the run of ``spec`` for its config's seed."""
+        row = self.rows.setdefault(spec.id, Row(spec))
+        seed = trained.config.seed
+        row.runs[seed], row.results[seed] = trained, self.test(trained)
+        self._record(spec.id, seed, trained, row.results[seed])
         return row
 
-    def run(self, name: str, config: RunConfig, changed_from: str = "-", note: str = "", init: TrainedModel | None = None) -> Row:
-        """Train ``config`` (fine-tune the text encoder from ``init`` when ``config.finetune_text``), test, record."""
+    def run(self, spec: RowSpec, seeds: tuple[int, ...] = (0,), quiet: bool = False) -> Row:
+        """Train ``spec`` for each of ``seeds`` not yet trained (read back from the run cache when it
+        holds them; with ``RCP217_RETRAIN=sample``, every seed but the row's first is read from its
+        committed record when there is one), test each run, and record the row; print one line."""
+        if spec.config is None:
+            raise ValueError(f"row {spec.id!r} has no config to train: add its runs with Experiment.add")
+        row = self.rows.setdefault(spec.id, Row(spec))
+        for seed in seeds:
+            if seed in row.runs:
+                continue
+            record = self._committed(spec.id, seed) if row.runs else None  # the row's first seed is always trained
+            if record is not None:
+                row.runs[seed], row.results[seed] = record, self._test_record(record)
+                continue
+            init = None
+            if spec.init is not None:
+                self.ensure_seeds(spec.init, (seed,))
+                init = self.rows[spec.init].runs[seed]
+                if not isinstance(init, TrainedModel):  # its start was read from a record: train the start too
+                    init = self._retrain(init)
+            trained = self._train_now(spec, seed, init)
+            row.runs[seed], row.results[seed] = trained, self.test(trained)
+            self._record(spec.id, seed, trained, row.results[seed])
+        if not quiet:
+            print(self.describe(spec.id))
+        return row
+
+    def _train_now(self, spec: RowSpec, seed: int, init: TrainedModel | None = None) -> TrainedModel:
+        config = spec.config.replace(name=f"{spec.config.name}-seed{seed}" if seed != spec.config.seed else spec.config.name, seed=seed)
         space, feats = self.features(config)
-        trained = train_cached(config, feats, init=init, text_norm=space.text_norm, image_norms=space.image_norms)
-        return self.add(name, trained, changed_from, note)
+        return train_cached(config, feats, init=init, text_norm=space.text_norm, image_norms=space.image_norms)
 
-    def seeds(self, row: str, seeds: tuple[int, ...] = (1, 2), **changes) -> list[TrainedModel]:
-        """The model of ``row`` and the same config trained again with each of ``seeds`` (weights
-        initialisation and batch order): the spread a single run cannot show. With ``changes``
-        (config fields), every seed, the row's own included, is trained with them."""
-        first = self.rows[row].trained
-        suffix = "".join(f"-{k}={v}" for k, v in changes.items())
-        out = [] if changes else [first]
-        for seed in ((first.config.seed,) if changes else ()) + tuple(seeds):
-            config = first.config.replace(name=f"{first.config.name}{suffix}-seed{seed}", seed=seed, **changes)
-            space, feats = self.features(config)
-            out.append(train_cached(config, feats, text_norm=space.text_norm, image_norms=space.image_norms))
-        return out
+    def ensure_seeds(self, row_id: str, seeds: tuple[int, ...]) -> Row:
+        """Train the seeds of ``row_id`` it does not have yet (its spec must carry a config)."""
+        row = self.rows[row_id]
+        missing = tuple(s for s in seeds if s not in row.runs)
+        return self.run(row.spec, missing, quiet=True) if missing else row
 
-    def seed_summary(self, runs: dict[str, list[TrainedModel]]) -> pd.DataFrame:
-        """Mean and standard deviation over seeds of test t2i R@1/R@5/R@10, median rank and the dev
-        score, per row (``runs``: row name -> its runs, as :meth:`seeds` returns them)."""
-        table = {}
-        for name, trained in runs.items():
-            tests = [self.test(t)["strict"]["t2i"] for t in trained]
-            values = {k: [t[k] for t in tests] for k in ("R@1", "R@5", "R@10", "medr")}
-            values["dev R@1+R@5+R@10"] = [_dev_rsum(t) for t in trained]
-            row = {"seeds": ", ".join(str(t.config.seed) for t in trained)}
-            for k, v in values.items():
-                row[k] = f"{np.mean(v):.1f} ± {np.std(v, ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
-            row["R@1 per seed"] = ", ".join(f"{t['R@1']:.1f}" for t in tests)
-            table[name] = row
-        return analysis.table(table)
+    def describe(self, row_id: str) -> str:
+        """One line: the row's mean test numbers over its seeds, kept epochs, training time."""
+        row = self.rows[row_id]
+        t = {k: np.mean([row.results[s]["strict"]["t2i"][k] for s in row.seeds]) for k in ("R@1", "R@5", "R@10", "medr")}
+        if row.is_ensemble:
+            how = f"mean of {len(row.members)} models' scores; dev R@1+R@5+R@10 {row.ensemble_dev_rsum:.1f}"
+        else:
+            runs = [row.runs[s] for s in row.seeds]
+            caps = sum(at_cap(r) for r in runs)
+            cached = sum(getattr(r, "from_cache", False) for r in runs)
+            recorded = sum(isinstance(r, RunRecord) for r in runs)
+            how = (f"kept epochs {[r.best_epoch for r in runs]} of {runs[0].config.max_epochs}"
+                   + (f", {caps} within patience of the cap" if caps else "")
+                   + f"; {sum(r.seconds for r in runs) / 60:.1f} min of training"
+                   + (f", {cached} read from the run cache" if cached else "")
+                   + (f", {recorded} read from committed run records" if recorded else ""))
+        seeds = f"seed {row.seeds[0]}" if len(row.seeds) == 1 else f"mean of seeds {', '.join(map(str, row.seeds))}"
+        return f"{row.name} ({seeds}): R@1 {t['R@1']:.1f}  R@5 {t['R@5']:.1f}  R@10 {t['R@10']:.1f}  medr {t['medr']:.1f}  ({how})"
 
-    def ensemble(self, name: str, members: list[TrainedModel], changed_from: str = "-", note: str = "") -> Row:
+    def ensemble(self, spec: RowSpec, members: list[TrainedModel | RunRecord]) -> Row:
         """A row whose scores are the mean of the members' similarity matrices (test, and dev for its
-        dev score). Members must share the text encoder's captions (same split order)."""
-        dev_sims, test_sims = [], []
-        for trained in members:
-            _, feats = self.features(trained.config)
-            dev_sims.append(similarity(trained.model, feats["dev"]))
-            test_sims.append(similarity(trained.model, feats["test"]))
+        dev score). Members must share the captions (same split order). When a member was read from
+        a run record (no weights here), the ensemble is read from its own committed record."""
         _, feats = self.features(members[0].config)
-        dev_ranks = metrics.t2i_ranks(np.mean(dev_sims, axis=0), feats["dev"].caption_image)
-        dev = metrics.summarize_ranks(dev_ranks)
-        sim = np.mean(test_sims, axis=0).astype(np.float32)
-        result = {**analysis.protocol(sim, feats["test"], self.threshold, self.n_boot, seed=0), "similarity": sim}
-        row = Row(name, members[0], result, changed_from, note, tuple(members), selection_score({k: dev[k] for k in ("R@1", "R@5", "R@10")}))
-        self.rows[name] = row
-        t = row.t2i
-        print(f"{name}: R@1 {t['R@1']:.1f}  R@5 {t['R@5']:.1f}  R@10 {t['R@10']:.1f}  medr {t['medr']:.0f}  "
-              f"(mean of {len(members)} models' scores; dev R@1+R@5+R@10 {row.dev_rsum:.1f})")
+        if not all(isinstance(m, TrainedModel) for m in members) and not self._ensemble_record_fits(spec.id, members):
+            members = [m if isinstance(m, TrainedModel) else self._retrain(m) for m in members]  # the committed ensemble is of other runs
+        if all(isinstance(m, TrainedModel) for m in members):
+            dev_sims = [similarity(m.model, self.features(m.config)[1]["dev"]) for m in members]
+            test_sims = [similarity(m.model, self.features(m.config)[1]["test"]) for m in members]
+            dev = metrics.summarize_ranks(metrics.t2i_ranks(np.mean(dev_sims, axis=0), feats["dev"].caption_image))
+            sim = np.mean(test_sims, axis=0).astype(np.float32)
+            result = {**analysis.protocol(sim, feats["test"], self.threshold, self.n_boot, seed=0), "similarity": sim}
+            dev_score = selection_score(dev)
+            if self.notebook is not None:
+                history = [{"epoch": 0, **{f"dev_{k}": v for k, v in dev.items()}}]
+                RunRecord(members[0].config, result["ranks"], history, 0, 0.0).save(records.record_path(self.notebook, spec.id, 0))
+        else:
+            path = records.committed_record_path(self.notebook or "-", spec.id, 0)
+            record = RunRecord.load(path, len(feats["test"].caption_ids), len(feats["test"].image_ids))
+            result = self._test_record(record)
+            dev_score = selection_score({k: record.kept()[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")})
+        row = Row(spec, results={0: result}, members=tuple(members), ensemble_dev_rsum=dev_score)
+        self.rows[spec.id] = row
+        print(self.describe(spec.id))
         return row
+
+    def _ensemble_record_fits(self, row_id: str, members: list) -> bool:
+        path = records.committed_record_path(self.notebook or "-", row_id, 0)
+        if self.notebook is None or not path.is_file():
+            return False
+        test = self.features(members[0].config)[1]["test"]
+        record = RunRecord.load(path, len(test.caption_ids), len(test.image_ids))
+        same = lambda c: {k: v for k, v in c.to_dict().items() if k not in ("name", "seed")}  # noqa: E731
+        return same(record.config) == same(members[0].config)
+
+    def _retrain(self, record: RunRecord) -> TrainedModel:
+        """Train now the run a record stands for (the row whose runs hold it, same seed)."""
+        for row in self.rows.values():
+            for seed, run in row.runs.items():
+                if run is record:
+                    init = None
+                    if row.spec.init is not None:
+                        init = self.rows[row.spec.init].runs[seed]
+                        init = init if isinstance(init, TrainedModel) else self._retrain(init)
+                    trained = self._train_now(row.spec, seed, init)
+                    row.runs[seed], row.results[seed] = trained, self.test(trained)
+                    return trained
+        raise ValueError("this run record belongs to no row of the experiment")
+
+    # ------------------------------------------------------------------ comparisons
+
+    def ranks(self, row_id: str, seeds: list[int]) -> list[np.ndarray]:
+        """The test t2i ranks of a row's runs of ``seeds``."""
+        row = self.rows[row_id]
+        return [np.asarray(row.results[s]["ranks"]["t2i"]) for s in seeds]
+
+    def criterion_values(self, row_id: str, ks: tuple[int, ...] = CRITERION) -> list[float]:
+        """The criterion's test value of each seed of a row."""
+        return [float(verdicts.hits(r, ks).mean()) for r in self.ranks(row_id, self.rows[row_id].seeds)]
+
+    def pooled_seed_sd(self, ks: tuple[int, ...] = CRITERION) -> float:
+        """The seed-to-seed standard deviation of the criterion, pooled over every trained row with
+        two or more seeds."""
+        groups = [self.criterion_values(i, ks) for i, r in self.rows.items() if not r.is_ensemble and len(r.seeds) >= 2]
+        return verdicts.pooled_sd(groups)[0]
+
+    def compare(self, row_id: str, seeds: tuple[int, ...] | None = None, ks: tuple[int, ...] = CRITERION) -> dict:
+        """Row ``row_id`` minus its parent on the criterion, over the seeds both have (or ``seeds``),
+        paired by seed (:func:`verdicts.seed_paired`); with one common seed, the training noise is
+        the pooled seed spread (that of a difference: sqrt(2) times a row's)."""
+        row = self.rows[row_id]
+        parent = self.rows[row.spec.parent]
+        common = [s for s in (seeds if seeds is not None else row.seeds) if s in parent.results and s in row.results]
+        caption_image = self.features(row.trained.config)[1]["test"].caption_image
+        if row.is_ensemble or parent.is_ensemble:  # an ensemble is compared as one draw
+            common = [row.seeds[0]]
+            ranks_a, ranks_b = self.ranks(row_id, row.seeds[:1]), self.ranks(parent.spec.id, parent.seeds[:1])
+        else:
+            if not common:
+                raise ValueError(f"rows {row_id!r} and {row.spec.parent!r} share no seed")
+            ranks_a, ranks_b = self.ranks(row_id, common), self.ranks(parent.spec.id, common)
+        seed_sd = None if len(common) >= 2 else np.sqrt(2.0) * self.pooled_seed_sd(ks)
+        return {"row": row_id, "vs": parent.spec.id, "seed_list": list(common),
+                **verdicts.seed_paired(ranks_a, ranks_b, caption_image, ks, seed_sd=seed_sd)}
+
+    def comparisons(self, ks: tuple[int, ...] = CRITERION) -> dict[str, dict]:
+        """:meth:`compare` for every row that has a parent in the table."""
+        return {i: self.compare(i, ks=ks) for i, r in self.rows.items() if r.spec.parent in self.rows}
+
+    def settle(self, seed_ladder: tuple[tuple[int, ...], ...], margin: float = CLOSE_CALL_MARGIN) -> list[str]:
+        """Train close calls with more seeds: for each compared row whose interval ends within
+        ``margin`` of 0, the row and its parent climb ``seed_ladder`` (e.g. ``((0, 1, 2), (0, 1, 2, 3, 4))``)
+        until the verdict is clear or the ladder ends. Returns the lines that say what was added."""
+        said = []
+        for row_id in [i for i, r in self.rows.items() if r.spec.parent in self.rows and not r.is_ensemble]:
+            row = self.rows[row_id]
+            for seeds in seed_ladder:
+                c = self.compare(row_id)
+                if not verdicts.needs_more_seeds(c, margin) or set(seeds) <= set(c["seed_list"]):
+                    continue
+                self.ensure_seeds(row.spec.parent, seeds)
+                self.ensure_seeds(row_id, seeds)
+                after = self.compare(row_id)
+                said.append(f"{row.name}: close call on seeds {c['seed_list']} ({verdicts.describe(c)}); "
+                            f"seeds {after['seed_list']}: {verdicts.describe(after)}")
+        return said
+
+    def stability(self, first: tuple[int, ...], second: tuple[int, ...], ks: tuple[int, ...] = CRITERION) -> pd.DataFrame:
+        """Each compared row's verdict from two disjoint seed sets (the seeds of each set that the row
+        and its parent both have), and whether they agree; a row not trained on the second set says
+        so (its verdict was clear on the first)."""
+        out = {}
+        for row_id, row in self.rows.items():
+            if row.spec.parent not in self.rows or row.is_ensemble or self.rows[row.spec.parent].is_ensemble:
+                continue
+            parent = self.rows[row.spec.parent]
+            a = self.compare(row_id, first, ks)
+            has_second = [s for s in second if s in row.results and s in parent.results]
+            b = self.compare(row_id, tuple(has_second), ks) if has_second else None
+            out[row.name] = {
+                "vs": row.spec.parent,
+                f"first set ({', '.join(map(str, first))})": f"seeds {', '.join(map(str, a['seed_list']))}: {verdicts.describe(a)}",
+                f"second set ({', '.join(map(str, second))})": f"seeds {', '.join(map(str, b['seed_list']))}: {verdicts.describe(b)}" if b else "not trained",
+                "verdicts": verdicts.stability(a, b) if b else "clear on the first set" if not verdicts.needs_more_seeds(a, CLOSE_CALL_MARGIN) else "not checked",
+            }
+        return pd.DataFrame.from_dict(out, orient="index")
+
+    # ------------------------------------------------------------------ choice and tables
+
+    def selection(self, tolerance: float | None = None) -> dict:
+        """The model choice, on dev only: among single-model dual-encoder rows, the best mean dev
+        R@1+R@5+R@10 over the row's seeds; rows within ``tolerance`` of it tie (default: two
+        standard errors of a difference of two seed means, from the pooled seed spread of the dev
+        criterion), and the least complex of them (:func:`complexity`, then table order) is chosen."""
+        candidates = [r for r in self.rows.values() if r.trained.config.model == "dual_encoder" and not r.is_ensemble]
+        if not candidates:
+            raise ValueError("no dual-encoder row to choose from")
+        scores = {r.spec.id: r.mean_dev_rsum() for r in candidates}
+        if tolerance is None:
+            groups = [[r.dev_rsum(s) for s in r.seeds] for r in candidates if len(r.seeds) >= 2]
+            sd = verdicts.pooled_sd(groups)[0] if groups else 0.0
+            n = min(len(r.seeds) for r in candidates)
+            tolerance = float(2.0 * sd * np.sqrt(2.0 / n))
+        top = max(scores.values())
+        tied = [r for r in candidates if scores[r.spec.id] >= top - tolerance]
+        chosen = min(tied, key=lambda r: complexity(r.trained.config))  # min keeps the first of equals
+        return {"chosen": chosen.spec.id, "chosen_name": chosen.name, "within_tolerance": [r.spec.id for r in tied],
+                "tolerance": round(tolerance, 3), "dev_rsum_mean": {i: round(v, 2) for i, v in scores.items()},
+                "seeds": {r.spec.id: r.seeds for r in candidates}}
+
+    def export_choice(self, selection: dict, extra: dict | None = None) -> Path:
+        """Export the first-seed run of the row ``selection`` chose as run ``best`` (checkpoint,
+        test similarity, metrics with ``extra``): whatever row it is (a fine-tuned one included)."""
+        chosen = self.rows[selection["chosen"]]
+        if chosen.is_ensemble or not isinstance(chosen.trained, TrainedModel):
+            raise ValueError(f"row {chosen.name!r} is an ensemble or was not trained here: the export is one trained model")
+        best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name="best"))
+        _, feats = self.features(best.config)
+        result = chosen.result
+        return results.export_run(
+            best, result["similarity"], feats["test"].caption_ids, feats["test"].image_ids,
+            {k: v for k, v in result.items() if k not in ("similarity", "seconds")},
+            timings={"train": best.seconds, **result.get("seconds", {})},
+            extra={"row": chosen.spec.id, "row_name": chosen.name, "seed": chosen.seeds[0], "selection": selection, **(extra or {})},
+        )
 
     def best_frozen_row(self) -> Row:
-        """The frozen-feature dual encoder with the best dev score (t2i R@1+R@5+R@10) at its kept epoch."""
+        """The frozen-feature dual encoder with the best mean dev score over its seeds."""
         frozen = [r for r in self.rows.values() if r.trained.config.model == "dual_encoder" and not r.trained.config.finetune_text and not r.is_ensemble]
-        return max(frozen, key=lambda r: _dev_rsum(r.trained))
+        return max(frozen, key=lambda r: r.mean_dev_rsum())
 
     def table(self) -> pd.DataFrame:
-        def epochs(r: Row) -> str:
-            if r.is_ensemble:
-                return f"{len(r.members)} models"
-            t = r.trained
-            return f"{t.best_epoch}/{len(t.history)}/{t.config.max_epochs}" + (" (cap)" if at_cap(t) else "")
-
-        return analysis.table({
-            name: {"changed from": r.changed_from, **analysis.recall_row(r.result), "epochs kept/run/cap": epochs(r), "what changed": r.note}
-            for name, r in self.rows.items()
-        })
-
-    def comparisons(self, k: int = 1) -> dict[str, dict]:
-        """For each row that changes another: the test R@k difference with a paired bootstrap interval
-        over test images (:func:`metrics.paired_bootstrap`), and its verdict."""
-        by_number = {name.split()[0]: r for name, r in self.rows.items()}
+        """One line per row: means over its seeds of every column of :func:`analysis.recall_row`
+        (intervals: the first seed's, resampling images with their captions), the seeds, the kept
+        epochs, the verdict against the parent and what changed."""
+        comps = self.comparisons()
         out = {}
-        for name, r in self.rows.items():
-            ref = by_number.get(r.changed_from)
-            if ref is None:
-                continue
-            caption_image = self.features(r.trained.config)[1]["test"].caption_image
-            ranks = [metrics.t2i_ranks(x.result["similarity"], caption_image) for x in (r, ref)]
-            out[name] = {"vs": ref.name, **metrics.paired_bootstrap(*ranks, caption_image, k=k, n_boot=self.n_boot, seed=0)}
+        for row_id, r in self.rows.items():
+            per_seed = [analysis.recall_row(r.results[s]) for s in r.seeds]
+            line = {"id": row_id, "changed from": r.spec.parent or "-", "seeds": len(r.seeds)}
+            for key, value in per_seed[0].items():
+                line[key] = value if isinstance(value, str) else round(float(np.mean([p[key] for p in per_seed])), 2)
+            line["R@1 seed sd"] = round(float(np.std([p["R@1"] for p in per_seed], ddof=1)), 2) if len(per_seed) > 1 else None
+            if r.is_ensemble:
+                line["epochs kept"] = f"{len(r.members)} models"
+            else:
+                runs = [r.runs[s] for s in r.seeds]
+                line["epochs kept"] = ", ".join(str(t.best_epoch) for t in runs) + f" of {runs[0].config.max_epochs}" + (
+                    " (cap)" if any(at_cap(t) for t in runs) else "")
+            c = comps.get(row_id)
+            line[f"vs parent, {verdicts.criterion_name(CRITERION)}"] = verdicts.describe(c) if c else "-"
+            line["what changed"] = r.note or r.spec.change
+            out[r.name] = line
+        return analysis.table(out)
+
+    def verdicts(self) -> list[str]:
+        """One line per compared row: the difference on the criterion, its interval and verdict."""
+        return [f"{self.rows[i].name} vs {c['vs']} (seeds {', '.join(map(str, c['seed_list']))}): "
+                f"{verdicts.criterion_name(CRITERION)} {verdicts.describe(c)}" for i, c in self.comparisons().items()]
+
+    def seed_spread(self) -> dict[str, float]:
+        """The seed-to-seed standard deviation of each test number (t2i R@1/5/10, medr), pooled over
+        the rows with two or more seeds: the yardstick of the regression checks (tests_exports)."""
+        out = {}
+        for key in ("R@1", "R@5", "R@10", "medr"):
+            groups = [[r.results[s]["strict"]["t2i"][key] for s in r.seeds] for r in self.rows.values() if not r.is_ensemble and len(r.seeds) >= 2]
+            out[key] = round(verdicts.pooled_sd(groups)[0], 3)
         return out
-
-    def verdicts(self, k: int = 1) -> list[str]:
-        """One line per row that changes another: the test R@k difference, its paired 95% interval and
-        the verdict ("helps"/"hurts" only when the interval excludes 0)."""
-        return [f"{name} vs {c['vs']}: R@{k} {c['diff']:+.1f} points (paired 95% interval {c['ci95'][0]:+.1f} to {c['ci95'][1]:+.1f}): {c['verdict']}"
-                for name, c in self.comparisons(k).items()]
-
-    def selection(self, tolerance: float = SELECTION_TOLERANCE) -> dict:
-        """The model choice on dev only: among dual-encoder rows, those within ``tolerance`` of the
-        best dev R@1+R@5+R@10 at their kept epoch tie; the least complex of them (:func:`complexity`,
-        then table order) is chosen. A rule that does not flip on float noise. Ensembles are not
-        candidates: the export is one model (their dev scores are in their rows)."""
-        candidates = [r for r in self.rows.values() if r.trained.config.model == "dual_encoder" and not r.is_ensemble]
-        scores = {r.name: _dev_rsum(r.trained) for r in candidates}
-        top = max(scores.values())
-        tied = [r for r in candidates if scores[r.name] >= top - tolerance]
-        chosen = min(tied, key=lambda r: complexity(r.trained.config))  # min keeps the first of equals
-        return {"chosen": chosen.name, "within_tolerance": [r.name for r in tied], "tolerance": tolerance,
-                "dev_rsum": {name: round(v, 2) for name, v in scores.items()}}
-
-    def best_by_dev(self, tolerance: float = SELECTION_TOLERANCE) -> Row:
-        """The row :meth:`selection` chooses (dev only; test plays no part)."""
-        return self.rows[self.selection(tolerance)["chosen"]]
 
 
 def at_cap(trained: TrainedModel) -> bool:
-    """The kept epoch is the last allowed one: the run was still improving when it was stopped."""
-    return trained.best_epoch == trained.config.max_epochs
+    """Early stopping was on, and the kept epoch is within ``patience`` of the cap: the run may
+    still have been improving when it was stopped (a fixed schedule that keeps its last epochs is
+    not flagged: it ran the length it was given)."""
+    c = trained.config
+    return c.early_stopping and c.patience < c.max_epochs and trained.best_epoch > c.max_epochs - c.patience
 
 
-def _dev_rsum(trained: TrainedModel) -> float:
+def dev_rsum(trained: TrainedModel) -> float:
+    """Dev t2i R@1+R@5+R@10 at the kept epoch."""
     kept = trained.kept()
     return selection_score({k: kept[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")})
 
 
-def target_check(t2i: dict) -> dict[str, bool]:
-    """Whether each of :data:`TARGETS` is met (median rank: at most; recalls: at least)."""
-    return {k: (t2i[k] <= v if k == "medr" else t2i[k] >= v) for k, v in TARGETS.items()}
-
-
-def rounding_spread(config: RunConfig, features: dict[str, SplitFeatures], n: int = 3, relative: float = 2.0**-23) -> list[TrainedModel]:
-    """``n`` trainings of ``config`` whose input features are multiplied by ``1 + relative * e``
-    (``e`` standard normal, one seed per copy): changes at float32 rounding level, as another CPU's
-    arithmetic makes them. The spread of their dev and test numbers is the noise a regression check
-    and a model choice must tolerate."""
-    runs = []
-    for copy in range(n):
-        rng = np.random.default_rng(1000 + copy)
-        jitter = lambda x: as_tensor(x.numpy() * (1.0 + relative * rng.standard_normal(x.shape)))  # noqa: E731
-        perturbed = {name: dataclasses.replace(f, text=jitter(f.text), image=jitter(f.image)) for name, f in features.items()}
-        runs.append(train_cached(config, perturbed))
-    return runs
+def target_check(t2i: dict, targets: dict[str, float] = TARGETS) -> dict[str, bool]:
+    """Whether each target is met (median rank: at most; recalls: at least)."""
+    return {k: (t2i[k] <= v if k == "medr" else t2i[k] >= v) for k, v in targets.items()}

@@ -64,6 +64,7 @@ def fit(
     score_start: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
     bf16: bool = False,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> tuple[list[dict], int]:
     """Train ``objective`` for up to ``max_epochs`` epochs; return ``(history, kept epoch)``.
 
@@ -71,7 +72,8 @@ def fit(
     selection score of the current weights. With ``score_start`` the weights before any update are
     scored as epoch 0 and can be the ones kept (a fine-tuning that does not help keeps its start).
     ``bf16`` runs each training step's forward pass under bfloat16 autocast (weights, gradients and
-    the optimiser stay float32; dev scores are computed in float32).
+    the optimiser stay float32; dev scores are computed in float32). ``scheduler`` (a learning-rate
+    schedule) is stepped after every batch.
     """
     history = []
     if score_start:
@@ -90,10 +92,12 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             objective.after_step()
             total += loss.item() * len(batch)
             count += len(batch)
-        row = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start}
+        row = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start, "lr": optimizer.param_groups[-1]["lr"]}
         values, score = dev_score()
         history.append({**row, **values})
         if stopper.step(epoch, score, objective):

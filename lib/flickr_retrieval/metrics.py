@@ -96,29 +96,61 @@ def summarize_ranks(ranks: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, fl
     return out
 
 
-def bootstrap_recall(ranks: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of each R@K over queries (resampled with replacement, seeded)."""
+def _resampled(ranks: np.ndarray, groups: np.ndarray | None, n_boot: int, rng: np.random.Generator) -> list[np.ndarray] | np.ndarray:
+    """``n_boot`` bootstrap resamples of ``ranks``: of single queries (``groups`` None), or of
+    groups (test images) with all their queries (``groups[q]``: the group of query q)."""
+    if groups is None:
+        return ranks[rng.integers(0, len(ranks), size=(n_boot, len(ranks)))]
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.shape != ranks.shape:
+        raise ValueError(f"groups {groups.shape} must give one group per rank {ranks.shape}")
+    labels, groups = np.unique(groups, return_inverse=True)
+    counts = np.bincount(groups)
+    order = np.argsort(groups, kind="stable")
+    draws = rng.integers(0, len(labels), size=(n_boot, len(labels)))
+    if (counts == counts[0]).all():  # every image has as many captions (Flickr8k: 5): one gather
+        return ranks[order.reshape(len(labels), counts[0])[draws].reshape(n_boot, -1)]
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    members = [order[a : a + c] for a, c in zip(starts, counts)]
+    return [ranks[np.concatenate([members[g] for g in d])] for d in draws]
+
+
+def bootstrap_recall(
+    ranks: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, level: float = 0.95, seed: int = 0, groups: np.ndarray | None = None
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each R@K and of the median rank (seeded).
+
+    With ``groups`` (for text-to-image: ``caption_image``) whole test images are resampled with all
+    their captions, since the five captions of an image are not independent queries (intervals
+    about 1.5 times wider than resampling captions one by one); without, queries are resampled.
+    """
     ranks = np.asarray(ranks)
-    rng = np.random.default_rng(seed)
-    draws = ranks[rng.integers(0, len(ranks), size=(n_boot, len(ranks)))]
+    draws = _resampled(ranks, groups, n_boot, np.random.default_rng(seed))
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     out = {}
     for k in ks:
-        values = 100.0 * (draws <= k).mean(axis=1)
+        values = np.array([100.0 * np.mean(d <= k) for d in draws])
         out[f"R@{k}"] = (float(np.percentile(values, lo)), float(np.percentile(values, hi)))
-    medians = np.floor(np.median(draws, axis=1))
+    medians = np.array([np.floor(np.median(d)) for d in draws])
     out["medr"] = (float(np.percentile(medians, lo)), float(np.percentile(medians, hi)))
     return out
 
 
-def retrieval_metrics(similarity: np.ndarray, caption_image: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, seed: int = 0) -> dict:
-    """The strict protocol in one dict: ``t2i`` and ``i2t`` summaries with 95% bootstrap intervals."""
+def summaries_from_ranks(t2i: np.ndarray, i2t: np.ndarray, caption_image: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The strict protocol from the ranks: ``t2i`` and ``i2t`` summaries, each with 95% bootstrap
+    intervals that resample test images (t2i: each image with all its captions)."""
     out = {}
-    for name, ranks in (("t2i", t2i_ranks(similarity, caption_image)), ("i2t", i2t_ranks(similarity, caption_image))):
+    for name, ranks, groups in (("t2i", t2i, caption_image), ("i2t", i2t, None)):
         summary = summarize_ranks(ranks, ks)
-        summary["ci95"] = bootstrap_recall(ranks, ks, n_boot=n_boot, seed=seed)
+        summary["ci95"] = bootstrap_recall(ranks, ks, n_boot=n_boot, seed=seed, groups=groups)
         out[name] = summary
     return out
+
+
+def retrieval_metrics(similarity: np.ndarray, caption_image: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The strict protocol in one dict: ``t2i`` and ``i2t`` summaries with 95% bootstrap intervals
+    over test images (:func:`summaries_from_ranks`)."""
+    return summaries_from_ranks(t2i_ranks(similarity, caption_image), i2t_ranks(similarity, caption_image), caption_image, ks, n_boot, seed)
 
 
 def paired_bootstrap(ranks_a: np.ndarray, ranks_b: np.ndarray, caption_image: np.ndarray, k: int = 1, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
@@ -184,16 +216,23 @@ def lenient_positives(caption_image: np.ndarray, image_cosine: np.ndarray, thres
     return mask
 
 
-def lenient_recall(similarity: np.ndarray, caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7, ks: tuple[int, ...] = KS) -> dict[str, float]:
-    """The report's criterion (section X): found at K when one of the top K images has CNN-feature
-    cosine above ``threshold`` with the expected image. Ties count against the model, as above."""
+def lenient_ranks(similarity: np.ndarray, caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7) -> np.ndarray:
+    """Per caption, the rank of the best-scored image that the report's criterion accepts (CNN
+    cosine above ``threshold`` with the caption's own image, or the image itself). Ties count
+    against the model, as in the strict ranks."""
     similarity, caption_image = _check(similarity, caption_image)
     image_cosine = np.asarray(image_cosine)
     if image_cosine.shape != (similarity.shape[1], similarity.shape[1]):
         raise ValueError(f"image_cosine must be ({similarity.shape[1]}, {similarity.shape[1]}), got {image_cosine.shape}")
     if np.isnan(image_cosine).any():
         raise ValueError("image_cosine contains NaN (an all-zero or broken image feature?)")
-    ranks = best_positive_rank(similarity, lenient_positives(caption_image, image_cosine, threshold))
+    return best_positive_rank(similarity, lenient_positives(caption_image, image_cosine, threshold))
+
+
+def lenient_recall(similarity: np.ndarray, caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """The report's criterion (section X): found at K when one of the top K images has CNN-feature
+    cosine above ``threshold`` with the expected image. Ties count against the model, as above."""
+    ranks = lenient_ranks(similarity, caption_image, image_cosine, threshold)
     return {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
 
 

@@ -116,13 +116,31 @@ def training_curves(histories: dict[str, list[dict]], best_epochs: dict[str, int
             ax_rank.plot(epochs, [h["dev_medr"] for h in history], color=colour, label=name)
         if best_epochs:
             best = best_epochs[name]
-            ax_r.plot([best], [history[best - 1]["dev_R@10"]], "o", color=colour)
-            if "dev_medr" in history[best - 1]:
-                ax_rank.plot([best], [history[best - 1]["dev_medr"]], "o", color=colour)
+            kept = next(h for h in history if h["epoch"] == best)  # histories of a fine-tuning start at epoch 0
+            ax_r.plot([best], [kept["dev_R@10"]], "o", color=colour)
+            if "dev_medr" in kept:
+                ax_rank.plot([best], [kept["dev_medr"]], "o", color=colour)
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
     ax_r.set(xlabel="epoch", ylabel="dev text-to-image recall (%)", title="Dev R@1 (dotted), R@5 (dashed), R@10 (solid)")
     ax_rank.set(xlabel="epoch", ylabel="dev median rank (lower is better)", title="Dev median rank")
     ax_loss.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@styled
+def dev_criterion_curves(groups: dict[str, list[tuple[list[dict], int]]], title: str = "") -> plt.Figure:
+    """Dev t2i R@1+R@5+R@10 per epoch: one colour per group (a recipe), one line per run (a seed) of
+    ``(history, kept epoch)``, a dot at each run's kept epoch."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for k, (name, runs) in enumerate(groups.items()):
+        for n, (history, kept) in enumerate(runs):
+            epochs = [h["epoch"] for h in history]
+            values = [h["dev_R@1"] + h["dev_R@5"] + h["dev_R@10"] for h in history]
+            ax.plot(epochs, values, color=f"C{k}", alpha=0.8, label=name if n == 0 else None)
+            ax.plot([kept], [values[epochs.index(kept)]], "o", color=f"C{k}")
+    ax.set(xlabel="epoch", ylabel="dev R@1+R@5+R@10", title=title or "Dev criterion per epoch (dots: kept epochs)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import mistune
 import nbformat
 
-from . import paths
+from . import paths, verdicts
 
 
 SUMMARY_CHARS = 900  # a summary longer than this ends at the last sentence that fits
@@ -77,23 +77,25 @@ def runs_table(results: Path) -> str:
 
 
 def improvements_section(results: Path) -> str:
-    """07's table (as exported with the best run): every row's test recalls, with the paired verdict
-    against the row it changes, and which run dev chose."""
+    """07's table (as exported with the best run): every row's test recalls (means over its seeds),
+    with the seed-paired verdict against the row it changes, and which row dev chose."""
     path = results / "best" / "metrics.json"
     if not path.is_file():
         return "<p>07 has not exported its table yet.</p>"
     record = json.loads(path.read_text())
     table, comparisons = record.get("improvements_table") or {}, record.get("comparisons") or {}
     chosen = (record.get("selection") or {}).get("chosen", "")
-    head = "<tr><th>row</th><th>changed from</th><th>R@1</th><th>R@5</th><th>R@10</th><th>medr</th><th>epochs kept/run/cap</th><th>R@1 vs parent (95% paired CI)</th></tr>"
+    head = ("<tr><th>row</th><th>changed from</th><th>seeds</th><th>R@1</th><th>R@5</th><th>R@10</th><th>medr</th><th>epochs kept</th>"
+            "<th>R@1+R@5+R@10 vs parent (95% CI over seeds and images)</th></tr>")
     rows = []
     for name, row in table.items():
-        c = comparisons.get(name)
-        verdict = f"{c['diff']:+.1f} ({c['ci95'][0]:+.1f} to {c['ci95'][1]:+.1f}): {c['verdict']}" if c else "-"
-        mark = ' class="chosen"' if name == chosen else ""
-        rows.append(f"<tr{mark}><td>{html.escape(name)}</td><td>{html.escape(str(row.get('changed from', '')))}</td>"
+        row_id = str(row.get("id", name.split()[0]))
+        c = comparisons.get(row_id)
+        verdict = verdicts.describe(c) if c else "-"
+        mark = ' class="chosen"' if row_id == chosen else ""
+        rows.append(f"<tr{mark}><td>{html.escape(name)}</td><td>{html.escape(str(row.get('changed from', '')))}</td><td>{row.get('seeds', 1)}</td>"
                     + "".join(f"<td>{row[k]:.1f}</td>" for k in ("R@1", "R@5", "R@10"))
-                    + f"<td>{row['medr']:.0f}</td><td>{html.escape(str(row.get('epochs kept/run/cap', '')))}</td><td>{html.escape(verdict)}</td></tr>")
+                    + f"<td>{row['medr']:.1f}</td><td>{html.escape(str(row.get('epochs kept', '')))}</td><td>{html.escape(verdict)}</td></tr>")
     return (f"<h2>07: the improvements, measured (test, text to image)</h2><p>Chosen on dev: <b>{html.escape(chosen)}</b> "
             f'(highlighted). Details, dev numbers and i2t in <a href="07_improvements.html">07_improvements</a>.</p>'
             f'<table class="results">{head}{"".join(rows)}</table>')
@@ -111,7 +113,7 @@ def screenshots_section(report_dir: Path) -> str:
 
 def ledger_section() -> str:
     """The ledger of the report's claims (generated from ``results/claims/``), for the top of the page."""
-    from . import ledger
+    from . import ledger, verdicts
 
     claims = ledger.load()
     if not claims:

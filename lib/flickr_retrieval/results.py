@@ -16,6 +16,7 @@ import numpy as np
 
 from . import paths
 from .checkpoint import TrainedModel
+from .config import seed_offset
 
 PACKAGES = ("torch", "torchvision", "transformers", "numpy", "scikit-learn", "flickr-retrieval")
 
@@ -43,7 +44,11 @@ def export_run(
     timings: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write the three exports of ``trained`` (named by ``trained.config.name``); return the folder."""
+    """Write the three exports of ``trained`` (named by ``trained.config.name``); return the folder.
+
+    ``metrics``: the test protocol's results; its arrays (``similarity``, ``ranks``) and timings
+    (``seconds``) are left out of ``metrics.json``."""
+    metrics = {k: v for k, v in metrics.items() if k not in ("similarity", "ranks", "seconds")}
     if similarity.shape != (len(caption_ids), len(image_ids)):
         raise ValueError(f"similarity {similarity.shape} does not match {len(caption_ids)} captions x {len(image_ids)} images")
     folder = paths.results_dir(trained.config.name)
@@ -65,11 +70,13 @@ def export_run(
             "temperature": trained.temperature,
             "history": [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "seconds"} for row in trained.history],
         },
+        "seed_offset": seed_offset(),  # RCP217_SEED_OFFSET when it was trained (0: the study's own seeds)
         "timings_s": timings or {},
         "versions": package_versions(),
         **(extra or {}),
     }
-    (folder / "metrics.json").write_text(json.dumps(_rounded(record), indent=1) + "\n")
+    # numbers rounded so that committed files do not churn on float noise; the config exactly (a learning rate of 2e-5 is not 0)
+    (folder / "metrics.json").write_text(json.dumps({**_rounded(record), "config": record["config"]}, indent=1) + "\n")
     return folder
 
 

@@ -23,7 +23,7 @@ import torch
 
 from . import cache, paths
 from .checkpoint import TrainedModel
-from .config import RunConfig
+from .config import RunConfig, seed_offset
 from .errors import CheckpointError
 from .inputs import SplitFeatures
 from .train import train
@@ -59,6 +59,7 @@ def run_key_parts(config: RunConfig, features: dict[str, SplitFeatures], init: T
         "config": {k: v for k, v in config.to_dict().items() if k != "name"},
         "inputs": features_digest(features),
         "init": None if init is None else (init.run_key or _state_digest(init)),
+        "seed_offset": seed_offset(),
         "code": code_version(),
     }
 

@@ -108,15 +108,25 @@ class BatchSampler:
     Fine-tuned text encoders get batches of captions of similar length (less padding).
     """
 
-    def __init__(self, config: RunConfig, train: SplitFeatures):
+    def __init__(self, config: RunConfig, train: SplitFeatures, seed: int | None = None):
+        """``seed``: of the draws made once for the whole training (``random_once``); default the
+        config's training seed."""
         self.config, self.train = config, train
+        seed = config.training_seed if seed is None else seed
         self.fixed = None
         if config.negatives == "most_different":
             self.fixed = most_different_images(train.image_cnn)[train.caption_image]
         elif config.negatives == "random_once":  # the report's pair data set: one random image per caption, drawn once
-            self.fixed = random_negatives(train.caption_image, len(train.image_ids), np.random.default_rng([config.seed, 1]))
+            self.fixed = random_negatives(train.caption_image, len(train.image_ids), np.random.default_rng([seed, 1]))
         self.lengths = np.array([len(s.split()) for s in train.sentences]) if config.finetune_text else None
         self.queries = Queries(None if config.finetune_text else train.text, train.sentences if config.finetune_text else None)
+
+    def batches_per_epoch(self) -> int:
+        """How many batches :meth:`epoch` yields (for a learning-rate schedule)."""
+        n_images = len(np.unique(self.train.caption_image))
+        per_image = np.bincount(self.train.caption_image)
+        n_captions = int(np.minimum(per_image[per_image > 0], self.config.captions_per_image).sum()) if n_images else 0
+        return -(-n_captions // self.config.batch_size)
 
     def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
         config, train = self.config, self.train

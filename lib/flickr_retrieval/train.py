@@ -1,8 +1,9 @@
 """Training a config on cached features: seeding, the model, the objective, the optimiser, then
 :func:`flickr_retrieval.fit.fit`.
 
-Everything a number depends on is seeded from ``RunConfig.seed``: the model's initialisation, the
-order of the captions, the random negatives and dropout. Training runs inside
+Everything a number depends on is seeded from ``RunConfig.training_seed`` (the config's seed plus
+the ``RCP217_SEED_OFFSET`` shift, 0 by default): the model's initialisation, the order of the
+captions, the random negatives and dropout. Training runs inside
 ``torch.random.fork_rng``, so torch's global random state is the same before and after.
 """
 
@@ -41,6 +42,14 @@ def _optimizer(objective: Objective, config: RunConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(objective.parameters(), lr=config.lr, fused=True)
 
 
+def _schedule(optimizer: torch.optim.Optimizer, config: RunConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """``cosine``: every learning rate decayed from its start to 0 over ``max_epochs`` epochs, one
+    step per batch (torch's ``CosineAnnealingLR``); ``constant``: none."""
+    if config.lr_schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.max_epochs * steps_per_epoch))
+
+
 def train(
     config: RunConfig,
     features: dict[str, SplitFeatures],
@@ -57,6 +66,7 @@ def train(
 
     With ``config.finetune_text`` the text encoder is trained too, starting from ``init`` (a trained
     dual encoder: its branches and temperature), and the weights before any update are epoch 0.
+    Without it, an ``init`` of the same model is trained further (its weights and temperature).
     ``text_norm``/``image_norms``: the normalisers the features were made with, stored in the
     checkpoint for search.
     """
@@ -64,9 +74,10 @@ def train(
     train_split, dev = features["train"], features["dev"]
     if config.finetune_text and (init is None or init.spec.kind != "dual_encoder"):
         raise ValueError("fine-tuning the text encoder starts from a trained dual_encoder run: pass init=")
+    seed = config.training_seed
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
         if config.finetune_text:
             spec = ModelSpec.from_config(config, init.spec.text_dim, init.spec.image_dim)
             model = build_model(spec)
@@ -79,21 +90,28 @@ def train(
             objective = Objective(model, config, temperature=init.temperature)
         else:
             spec = ModelSpec.from_config(config, train_split.text.shape[1], train_split.image.shape[1])
-            objective = Objective(build_model(spec), config)
-        sampler = BatchSampler(config, train_split)
+            model = build_model(spec)
+            if init is not None:  # continue training a run (the branches-only control of a fine-tuning)
+                if init.spec != spec:
+                    raise ValueError(f"init's model {init.spec} does not match the config's {spec}")
+                model.load_state_dict(init.model.state_dict())
+            objective = Objective(model, config, **({"temperature": init.temperature} if init is not None else {}))
+        sampler = BatchSampler(config, train_split, seed)
         criterion = selection_criterion(config)
         bar = (lambda epochs: progress(epochs, f"{config.name} epochs")) if show_progress else None
+        optimizer = _optimizer(objective, config)
         history, kept = fit(
             objective,
             sampler.epoch,
-            _optimizer(objective, config),
-            lambda: dev_scores(objective.model, dev, criterion, seed=config.seed),
+            optimizer,
+            lambda: dev_scores(objective.model, dev, criterion, seed=seed),
             EarlyStopping(config.patience, enabled=config.early_stopping),
             config.max_epochs,
             rng,
-            score_start=config.finetune_text,
+            score_start=init is not None,
             progress=bar,
             bf16=config.precision == "bfloat16",
+            scheduler=_schedule(optimizer, config, sampler.batches_per_epoch()),
         )
     return TrainedModel(
         config, objective, history, kept, time.perf_counter() - t0,

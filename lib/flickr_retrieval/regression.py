@@ -1,0 +1,71 @@
+"""How far a re-run's numbers may move from the committed ones (the regression checks of
+``tests_exports/``), from the measured seed spread.
+
+A re-run on another CPU, or with ``RCP217_SEED_OFFSET``, is another draw of every training: its
+numbers differ from the committed draw by about ``sqrt(2)`` times the seed-to-seed standard
+deviation (``sqrt(2 / n)`` times for a mean over ``n`` seeds). A check allows :data:`Z` of those,
+never less than a floor, and for small values never more than half the value (a recall of 3.3 must
+not be allowed to fall to 0).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+#: Standard deviations of a difference between two draws that a number may move (two-sided, a
+#: false alarm about once in 16000 numbers if the spread is right).
+Z = 4.0
+
+#: Used when no seed spread was measured (an export without ``seed_spread``): generous values of
+#: the spreads 07 measures, in points (recalls) and ranks (median rank).
+DEFAULT_SEED_SD = {"R@1": 1.0, "R@5": 1.5, "R@10": 1.5, "medr": 1.0}
+
+#: Values below this are "small": their tolerance is at most half the value.
+SMALL = 10.0
+
+
+def tolerance(value: float, seed_sd: float, n_seeds: int = 1, floor: float = 0.5) -> float:
+    """The allowed absolute difference for a number whose committed value is ``value``, measured
+    as the mean over ``n_seeds`` seeds, with a seed-to-seed standard deviation ``seed_sd``."""
+    if seed_sd < 0 or n_seeds < 1:
+        raise ValueError(f"need seed_sd >= 0 and n_seeds >= 1, got {seed_sd}, {n_seeds}")
+    allowed = max(floor, Z * math.sqrt(2.0 / n_seeds) * seed_sd)
+    if abs(value) < SMALL:
+        allowed = min(allowed, max(floor, 0.5 * abs(value)))
+    return allowed
+
+
+def rank_tolerance(value: float, seed_sd: float, n_seeds: int = 1) -> float:
+    """The allowed difference for a median rank: :data:`Z` standard deviations of a difference of
+    two draws, at least 1 rank, and at least a third of the value (a median rank of 50 moves by
+    tens between seeds of a weak model)."""
+    return max(1.0, Z * math.sqrt(2.0 / n_seeds) * seed_sd, value / 3)
+
+
+def check(name: str, fresh: float, old: float, allowed: float) -> str | None:
+    """None when ``fresh`` is within ``allowed`` of ``old``, else a line that says by how much not."""
+    if fresh is None or old is None or not math.isfinite(fresh) or abs(fresh - old) > allowed:
+        return f"{name}: {fresh} against the committed {old} (allowed +/- {allowed:.2f})"
+    return None
+
+
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+def numbers(text: str) -> list[float]:
+    """The numbers written in a piece of evidence (``"+1.2 (+0.3 to +2.1): helps"`` -> 3 numbers)."""
+    return [float(n) for n in NUMBER.findall(text)]
+
+
+def evidence_tolerance(value: float, what: str, seed_sd: dict[str, float], stated: float | None = None) -> float:
+    """The allowed difference for a number of the ledger's evidence: the ``stated`` one when the
+    notebook gave it; 0.05 for values within [-1, 1] (AUCs, cosines, predicted probabilities);
+    else the recall tolerance of a difference of two rows (the largest seed spread of R@1/5/10,
+    times sqrt(2) for a difference), at least 2 points, at most half a small value."""
+    if stated is not None:
+        return stated
+    if abs(value) <= 1 and not any(word in what for word in ("R@", "rank")):
+        return 0.05
+    sd = max(seed_sd.get(k, DEFAULT_SEED_SD[k]) for k in ("R@1", "R@5", "R@10")) * math.sqrt(2.0)
+    return tolerance(value, sd, floor=2.0)

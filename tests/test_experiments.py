@@ -1,0 +1,106 @@
+"""Experiment (notebook 07's machinery) through every outcome of the dev choice: a fine-tuned row
+chosen, a tie, a row missing, seeds added to a fine-tuned row, an ensemble, the export."""
+
+import numpy as np
+import pytest
+
+from flickr_retrieval import experiments
+from flickr_retrieval.experiments import Experiment, RowSpec
+
+
+@pytest.fixture
+def table(tiny_run):
+    """A reference row (seeds 0, 1), a one-factor row, and a fine-tuned row started from the reference."""
+    data, config, space, feats, trained = tiny_run
+    exp = Experiment(data, n_boot=10)
+    exp.add(RowSpec("3", "reference", None, "-", config), trained)
+    exp.run(RowSpec("5", "shorter", "3", "one epoch", config.replace(name="short", max_epochs=1)), seeds=(0, 1))
+    tuned = config.replace(name="tuned", finetune_text=True, max_epochs=1, early_stopping=True, patience=1, text_lr=1e-5)
+    exp.run(RowSpec("8", "fine-tuned", "3", "MiniLM trained too", tuned, init="3"), seeds=(0, 1))
+    return exp
+
+
+def test_a_finetuned_row_takes_more_seeds_from_the_same_seeds_of_its_start(table):
+    assert table.rows["3"].seeds == [0, 1]  # seed 1 of the start was trained for seed 1 of the fine-tuning
+    assert table.rows["8"].runs[1].config.seed == 1 and table.rows["8"].runs[1].config.finetune_text
+    table.ensure_seeds("8", (2,))
+    assert table.rows["8"].seeds == [0, 1, 2] and 2 in table.rows["3"].runs
+
+
+def test_comparisons_pair_seeds_and_skip_rows_whose_parent_is_missing(table, tiny_run):
+    data, config, *_ = tiny_run
+    c = table.compare("5")
+    assert c["seed_list"] == [0, 1] and c["criterion"] == "R@1+R@5+R@10" and c["verdict"] in ("helps", "hurts", "no measurable difference")
+    table.run(RowSpec("4b", "not run here", "4", "its parent 4 was never trained", config.replace(name="orphan", max_epochs=1)))
+    assert "4b" not in table.comparisons()  # no parent row: no verdict, no crash
+    assert len(table.table()) == 4
+
+
+def test_a_finetuned_row_chosen_on_dev_is_exported_and_searchable(table, tmp_path, monkeypatch):
+    monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
+    monkeypatch.setattr(experiments, "dev_rsum", lambda run: 300.0 if run.config.finetune_text else 100.0)
+    selection = table.selection()
+    assert selection["chosen"] == "8"
+    table.ensure_seeds(selection["chosen"], (0, 1, 2))  # the crash of issue 18: seeds of a fine-tuned choice
+    folder = table.export_choice(selection)
+    from flickr_retrieval import results
+    from flickr_retrieval.search import Searcher
+
+    metrics = results.load_metrics("best")
+    assert folder.name == "best" and metrics["row"] == "8" and metrics["config"]["finetune_text"]
+    assert len(Searcher("best", data=table.data).search("a red picture", k=2)) == 2
+
+
+def test_a_tie_on_dev_keeps_the_simplest_row(table, monkeypatch):
+    monkeypatch.setattr(experiments, "dev_rsum", lambda run: 200.0)
+    selection = table.selection()
+    assert selection["within_tolerance"] == ["3", "5", "8"] and selection["chosen"] == "3"
+    monkeypatch.setattr(experiments, "dev_rsum", lambda run: 200.0 + run.config.seed)  # a spread: a tolerance from it
+    assert table.selection()["tolerance"] > 0
+
+
+def test_an_ensemble_row_and_stability_table(table):
+    rows = table.rows
+    table.ensemble(RowSpec("E1", "seeds of 5", "5", "mean of seeds 0 and 1"), [rows["5"].runs[0], rows["5"].runs[1]])
+    assert table.rows["E1"].is_ensemble and table.compare("E1")["seed_list"] == [0]
+    with pytest.raises(ValueError, match="ensemble"):
+        table.export_choice({"chosen": "E1"})
+    stab = table.stability((0,), (1,))
+    assert set(stab["verdicts"]) <= {"stable", "unstable"} and "E1 seeds of 5" not in stab.index
+    assert set(table.seed_spread()) == {"R@1", "R@5", "R@10", "medr"}
+
+
+def test_settle_climbs_the_seed_ladder_only_for_close_calls(table, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments.verdicts, "needs_more_seeds", lambda c, margin: calls.append(c["row"]) or c["row"] == "5")
+    said = table.settle(((0, 1, 2),))
+    assert table.rows["5"].seeds == [0, 1, 2] and table.rows["3"].seeds == [0, 1, 2]
+    assert len(said) == 1 and said[0].startswith("5 shorter")
+    assert table.rows["8"].seeds == [0, 1]  # not a close call: no extra seed
+
+
+def test_at_cap_flags_rows_stopped_within_patience_of_their_cap(tiny_run):
+    import dataclasses
+
+    *_, trained = tiny_run
+    c = trained.config.replace(early_stopping=True, max_epochs=20, patience=3)
+    assert experiments.at_cap(dataclasses.replace(trained, config=c, best_epoch=18))
+    assert not experiments.at_cap(dataclasses.replace(trained, config=c, best_epoch=17))
+    assert not experiments.at_cap(dataclasses.replace(trained, config=c.replace(patience=20), best_epoch=20))  # a fixed schedule
+
+
+def test_seed_offset_shifts_training_and_is_validated(tiny_run, monkeypatch):
+    from flickr_retrieval.config import seed_offset
+    from flickr_retrieval.train import train
+
+    data, config, space, feats, trained = tiny_run
+    monkeypatch.setenv("RCP217_SEED_OFFSET", "100")
+    assert seed_offset() == 100 and config.training_seed == 100
+    shifted = train(config, feats)
+    assert shifted.config.seed == config.seed  # the nominal seed is kept
+    assert not np.allclose(shifted.history[-1]["loss"], trained.history[-1]["loss"])
+    for bad in ("x", "-1"):
+        monkeypatch.setenv("RCP217_SEED_OFFSET", bad)
+        with pytest.raises(ValueError, match="RCP217_SEED_OFFSET"):
+            seed_offset()

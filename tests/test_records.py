@@ -1,0 +1,67 @@
+"""Run records (flickr_retrieval.records) and the sampled re-training that reads them."""
+
+import numpy as np
+import pytest
+
+from flickr_retrieval import records
+from flickr_retrieval.errors import CheckpointError
+from flickr_retrieval.experiments import Experiment, RowSpec
+from flickr_retrieval.records import RunRecord
+
+
+def test_a_record_round_trips_and_refuses_damage(tiny_run, tmp_path):
+    data, config, space, feats, trained = tiny_run
+    exp = Experiment(data, n_boot=10)
+    result = exp.test(trained)
+    record = RunRecord.of(trained, result["ranks"])
+    path = tmp_path / "r.npz"
+    record.save(path)
+    n_captions, n_images = len(feats["test"].caption_ids), len(feats["test"].image_ids)
+    back = RunRecord.load(path, n_captions, n_images)
+    assert back.config == trained.config and back.best_epoch == trained.best_epoch
+    for k in ("t2i", "i2t", "lenient"):
+        np.testing.assert_array_equal(back.ranks[k], result["ranks"][k])
+    with pytest.raises(CheckpointError, match="not a valid run record"):
+        RunRecord.load(path, n_captions + 1, n_images)  # another test split
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a valid run record"):
+        RunRecord.load(path, n_captions, n_images)
+
+
+def test_retrain_mode_is_validated(monkeypatch):
+    monkeypatch.delenv("RCP217_RETRAIN", raising=False)
+    assert records.retrain_all()
+    monkeypatch.setenv("RCP217_RETRAIN", "sample")
+    assert not records.retrain_all()
+    monkeypatch.setenv("RCP217_RETRAIN", "some")
+    with pytest.raises(ValueError, match="RCP217_RETRAIN"):
+        records.retrain_all()
+
+
+def test_sampled_runs_train_the_first_seed_and_read_the_others(tiny_run, tmp_path, monkeypatch):
+    """A full run writes records; a sampled run trains each row's first seed and reads the rest,
+    giving the same comparisons; a fine-tuned row's read seeds need no start; ensembles of read
+    runs come from their own record."""
+    data, config, *_ = tiny_run
+    monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
+    tuned = config.replace(name="tuned", finetune_text=True, max_epochs=1, early_stopping=True, patience=1, text_lr=1e-5)
+
+    def study():
+        exp = Experiment(data, n_boot=10, notebook="nb")
+        exp.run(RowSpec("3", "ref", None, "-", config), seeds=(0, 1))
+        exp.run(RowSpec("5", "short", "3", "one epoch", config.replace(name="short", max_epochs=1)), seeds=(0, 1))
+        exp.run(RowSpec("8", "tuned", "3", "MiniLM", tuned, init="3"), seeds=(0, 1))
+        exp.ensemble(RowSpec("E1", "seeds", "5", "mean"), [exp.rows["5"].runs[s] for s in (0, 1)])
+        return exp
+
+    full = study()
+    assert (tmp_path / "results" / "runs" / "nb" / "5-seed1.npz").is_file()
+    assert (tmp_path / "results" / "runs" / "nb" / "E1-seed0.npz").is_file()
+    monkeypatch.setenv("RCP217_RETRAIN", "sample")
+    sampled = study()
+    for row in ("3", "5", "8"):
+        assert isinstance(sampled.rows[row].runs[1], RunRecord) and not isinstance(sampled.rows[row].runs[0], RunRecord)
+        assert sampled.compare(row)["diff"] == pytest.approx(full.compare(row)["diff"]) if row != "3" else True
+    assert sampled.rows["E1"].t2i["R@1"] == pytest.approx(full.rows["E1"].t2i["R@1"])
+    assert "read from committed run records" in sampled.describe("5")
