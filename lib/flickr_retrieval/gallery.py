@@ -63,6 +63,7 @@ class Gallery:
     captions: dict[str, list[str]] = field(default_factory=dict)
     unreadable: list[dict] = field(default_factory=list)
     _features: Callable[[str], np.ndarray] | None = field(default=None, repr=False)
+    root: Path | None = None  # the folder every file must stay inside (checked again when the page serves one)
 
     @property
     def is_flickr8k(self) -> bool:
@@ -83,7 +84,7 @@ def flickr8k_gallery(data: Flickr8k, split: str) -> Gallery:
     if split not in FLICKR8K_COLLECTIONS:
         raise QueryError(f"unknown Flickr8k split {split!r}; choose one of {list(FLICKR8K_COLLECTIONS)}")
     ids = data.split(split).image_ids
-    return Gallery(split, ids, [data.image_path(i) for i in ids], {i: data.captions[i] for i in ids})
+    return Gallery(split, ids, [data.image_path(i) for i in ids], {i: data.captions[i] for i in ids}, root=data.image_dir)
 
 
 def check_collection_name(name: str) -> str:
@@ -206,7 +207,7 @@ def load_collection(name: str) -> Gallery:
             computed[backbone] = _features(backbone, root, files)[0]
         return computed[backbone]
 
-    return Gallery(name, files, resolved, {}, unreadable, features)
+    return Gallery(name, files, resolved, {}, unreadable, features, root=root)
 
 
 def load_gallery(name: str, data: Flickr8k | None = None) -> Gallery:

@@ -32,6 +32,9 @@ from . import paths, results
 from .checkpoint import TrainedModel
 from .data import Flickr8k, load_flickr8k
 from .errors import QueryError, RunNameError, cli_errors
+
+#: Longer queries are refused before tokenising (a sentence is far shorter; the encoder reads 64 tokens).
+MAX_QUERY_CHARS = 1000
 from .gallery import FLICKR8K_COLLECTIONS, Gallery, flickr8k_gallery, indexed_collections, load_collection
 from .inputs import FeatureSpace, Normaliser, Queries, as_tensor
 from .text import clean_caption
@@ -121,8 +124,16 @@ class Searcher:
         """The query after the final text pipeline, or :class:`QueryError` saying what is wrong."""
         if not isinstance(query, str) or not clean_caption(query):
             raise QueryError("the query is empty: give an English sentence, e.g. 'a dog runs on the beach'")
+        if len(query) > MAX_QUERY_CHARS:
+            raise QueryError(f"the query is too long: {len(query)} characters (at most {MAX_QUERY_CHARS}); shorten it to one sentence")
         cleaned = clean_caption(query)
-        n_tokens = len(self.encoder.tokenizer(cleaned)["input_ids"])
+        tokenizer = self.encoder.tokenizer
+        ids = tokenizer(cleaned)["input_ids"]
+        meaningless = set(tokenizer.all_special_ids)  # [CLS], [SEP], [PAD], [UNK]: none of them is a word it read
+        if not any(ch.isalnum() for ch in cleaned) or all(i in meaningless for i in ids):
+            raise QueryError("the query has no word the text encoder can read (only punctuation, invisible characters, or words it "
+                             "does not know): give an English sentence, e.g. 'a dog runs on the beach'")
+        n_tokens = len(ids)
         limit = self.encoder.spec.max_length
         if n_tokens > limit:
             raise QueryError(f"the query is too long: {n_tokens} tokens, and the text encoder reads at most {limit} "

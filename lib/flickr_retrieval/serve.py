@@ -12,19 +12,32 @@ takes one matrix-vector product. Routes:
 ``/api/search?q=&k=&collection=&run=``  JSON: the hits (rank, id, score, image URL, captions) and the
                                     server time in ms, or ``{"error": ...}`` with status 400
 ``/image/<collection>/<n>``         the n-th image of a loaded collection. Images are served by position
-                                    in the collection's own list, so no request can name another file.
+                                    in the collection's own list, so no request can name another file;
+                                    the file is checked again when it is served (a regular file inside
+                                    the collection's folder, at most 50 MB) and its type is decided from
+                                    its first bytes (JPEG, PNG, GIF, WebP; anything else is a 404).
 
-The server binds to 127.0.0.1 unless ``--host`` says otherwise: it is meant for one person's machine.
+Every response carries ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy that allows
+only this server's own scripts (with a per-page nonce), images and requests. The server binds to
+127.0.0.1 unless ``--host`` says otherwise (with a warning), answers only requests whose ``Host`` is
+a loopback name or that host (no DNS rebinding), and never runs Flask's debugger (``FLASK_DEBUG``
+is ignored). Every error of ``/api/...`` is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import secrets
+import stat
 import sys
 import threading
 import time
+from pathlib import Path
 
-from flask import Flask, abort, jsonify, render_template, request, send_file
+from flask import Flask, Response, abort, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from . import paths
 from .errors import QueryError, RunNameError, cli_errors
@@ -33,6 +46,52 @@ from .search import Searcher, collections, trained_runs
 
 DEFAULT_PORT = 8217
 MAX_K = 100
+MAX_IMAGE_BYTES = 50 * 2**20
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+#: Image types the page serves, decided from the first bytes of the file, never from its name.
+_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
+
+
+def image_type(head: bytes) -> str | None:
+    """The MIME type of an image from its first bytes (JPEG, PNG, GIF, WebP), or None."""
+    for magic, mime in _MAGIC:
+        if head.startswith(magic):
+            return mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def read_image(path: Path, root: Path | None) -> tuple[bytes, str] | None:
+    """The bytes and type of the image at ``path``, checked now (not when it was indexed): it must
+    resolve inside ``root``, be a regular file of at most :data:`MAX_IMAGE_BYTES`, and start like an
+    image. None otherwise (a file swapped for a link to elsewhere, a FIFO, a device, an HTML file)."""
+    try:
+        real = os.path.realpath(path)
+        if root is not None and os.path.commonpath([real, os.path.realpath(root)]) != os.path.realpath(root):
+            return None
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(real, flags)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_IMAGE_BYTES:
+                return None
+            data = handle.read(MAX_IMAGE_BYTES + 1)
+    except (OSError, ValueError):
+        return None
+    mime = image_type(data[:16])
+    return (data, mime) if mime and len(data) <= MAX_IMAGE_BYTES else None
+
+
+def check_port(value: str) -> int:
+    """argparse type: a TCP port from 1 to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, got {port}")
+    return port
 
 
 class SearchService:
@@ -88,16 +147,46 @@ def parse_k(value: str | None, default: int = 8) -> int:
     return k
 
 
-def create_app(service: SearchService | None = None, run: str = "best", collection: str = "all") -> Flask:
-    """The Flask app; ``run`` and ``collection`` are the page's defaults."""
+def create_app(service: SearchService | None = None, run: str = "best", collection: str = "all", host: str = "127.0.0.1") -> Flask:
+    """The Flask app; ``run`` and ``collection`` are the page's defaults; requests must name
+    a loopback host or ``host`` (the address the server was asked to bind)."""
     service = service or SearchService()
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
+    app.debug = False  # never the debugger, whatever FLASK_DEBUG says
+    app.config["TRUSTED_HOSTS"] = sorted(set(LOOPBACK_HOSTS + ([host] if host not in ("0.0.0.0", "::") else [])))
+    if host in ("0.0.0.0", "::"):
+        app.config["TRUSTED_HOSTS"] = None  # every address of the machine: the user asked for it (and was warned)
+
+    @app.before_request
+    def check_host():
+        g.nonce = secrets.token_urlsafe(16)
+        request.host  # noqa: B018 - reading it validates it against TRUSTED_HOSTS (400 otherwise)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        nonce = getattr(g, "nonce", "")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self'; connect-src 'self'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    @app.errorhandler(Exception)
+    def errors(exc: Exception):
+        """JSON for every error of /api/..., never Flask's HTML page (the page reads the message)."""
+        code = exc.code if isinstance(exc, HTTPException) else 500
+        message = exc.description if isinstance(exc, HTTPException) else f"the server could not answer: {type(exc).__name__}: {exc}"
+        if request.path.startswith("/api/"):
+            return jsonify(error=str(message).replace("\n", " ")), code
+        return (exc if isinstance(exc, HTTPException) else Response("internal error", 500, mimetype="text/plain"))
 
     @app.get("/")
     def page():
         runs = trained_runs()
-        return render_template("search.html", runs=runs or [run], collections=collections(), run=run, collection=collection, max_k=MAX_K)
+        return render_template("search.html", runs=runs or [run], collections=collections(), run=run, collection=collection, max_k=MAX_K, nonce=g.nonce)
 
     @app.get("/api/search")
     def api_search():
@@ -107,6 +196,8 @@ def create_app(service: SearchService | None = None, run: str = "best", collecti
             result = service.search(query, k, request.args.get("run") or run, request.args.get("collection") or collection)
         except (QueryError, RunNameError) as exc:
             return jsonify(error=str(exc)), 400
+        if not all(math.isfinite(h["score"]) for h in result["hits"]):
+            return jsonify(error=f"run {result['run']!r} gives scores that are not numbers (damaged weights?): train or export it again"), 500
         return jsonify(result)
 
     @app.get("/image/<collection_name>/<int:position>")
@@ -114,7 +205,13 @@ def create_app(service: SearchService | None = None, run: str = "best", collecti
         gallery = service.loaded_gallery(collection_name)
         if gallery is None or not 0 <= position < len(gallery.files):
             abort(404)
-        return send_file(gallery.files[position], max_age=3600)
+        found = read_image(Path(gallery.files[position]), gallery.root)
+        if found is None:
+            abort(404)
+        data, mime = found
+        response = Response(data, mimetype=mime)
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        return response
 
     return app
 
@@ -124,16 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default="best", help="the trained run the page starts with (default: best)")
     parser.add_argument("--collection", default="all", help="a Flickr8k split, all (default), or a folder indexed with flickr-retrieval-index")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--port", type=check_port, default=DEFAULT_PORT, help=f"port, 1 to 65535 (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-serve"):
+        if args.host not in LOOPBACK_HOSTS:
+            print(f"warning: --host {args.host} makes the page reachable from other machines: anyone who can reach this address can "
+                  "search the indexed collections and see their images (read-only). Use 127.0.0.1 unless that is what you want.",
+                  file=sys.stderr)
         service = SearchService()
         start = time.perf_counter()
         searcher = service.searcher(args.run, args.collection)  # loaded once, before the first request
         print(f"loaded run {args.run!r} and {len(searcher.image_ids)} images of {args.collection!r} in {time.perf_counter() - start:.1f} s")
-        app = create_app(service, args.run, args.collection)
+        app = create_app(service, args.run, args.collection, host=args.host)
         print(f"open http://{args.host}:{args.port}/  (Ctrl+C to stop)")
-        app.run(host=args.host, port=args.port, threaded=True)
+        app.run(host=args.host, port=args.port, threaded=True, debug=False, use_debugger=False, use_reloader=False)
     return 0
 
 

@@ -1,0 +1,146 @@
+"""The search page under hostile files and requests (issue "Safe to open to others")."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from flickr_retrieval import gallery, serve
+from flickr_retrieval.search import Searcher
+from flickr_retrieval.serve import SearchService, create_app
+
+
+@pytest.fixture
+def hostile(tiny_run, tmp_path):
+    """An indexed folder with a PNG named evil.html (a script inside), then files swapped after indexing."""
+    from PIL import Image
+
+    data, config, space, feats, trained = tiny_run
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    images = sorted((data.image_dir).glob("*.jpg"))
+    for path in images[:3]:
+        shutil.copy(path, folder / path.name)
+    png = folder / "evil.html"
+    Image.open(images[3]).save(png, format="PNG")
+    with open(png, "ab") as handle:
+        handle.write(b"<script>alert(document.domain)</script>")
+    gallery.index_folder(folder, "hostile", list(config.backbones))
+    service = SearchService(data)
+    service._searchers[("tiny", "all")] = Searcher(trained, "all", data=data)
+    service._searchers[("tiny", "hostile")] = Searcher(trained, "hostile", data=data)
+    app = create_app(service, run="tiny", collection="all")
+    return app.test_client(), service.loaded_gallery("hostile"), folder
+
+
+def test_every_response_says_nosniff_and_a_strict_policy(hostile):
+    client, *_ = hostile
+    for url in ("/", "/api/search?q=a+dog&k=2", "/image/all/0", "/image/all/999", "/api/search?q="):
+        response = client.get(url)
+        assert response.headers["X-Content-Type-Options"] == "nosniff", url
+        policy = response.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "script-src 'nonce-" in policy and "unsafe-inline" not in policy, url
+    page = client.get("/")
+    nonce = page.headers["Content-Security-Policy"].split("'nonce-")[1].split("'")[0]
+    assert f'<script nonce="{nonce}">' in page.get_data(as_text=True)
+
+
+def test_an_html_named_png_is_served_as_a_png_never_as_html(hostile):
+    client, collection, _ = hostile
+    position = collection.ids.index("evil.html")
+    response = client.get(f"/image/hostile/{position}")
+    assert response.status_code == 200 and response.mimetype == "image/png"
+
+
+def test_a_file_swapped_for_a_link_or_a_non_image_after_indexing_is_not_served(hostile, tmp_path):
+    client, collection, folder = hostile
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    first, second, third = (collection.ids.index(n) for n in collection.ids if n != "evil.html")
+    target = folder / collection.ids[first]
+    target.unlink()
+    target.symlink_to(secret)  # points outside the folder
+    assert client.get(f"/image/hostile/{first}").status_code == 404
+    (folder / collection.ids[second]).write_text("<html><script>alert(1)</script></html>")  # not an image any more
+    assert client.get(f"/image/hostile/{second}").status_code == 404
+    fifo = folder / collection.ids[third]
+    fifo.unlink()
+    os.mkfifo(fifo)  # would block a reader forever
+    assert client.get(f"/image/hostile/{third}").status_code == 404
+
+
+def test_only_loopback_hosts_are_answered_unless_the_server_binds_another(tiny_run):
+    data, config, space, feats, trained = tiny_run
+    service = SearchService(data)
+    service._searchers[("tiny", "all")] = Searcher(trained, "all", data=data)
+    client = create_app(service, run="tiny", collection="all").test_client()
+    assert client.get("/", headers={"Host": "evil.example:8217"}).status_code == 400
+    assert client.get("/", headers={"Host": "127.0.0.1:8217"}).status_code == 200
+    other = create_app(service, run="tiny", collection="all", host="192.0.2.7").test_client()
+    assert other.get("/", headers={"Host": "192.0.2.7:8217"}).status_code == 200
+    assert other.get("/", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_the_debugger_is_never_on(tiny_run, monkeypatch):
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    assert create_app(SearchService(tiny_run[0])).debug is False
+
+
+@pytest.mark.parametrize("port, ok", [("8217", True), ("1", True), ("65535", True), ("0", False), ("99999", False), ("-1", False), ("http", False)])
+def test_ports_are_validated(port, ok):
+    import argparse
+
+    if ok:
+        assert serve.check_port(port) == int(port)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            serve.check_port(port)
+
+
+def test_the_api_answers_json_for_every_error(tiny_run, tmp_path, monkeypatch):
+    data, config, space, feats, trained = tiny_run
+    service = SearchService(data)
+    service._searchers[("tiny", "all")] = Searcher(trained, "all", data=data)
+    client = create_app(service, run="tiny", collection="all").test_client()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("damaged run\nwith a newline")
+
+    monkeypatch.setattr(service, "searcher", broken)
+    answer = client.get("/api/search", query_string={"q": "a dog", "run": "tiny"})
+    assert answer.status_code == 500 and answer.is_json and "damaged run with a newline" in answer.get_json()["error"]
+    assert client.get("/api/nothing").is_json  # a 404 of the API is JSON too
+
+
+def test_non_finite_scores_are_an_error_not_invalid_json(tiny_run):
+    import dataclasses
+
+    data, config, space, feats, trained = tiny_run
+    nan = dataclasses.replace(trained)
+    with torch.no_grad():
+        for p in nan.model.parameters():
+            p.fill_(float("nan"))
+    service = SearchService(data)
+    service._searchers[("tiny", "all")] = Searcher(nan, "all", data=data)
+    answer = create_app(service, run="tiny", collection="all").test_client().get("/api/search", query_string={"q": "a dog", "run": "tiny"})
+    assert answer.status_code == 500 and "not numbers" in answer.get_json()["error"]
+
+
+@pytest.mark.parametrize("query", ["\u200b\u200b", "\x00", "a" * 60_000, "!!! ???", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"])
+def test_queries_that_mean_nothing_are_refused(tiny_run, query):
+    from flickr_retrieval.errors import QueryError
+
+    data, config, space, feats, trained = tiny_run
+    with pytest.raises(QueryError, match="no word|too long"):
+        Searcher(trained, "all", data=data).search(query, k=2)
+
+
+def test_images_are_typed_from_their_bytes():
+    assert serve.image_type(b"\xff\xd8\xff\xe0") == "image/jpeg"
+    assert serve.image_type(b"\x89PNG\r\n\x1a\n....") == "image/png"
+    assert serve.image_type(b"GIF89a") == "image/gif"
+    assert serve.image_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
+    assert serve.image_type(b"<html>") is None and serve.image_type(b"") is None
+    assert np.all([serve.image_type(b) is None for b in (b"RIFF\x00\x00\x00\x00WAVE", b"%PDF-1.4")])
