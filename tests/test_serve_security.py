@@ -144,3 +144,28 @@ def test_images_are_typed_from_their_bytes():
     assert serve.image_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
     assert serve.image_type(b"<html>") is None and serve.image_type(b"") is None
     assert np.all([serve.image_type(b) is None for b in (b"RIFF\x00\x00\x00\x00WAVE", b"%PDF-1.4")])
+
+
+def test_links_and_special_files_are_listed_with_a_reason_never_read(tiny_run, tmp_path):
+    data, config, space, feats, trained = tiny_run
+    folder = tmp_path / "links"
+    (folder / "sub").mkdir(parents=True)
+    images = sorted(data.image_dir.glob("*.jpg"))
+    shutil.copy(images[0], folder / "a.jpg")
+    shutil.copy(images[1], folder / "sub" / "b.jpg")
+    outside = tmp_path / "outside.jpg"
+    shutil.copy(images[2], outside)
+    (folder / "out.jpg").symlink_to(outside)
+    (folder / "inside.jpg").symlink_to(folder / "a.jpg")
+    (folder / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (folder / "zero.jpg").symlink_to("/dev/zero")
+    (folder / "loop").symlink_to(folder)
+    (folder / "linked-dir").symlink_to(tmp_path)
+    os.mkfifo(folder / "pipe.jpg")
+    report = gallery.index_folder(folder, "links", list(config.backbones))
+    reasons = {u["file"]: u["reason"] for u in report.unreadable}
+    assert report.images == 2 and set(gallery.load_collection("links").ids) == {"a.jpg", "sub/b.jpg"}
+    assert "outside" in reasons["out.jpg"] and "dangling" in reasons["gone.jpg"] and "outside" in reasons["zero.jpg"]
+    assert "where it lies" in reasons["inside.jpg"] and "not followed" in reasons["loop"] and "not followed" in reasons["linked-dir"]
+    assert "not a regular file" in reasons["pipe.jpg"]
+    assert len(report.lines()) == 2 + len(reasons)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -148,6 +150,42 @@ class IndexReport:
         return out
 
 
+def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
+    """Every entry under ``root`` (recursively, links not followed), sorted: ``(relative name, path,
+    None)`` for a regular file to read, or a reason why it is not read. Nothing is skipped in silence:
+    links (to a file or a folder, inside or outside, dangling, looping) and special files (FIFOs,
+    devices, sockets) are listed with their reason, and never opened."""
+    out = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        base = Path(folder)
+        for d in list(dirs):
+            if (base / d).is_symlink():
+                out.append(((base / d).relative_to(root).as_posix(), base / d, "a link to a folder: not followed (index its target folder itself)"))
+        dirs[:] = sorted(d for d in dirs if not (base / d).is_symlink())
+        for f in files:
+            path = base / f
+            relative = path.relative_to(root).as_posix()
+            try:
+                info = os.lstat(path)
+            except OSError as exc:
+                out.append((relative, path, f"cannot be read ({exc.strerror})"))
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                target = os.path.realpath(path)
+                if not os.path.exists(target):
+                    reason = "a dangling link (its target does not exist)"
+                elif os.path.commonpath([target, str(root)]) != str(root):
+                    reason = "a link to a file outside the folder: not indexed"
+                else:
+                    reason = "a link to a file of the folder: indexed where it lies"
+                out.append((relative, path, reason))
+            elif not stat.S_ISREG(info.st_mode):
+                out.append((relative, path, "not a regular file (a FIFO, device or socket): never opened"))
+            else:
+                out.append((relative, path, None))
+    return sorted(out)
+
+
 def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_progress: bool = False) -> IndexReport:
     """Embed every readable image under ``folder`` (recursively) with ``backbones``; record the
     collection as ``name``. Unreadable files are listed in the report and the manifest."""
@@ -159,8 +197,10 @@ def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_pr
     if not backbones:
         raise QueryError("give at least one image backbone")
     readable, unreadable = [], []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root).as_posix()
+    for relative, path, reason in walk_folder(root):
+        if reason is not None:
+            unreadable.append({"file": relative, "reason": reason})
+            continue
         try:
             load_image(path)
             readable.append(relative)
