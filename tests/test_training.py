@@ -204,3 +204,20 @@ def test_epoch_batches_visit_each_image_the_asked_number_of_times():
     for _ in range(30):
         seen |= set(np.concatenate(epoch_batches(own, 1, 4, rng)).tolist())
     assert len(seen) == 35  # every caption comes round
+
+
+def test_loading_a_backbone_leaves_the_global_random_state_alone():
+    """Random weights are seeded inside a forked RNG: loading a backbone (random or pretrained) does
+    not reseed or advance torch's global random state."""
+    import torch
+
+    from flickr_retrieval.backbones import load_image_backbone
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    random_weights = load_image_backbone("mobilenet_v2", pretrained=False, seed=0)
+    load_image_backbone("mobilenet_v2")
+    assert torch.equal(torch.random.get_rng_state(), before)
+    again = load_image_backbone("mobilenet_v2", pretrained=False, seed=0)  # still the same seeded weights
+    first = next(random_weights.module.parameters())
+    assert torch.equal(first, next(again.module.parameters()))

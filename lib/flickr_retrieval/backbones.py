@@ -209,9 +209,10 @@ def load_image_backbone(name: str, pretrained: bool = True, seed: int = 0) -> Im
     if name not in BACKBONES:
         raise KeyError(f"unknown image backbone {name!r}; choose one of {available_backbones()}")
     spec = BACKBONES[name]
-    if not pretrained:
-        torch.manual_seed(seed)
-    module, tag = spec.build(pretrained)
+    with torch.random.fork_rng(devices=[]):  # torch's global random state is the same after as before
+        if not pretrained:
+            torch.manual_seed(seed)
+        module, tag = spec.build(pretrained)
     if not pretrained:
         tag = f"random-init seed={seed}"
     module.eval()
