@@ -169,3 +169,16 @@ def test_links_and_special_files_are_listed_with_a_reason_never_read(tiny_run, t
     assert "where it lies" in reasons["inside.jpg"] and "not followed" in reasons["loop"] and "not followed" in reasons["linked-dir"]
     assert "not a regular file" in reasons["pipe.jpg"]
     assert len(report.lines()) == 2 + len(reasons)
+
+
+def test_a_collection_can_be_forgotten_without_touching_its_files(tiny_run, tmp_path):
+    from flickr_retrieval.search import collections
+
+    data, config, *_ = tiny_run
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    shutil.copy(sorted(data.image_dir.glob("*.jpg"))[0], folder / "a.jpg")
+    gallery.index_folder(folder, "demo", list(config.backbones))
+    assert "demo" in collections()
+    assert gallery.forget_collection("demo") and "demo" not in collections() and (folder / "a.jpg").is_file()
+    assert not gallery.forget_collection("demo")

@@ -219,6 +219,16 @@ def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_pr
     return IndexReport(name, root, len(readable), unreadable, list(backbones), time.perf_counter() - start, out)
 
 
+def forget_collection(name: str) -> bool:
+    """Remove the index of collection ``name`` (its manifest; the cached features stay in the cache,
+    the folder's files are never touched). True when there was one."""
+    path = collections_dir() / f"{check_collection_name(name)}.json"
+    if path.is_file():
+        path.unlink()
+        return True
+    return False
+
+
 def load_collection(name: str) -> Gallery:
     """The indexed collection ``name`` (see :func:`index_folder`), checked against its folder."""
     name = check_collection_name(name)
