@@ -49,3 +49,48 @@ def test_a_validation_failure_after_download_is_reported(tmp_path):
     urls = _archives(tmp_path)
     with pytest.raises(DatasetError, match="expected 8091"):
         download.download(tmp_path / "full", urls=urls)  # standard counts on a tiny archive
+
+
+@pytest.mark.parametrize("bad", ["-1", "0", "nan", "inf", "3601", "soon"])
+def test_timeouts_are_validated(bad):
+    with pytest.raises(ValueError, match="--timeout"):
+        download.check_timeout(bad)
+    assert download.check_timeout("60") == 60.0
+
+
+def test_staging_folders_left_by_a_killed_download_are_removed(tmp_path):
+    import os
+    import time
+
+    dest = tmp_path / "flickr8k"
+    old, fresh = dest / ".staging-old", dest / ".staging-running"
+    for folder in (old, fresh):
+        (folder / "new").mkdir(parents=True)
+    stale = time.time() - 3 * 24 * 3600
+    os.utime(old, (stale, stale))
+    assert download.remove_leftovers(dest) == [old]
+    assert not old.exists() and fresh.exists()  # a download still running keeps its folder
+
+
+def test_a_trickling_server_hits_the_overall_deadline(tmp_path):
+    urls = _archives(tmp_path)
+    with pytest.raises(DatasetError, match="more than"):
+        download.fetch(urls["images"], tmp_path / "x.zip", timeout=5, deadline=-1.0)
+    assert not (tmp_path / "x.zip").exists() and not (tmp_path / "x.zip.part").exists()
+
+
+def test_stale_cache_temporaries_are_removed_when_the_next_entry_is_written(tmp_path):
+    import os
+    import time
+
+    import numpy as np
+
+    from flickr_retrieval import cache
+
+    stale, fresh = tmp_path / "a.123.tmp.npz", tmp_path / "b.456.tmp.npz"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    old = time.time() - 3 * 24 * 3600
+    os.utime(stale, (old, old))
+    cache.save_arrays(tmp_path / "entry.npz", {"v": np.zeros(2)})
+    assert not stale.exists() and fresh.exists() and (tmp_path / "entry.npz").is_file()

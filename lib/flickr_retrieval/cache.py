@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -48,9 +49,30 @@ def entry_path(kind: str, parts: dict, folder: Path | None = None) -> Path:
     return (folder or paths.cache_dir()) / f"{kind}-{cache_key(parts)}.npz"
 
 
+#: Temporary files older than this, beside a cache entry being written, were left by a killed run.
+STALE_SECONDS = 24 * 3600.0
+
+
+def remove_stale_temporaries(folder: Path, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove ``*.tmp.npz`` files that a killed writer left in ``folder`` more than ``older_than``
+    seconds ago (a running writer's own file is newer). Returns what was removed."""
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).glob("*.tmp.npz"):
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], parts: dict | None = None) -> None:
-    """Write ``arrays`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``arrays`` to ``path`` atomically (temporary file, then rename); stale temporaries of
+    killed runs in the same folder are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp.npz")
     try:
         with os.fdopen(fd, "wb") as handle:

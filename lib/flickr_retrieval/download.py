@@ -11,9 +11,11 @@ as on every load (counts, splits, every image present and readable).
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import tempfile
+import time
 import urllib.request
 import warnings
 import zipfile
@@ -32,13 +34,48 @@ ARCHIVES = {
 IMAGE_FOLDER, TEXT_FOLDER = "Flicker8k_Dataset", "Flickr8k_text"
 
 
-def fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
+#: Seconds a whole archive may take, whatever the per-read timeout: a server that trickles a byte
+#: every few seconds never trips a read timeout, and would otherwise hold the download for days.
+DEADLINE = 3 * 3600.0
+
+
+def check_timeout(value) -> float:
+    """A timeout in seconds: a finite number above 0 and at most one hour (``ValueError`` otherwise;
+    argparse shows its message)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"--timeout must be a number of seconds, got {value!r}") from None
+    if not (math.isfinite(seconds) and 0 < seconds <= 3600):
+        raise ValueError(f"--timeout must be more than 0 and at most 3600 seconds, got {value!r}")
+    return seconds
+
+
+def remove_leftovers(dest: Path, older_than: float = 24 * 3600.0) -> list[Path]:
+    """Remove staging folders (``.staging-*``) that a killed download left in ``dest`` more than
+    ``older_than`` seconds ago (a running download's own folder is newer). Returns what was removed."""
+    removed = []
+    now = time.time()
+    for folder in Path(dest).glob(".staging-*"):
+        try:
+            if folder.is_dir() and not folder.is_symlink() and now - folder.stat().st_mtime > older_than:
+                shutil.rmtree(folder)
+                removed.append(folder)
+        except OSError:
+            continue
+    return removed
+
+
+def fetch(url: str, target: Path, timeout: float = 60.0, deadline: float = DEADLINE) -> Path:
     """Download ``url`` to ``target`` (via a temporary name, so a broken download leaves nothing).
 
     ``timeout`` bounds the connection and every read: a server that accepts and never answers is an
-    error after ``timeout`` seconds, not a silent wait.
+    error after ``timeout`` seconds, not a silent wait; ``deadline`` bounds the whole download (a
+    server that trickles bytes).
     """
+    timeout = check_timeout(timeout)
     partial = target.with_suffix(target.suffix + ".part")
+    started = time.monotonic()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -46,6 +83,8 @@ def fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
+                    if time.monotonic() - started > deadline:
+                        raise TimeoutError(f"the whole download took more than {deadline:g} s")
         partial.replace(target)
     except (OSError, ValueError) as exc:  # URLError, timeouts and refused connections are OSErrors
         partial.unlink(missing_ok=True)
@@ -118,6 +157,9 @@ def download(
     if set(urls) != {"images", "text"}:
         raise ValueError(f"urls must name 'images' and 'text', got {sorted(urls)}")
     dest.mkdir(parents=True, exist_ok=True)
+    timeout = check_timeout(timeout)
+    for folder in remove_leftovers(dest):
+        print(f"removed {folder.name}, left by a download that was killed", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".staging-") as staging:
         staging = Path(staging)
         archives, fetched = {}, {}
@@ -149,11 +191,18 @@ def download(
     return load_flickr8k(dest, expected=expected)
 
 
+def _timeout_arg(value: str) -> float:
+    try:
+        return check_timeout(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download and validate Flickr8k (needs internet).")
     parser.add_argument("--dest", default=None, help="target folder (default: data/flickr8k)")
     parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded .zip files")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a connection or a read (default 60)")
+    parser.add_argument("--timeout", type=_timeout_arg, default=60.0, help="seconds to wait for a connection or a read (default 60)")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-download"):
         data = download(Path(args.dest) if args.dest else None, keep_archives=args.keep_archives, timeout=args.timeout)
