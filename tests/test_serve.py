@@ -52,7 +52,7 @@ def test_a_second_index_of_the_same_folder_reads_the_cache(tiny_run, photos):
     folder, _ = photos
     first = gallery.index_folder(folder, "mine", list(config.backbones))
     second = gallery.index_folder(folder, "mine", list(config.backbones))
-    assert second.images == first.images and second.manifest == first.manifest  # the features came from the cache (no timing assert)
+    assert second.images == first.images and second.manifest == first.manifest  # the same index again (no timing assert)
 
 
 def test_collection_names_are_names_and_manifests_cannot_reach_outside(tiny_run, photos, tmp_path):
