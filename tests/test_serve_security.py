@@ -182,3 +182,22 @@ def test_a_collection_can_be_forgotten_without_touching_its_files(tiny_run, tmp_
     assert "demo" in collections()
     assert gallery.forget_collection("demo") and "demo" not in collections() and (folder / "a.jpg").is_file()
     assert not gallery.forget_collection("demo")
+
+
+def test_loaded_searchers_are_bounded_least_recently_used_first(tiny_run, monkeypatch):
+    data = tiny_run[0]
+    service = SearchService(data, max_loaded=2)
+    made = []
+
+    class Fake:
+        def __init__(self, run, collection, data=None):
+            made.append((run, collection))
+
+    monkeypatch.setattr(serve, "Searcher", Fake)
+    for run in ("a", "b", "a", "c"):
+        service.searcher(run, "all")
+    assert list(service._searchers) == [("a", "all"), ("c", "all")]  # b was the least recently used
+    assert made == [("a", "all"), ("b", "all"), ("c", "all")]
+    with pytest.raises(ValueError):
+        SearchService(data, max_loaded=0)
+    assert serve.TimeoutRequestHandler.timeout == 30

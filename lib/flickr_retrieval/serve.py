@@ -34,10 +34,12 @@ import stat
 import sys
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler
 
 from . import paths
 from .errors import QueryError, RunNameError, cli_errors
@@ -83,6 +85,13 @@ def read_image(path: Path, root: Path | None) -> tuple[bytes, str] | None:
     return (data, mime) if mime and len(data) <= MAX_IMAGE_BYTES else None
 
 
+class TimeoutRequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler with a socket timeout: an idle or slow connection is closed after
+    30 seconds instead of holding a thread for ever."""
+
+    timeout = 30
+
+
 def check_port(value: str) -> int:
     """argparse type: a TCP port from 1 to 65535."""
     try:
@@ -95,11 +104,16 @@ def check_port(value: str) -> int:
 
 
 class SearchService:
-    """Searchers by (run, collection), each loaded once and shared by all requests."""
+    """Searchers by (run, collection), loaded on first use and shared by all requests; at most
+    ``max_loaded`` of them are kept (the least recently used is released), so that requests naming
+    many runs and collections cannot grow the server's memory without bound (each holds a model and
+    its image embeddings: 100-200 MB)."""
 
-    def __init__(self, data=None):
-        self.data = data
-        self._searchers: dict[tuple[str, str], Searcher] = {}
+    def __init__(self, data=None, max_loaded: int = 4):
+        if max_loaded < 1:
+            raise ValueError(f"max_loaded must be at least 1, got {max_loaded}")
+        self.data, self.max_loaded = data, max_loaded
+        self._searchers: OrderedDict[tuple[str, str], Searcher] = OrderedDict()
         self._lock = threading.Lock()  # loading and torch inference, one request at a time
 
     def searcher(self, run: str, collection: str) -> Searcher:
@@ -110,6 +124,9 @@ class SearchService:
         with self._lock:
             if key not in self._searchers:
                 self._searchers[key] = Searcher(run, collection, data=self.data)
+                while len(self._searchers) > self.max_loaded:
+                    self._searchers.popitem(last=False)
+            self._searchers.move_to_end(key)
             return self._searchers[key]
 
     def loaded_gallery(self, collection: str):
@@ -234,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loaded run {args.run!r} and {len(searcher.image_ids)} images of {args.collection!r} in {time.perf_counter() - start:.1f} s")
         app = create_app(service, args.run, args.collection, host=args.host)
         print(f"open http://{args.host}:{args.port}/  (Ctrl+C to stop)")
-        app.run(host=args.host, port=args.port, threaded=True, debug=False, use_debugger=False, use_reloader=False)
+        app.run(host=args.host, port=args.port, threaded=True, debug=False, use_debugger=False, use_reloader=False,
+                request_handler=TimeoutRequestHandler)
     return 0
 
 
