@@ -24,6 +24,7 @@ from . import cache, paths
 from .checkpoint import TrainedModel
 from .config import RunConfig, seed_offset
 from .errors import CheckpointError
+from .results import rounded
 
 RETRAIN_VARIABLE = "RCP217_RETRAIN"
 FORMAT = 1
@@ -61,7 +62,7 @@ class RunRecord:
         return cls(trained.config, {k: np.asarray(v) for k, v in ranks.items()}, history, trained.best_epoch, trained.seconds, seed_offset())
 
     def save(self, path: Path) -> None:
-        meta = {"format": FORMAT, "config": self.config.to_dict(), "history": _rounded(self.history), "best_epoch": self.best_epoch,
+        meta = {"format": FORMAT, "config": self.config.to_dict(), "history": rounded(self.history), "best_epoch": self.best_epoch,
                 "seconds": round(self.seconds, 2), "seed_offset": self.seed_offset}  # the config exactly: a learning rate of 2e-5 is not 0
         arrays = {f"ranks_{k}": np.asarray(v, dtype=np.int16 if np.max(v) < 2**15 else np.int32) for k, v in self.ranks.items()}
         cache.save_arrays(path, {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays})
@@ -100,13 +101,3 @@ def committed_record_path(notebook: str, row_id: str, seed: int) -> Path:
     """The same record in the project's own ``results/`` (the committed one), wherever this run's
     exports go (``RCP217_RESULTS``)."""
     return paths.project_root() / "results" / "runs" / paths.check_run_name(notebook) / paths.check_run_name(f"{row_id}-seed{seed}.npz")
-
-
-def _rounded(value, digits: int = 4):
-    if isinstance(value, float):
-        return round(value, digits)
-    if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_rounded(v, digits) for v in value]
-    return value

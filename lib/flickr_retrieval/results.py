@@ -76,7 +76,7 @@ def export_run(
         **(extra or {}),
     }
     # numbers rounded so that committed files do not churn on float noise; the config exactly (a learning rate of 2e-5 is not 0)
-    (folder / "metrics.json").write_text(json.dumps({**_rounded(record), "config": record["config"]}, indent=1) + "\n")
+    (folder / "metrics.json").write_text(json.dumps({**rounded(record), "config": record["config"]}, indent=1) + "\n")
     return folder
 
 
@@ -87,12 +87,12 @@ def load_metrics(run: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _rounded(value, digits: int = 4):
+def rounded(value, digits: int = 4):
     """Round floats in a nested structure, so that committed files do not churn on float noise."""
     if isinstance(value, float):
         return round(value, digits)
     if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
+        return {k: rounded(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_rounded(v, digits) for v in value]
+        return [rounded(v, digits) for v in value]
     return value
