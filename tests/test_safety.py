@@ -2,11 +2,9 @@
 files, no hangs, no silent wrong results, and errors that name the file and the fix. Each test
 failed before the change it covers."""
 
-import io
 import shutil
 import socket
 import sys
-import threading
 import time
 import types
 import warnings
@@ -15,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import TINY, make_tiny_flickr8k
 from flickr_retrieval import backbones, bench, cache, data, download, features, metrics, paths, search, text_encoders

@@ -2,14 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import TINY
-from flickr_retrieval.config import RunConfig
-from flickr_retrieval.data import load_flickr8k
 from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.evaluation import similarity
-from flickr_retrieval.inputs import FeatureSpace
 from flickr_retrieval.models import ModelSpec, TextTunedDualEncoder, build_model
 from flickr_retrieval.sampling import length_bucketed
 from flickr_retrieval.search import Searcher

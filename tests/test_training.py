@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from flickr_retrieval import losses, metrics
 from flickr_retrieval.config import RunConfig
 from flickr_retrieval.checkpoint import TrainedModel
-from flickr_retrieval.evaluation import evaluate, similarity
+from flickr_retrieval.evaluation import evaluate
 from flickr_retrieval.inputs import Queries, SplitFeatures
 from flickr_retrieval.models import DualEncoder, ModelSpec, PairClassifier
 from flickr_retrieval.sampling import most_different_images, random_negatives

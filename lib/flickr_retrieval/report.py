@@ -113,7 +113,7 @@ def screenshots_section(report_dir: Path) -> str:
 
 def ledger_section() -> str:
     """The ledger of the report's claims (generated from ``results/claims/``), for the top of the page."""
-    from . import ledger, verdicts
+    from . import ledger
 
     claims = ledger.load()
     if not claims:

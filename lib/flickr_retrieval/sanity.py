@@ -7,8 +7,13 @@ functions return the two cosine distributions and how well a threshold separates
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+if TYPE_CHECKING:
+    from .text import HeavyPipeline
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

@@ -32,13 +32,13 @@ from . import paths, results
 from .checkpoint import TrainedModel
 from .data import Flickr8k, load_flickr8k
 from .errors import QueryError, RunNameError, cli_errors
-
-#: Longer queries are refused before tokenising (a sentence is far shorter; the encoder reads 64 tokens).
-MAX_QUERY_CHARS = 1000
 from .gallery import FLICKR8K_COLLECTIONS, Gallery, flickr8k_gallery, indexed_collections, load_collection
 from .inputs import FeatureSpace, Normaliser, Queries, as_tensor
 from .text import clean_caption
 from .text_encoders import encode_texts, load_text_encoder
+
+#: Longer queries are refused before tokenising (a sentence is far shorter; the encoder reads 64 tokens).
+MAX_QUERY_CHARS = 1000
 
 
 @dataclass
