@@ -60,12 +60,18 @@ def numbers(text: str) -> list[float]:
 
 def evidence_tolerance(value: float, what: str, seed_sd: dict[str, float], stated: float | None = None) -> float:
     """The allowed difference for a number of the ledger's evidence: the ``stated`` one when the
-    notebook gave it; 0.05 for values within [-1, 1] (AUCs, cosines, predicted probabilities);
-    else the recall tolerance of a difference of two rows (the largest seed spread of R@1/5/10,
-    times sqrt(2) for a difference), at least 2 points, at most half a small value."""
+    notebook gave it; 0.05 for values within [-1, 1] that are not recalls (AUCs, cosines, predicted
+    probabilities); else from the seed spread of the recalls: the largest of R@1/5/10's, or their
+    sum for R@1+R@5+R@10 (an upper bound of the sum's spread). A difference of two rows ("minus")
+    moves with both, so its spread is sqrt(2) times larger and no "small value" cap applies (a
+    difference near 0 is not a recall near 0); other numbers get :func:`tolerance` with a floor of
+    2 points."""
     if stated is not None:
         return stated
     if abs(value) <= 1 and not any(word in what for word in ("R@", "rank")):
         return 0.05
-    sd = max(seed_sd.get(k, DEFAULT_SEED_SD[k]) for k in ("R@1", "R@5", "R@10")) * math.sqrt(2.0)
+    sds = [seed_sd.get(k, DEFAULT_SEED_SD[k]) for k in ("R@1", "R@5", "R@10")]
+    sd = sum(sds) if "R@1+R@5+R@10" in what else max(sds)
+    if "minus" in what:
+        return max(2.0, Z * math.sqrt(2.0) * math.sqrt(2.0) * sd)
     return tolerance(value, sd, floor=2.0)
