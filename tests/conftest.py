@@ -39,6 +39,14 @@ def make_tiny_flickr8k(root: Path, layout: str = "prepared", size: int = 40) -> 
     return root
 
 
+@pytest.fixture(autouse=True)
+def isolated_from_the_test_run(monkeypatch):
+    """Unit tests see none of the study's run settings that ./run_tests.sh exports for the
+    notebooks (where exports go, sampled re-training, the seed shift): each test sets what it needs."""
+    for name in ("RCP217_RESULTS", "RCP217_FIGURES", "RCP217_RETRAIN", "RCP217_SEED_OFFSET", "RCP217_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def tiny_root(tmp_path) -> Path:
     return make_tiny_flickr8k(tmp_path / "flickr8k")
