@@ -2,15 +2,18 @@
 
 A checkpoint is data, never code: it is written with ``torch.save`` as plain containers (strings,
 numbers, lists, dicts, tensors) and read back with ``weights_only=True``, then checked: its format,
-its keys, its config and model spec, and every tensor's shape against the model the spec rebuilds.
+its keys, a SHA-256 of its tensors (a flipped byte is an error, not other weights), finite weights,
+the spec's sizes against the tensors' before anything is allocated (a small file cannot ask for
+gigabytes), its config and model spec, and every tensor's shape against the model the spec rebuilds.
+Every way a file can be damaged is a :class:`CheckpointError` naming the file.
 It carries what search needs (the normalisers' training statistics), so that search loads the model
 and the image features without the caption features.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +26,40 @@ from .inputs import Normaliser
 from .models import ModelSpec, RetrievalModel, build_model
 from .objective import Objective
 
-FORMAT = 2
-_KEYS = ("format", "config", "spec", "state_dict", "history", "best_epoch", "seconds", "text_norm", "image_norms")
+FORMAT = 3
+_KEYS = ("format", "config", "spec", "state_dict", "sha256", "history", "best_epoch", "seconds", "text_norm", "image_norms")
+
+
+def state_digest(state_dict: dict) -> str:
+    """SHA-256 over every tensor of a state dict: names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(key.encode("utf-8") + b"\0" + str(tensor.dtype).encode() + str(tuple(tensor.shape)).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_state(state: dict) -> None:
+    """The checks that need no model: tensors only, digest, finite values, sizes the spec names."""
+    tensors = state["state_dict"]
+    if not isinstance(tensors, dict) or not tensors or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+        raise ValueError("its state_dict is not a dict of named tensors")
+    if state["sha256"] != state_digest(tensors):
+        raise ValueError("its tensors do not match their SHA-256 (the file was changed or damaged)")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError(f"tensor {key!r} holds non-finite values (NaN or infinity)")
+    spec = state["spec"]
+    if not isinstance(spec, dict) or not all(isinstance(spec.get(k), int) for k in ("text_dim", "image_dim", "hidden_dim", "embed_dim")):
+        raise ValueError("its spec does not give the model's sizes as whole numbers")
+    sizes = {int(d) for t in tensors.values() for d in t.shape}
+    used = {"pair_classifier": {"text_dim + image_dim": spec["text_dim"] + spec["image_dim"]},
+            "cosine_projection": {"image_dim": spec["image_dim"], "text_dim": spec["text_dim"]}}.get(
+        spec.get("kind"), {k: spec[k] for k in ("text_dim", "image_dim", "hidden_dim", "embed_dim")})
+    for name, value in used.items():  # before anything is built: a spec cannot ask for more than the file holds
+        if value not in sizes:
+            raise ValueError(f"its spec's {name}={value} matches no tensor of the file")
 
 
 @dataclass
@@ -61,11 +96,13 @@ class TrainedModel:
         """Write the checkpoint atomically (temporary file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = self.objective.state_dict()
         state = {
             "format": FORMAT,
             "config": self.config.to_dict(),
             "spec": self.spec.to_dict(),
-            "state_dict": self.objective.state_dict(),
+            "state_dict": tensors,
+            "sha256": state_digest(tensors),
             "history": [{k: float(v) if isinstance(v, float) else v for k, v in row.items()} for row in self.history],
             "best_epoch": int(self.best_epoch),
             "seconds": float(self.seconds),
@@ -90,7 +127,7 @@ class TrainedModel:
             raise FileNotFoundError(f"no checkpoint at {path}: run the notebook that trains it first (see README)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, AttributeError, TypeError) as exc:
+        except Exception as exc:  # a damaged file raises anything from EOFError to struct.error: all the same to the caller
             raise CheckpointError(
                 f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'truncated or damaged'}). "
                 "Checkpoints are loaded as data only; re-run the notebook that trains this run to write it again."
@@ -102,13 +139,19 @@ class TrainedModel:
         if missing:
             raise CheckpointError(f"{path}: checkpoint lacks {missing}: re-run the notebook that trains this run")
         try:
+            _check_state(state)
             config = RunConfig.from_dict(state["config"])
             spec = ModelSpec.from_dict(state["spec"])
             objective = Objective(build_model(spec), config)
             objective.load_state_dict(state["state_dict"], strict=True)
             text_norm = None if state["text_norm"] is None else Normaliser.from_state(state["text_norm"], spec.text_dim if spec.kind != "text_tuned" else None)
             image_norms = None if state["image_norms"] is None else [Normaliser.from_state(s) for s in state["image_norms"]]
-        except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+            history, best_epoch, seconds = list(state["history"]), int(state["best_epoch"]), float(state["seconds"])
+            if not any(isinstance(h, dict) and h.get("epoch") == best_epoch for h in history):
+                raise ValueError(f"its kept epoch {best_epoch} is not in its history")
+        except CheckpointError:
+            raise
+        except Exception as exc:
             raise CheckpointError(f"{path}: the checkpoint does not describe a valid model ({type(exc).__name__}: {exc})") from None
         objective.eval()
-        return cls(config, objective, list(state["history"]), int(state["best_epoch"]), float(state["seconds"]), text_norm, image_norms)
+        return cls(config, objective, history, best_epoch, seconds, text_norm, image_norms)
