@@ -36,13 +36,17 @@ def fresh(run: str) -> dict:
     return json.loads((paths.results_dir(run) / "metrics.json").read_text())
 
 
-def seed_sd() -> dict[str, float]:
-    """The pooled seed-to-seed spread of test t2i R@1/5/10 and medr that 07 measured (committed)."""
-    try:
-        return {**regression.DEFAULT_SEED_SD, **committed("best").get("seed_spread", {})}
-    except subprocess.CalledProcessError:
-        return dict(regression.DEFAULT_SEED_SD)
+def spreads() -> dict[str, dict[str, float]]:
+    """The seed spread of every test number, measured on the committed run records of 07: pooled
+    over its rows, and the largest of any row (for numbers drawn once)."""
+    return regression.seed_spreads(ROOT / "results" / "runs" / "07_improvements")
 
+
+#: A table row trained with one seed may move by this share of its value: such rows are far from
+#: the reference family whose spread the records measure (the pair classifier, stopped early on a
+#: noisy dev AUC, moved from R@10 34.6 to 40.7 under RCP217_SEED_OFFSET=100); their verdicts are
+#: far outside that spread, which is why they have one seed.
+SINGLE_DRAW_RELATIVE = 0.2
 
 RUNS = committed_runs()
 
@@ -53,18 +57,21 @@ def test_there_are_committed_runs_to_check():
     assert RUNS, "no results/*/metrics.json committed"
 
 
-def _problems(new: dict, old: dict, sd: dict[str, float], n_seeds: int = 1, prefix: str = "") -> list[str]:
-    """Every strict, lenient and chance number of a run's test results against the committed ones."""
+def _problems(new: dict, old: dict, spread: dict[str, dict[str, float]], prefix: str = "") -> list[str]:
+    """Every strict, lenient and chance number of a single run's test results against the committed
+    ones: recalls within the largest seed spread any row showed (a run drawn once has no spread of its
+    own), median ranks within the pooled one (and a third of their value)."""
+    largest, pooled = spread["largest"], spread["pooled"]
     out = []
     for direction in ("t2i", "i2t"):
         for k in ("R@1", "R@5", "R@10"):
             a, b = new["strict"][direction][k], old["strict"][direction][k]
-            out.append(regression.check(f"{prefix}{direction} {k}", a, b, regression.tolerance(b, sd[k], n_seeds)))
+            out.append(regression.check(f"{prefix}{direction} {k}", a, b, regression.tolerance(b, largest[f"{direction} {k}"])))
         a, b = new["strict"][direction]["medr"], old["strict"][direction]["medr"]
-        out.append(regression.check(f"{prefix}{direction} medr", a, b, regression.rank_tolerance(b, sd["medr"], n_seeds)))
+        out.append(regression.check(f"{prefix}{direction} medr", a, b, regression.rank_tolerance(b, pooled[f"{direction} medr"])))
     for k in ("R@1", "R@5", "R@10"):
         a, b = new["lenient"][k], old["lenient"][k]
-        out.append(regression.check(f"{prefix}lenient {k}", a, b, regression.tolerance(b, sd[k], n_seeds)))
+        out.append(regression.check(f"{prefix}lenient {k}", a, b, regression.tolerance(b, largest[f"lenient {k}"])))
         # the chance level depends on the features only, never on training
         out.append(regression.check(f"{prefix}lenient chance {k}", new["chance_lenient"][k], old["chance_lenient"][k], 0.5))
     return [p for p in out if p]
@@ -77,7 +84,7 @@ def test_exported_metrics_match_the_committed_ones(run):
     changed = new.get("row") != old.get("row")
     if not changed:
         assert new["config"] == old["config"]
-    problems = _problems(new["test"], old["test"], seed_sd())
+    problems = _problems(new["test"], old["test"], spreads())
     if changed:
         problems = [f"the dev choice changed: {new.get('row_name', new.get('row'))!r} instead of the committed "
                     f"{old.get('row_name', old.get('row'))!r}; its numbers against the committed choice's:"] + problems if problems else []
@@ -105,19 +112,25 @@ def test_the_improvements_table_matches_the_committed_one():
     by_id = lambda table: {str(v.get("id", k)): v for k, v in table.items()}  # noqa: E731 - labels may name the dev choice
     old, new = by_id(old), by_id(new)
     assert list(new) == list(old), f"the rows of 07's table changed: {list(new)} against {list(old)}"
-    sd = seed_sd()
+    spread = spreads()
     problems = []
     for row, values in old.items():
         n = max(1, min(int(values.get("seeds", 1)), int(new[row].get("seeds", 1))))
-        row_sd = {k: max(sd[k], float(values.get(f"{k} seed sd") or 0.0)) for k in sd}
         for key, value in values.items():
-            metric = key.replace("i2t ", "").replace("lenient ", "")
+            metric = key if key.startswith(("i2t ", "lenient ")) else f"t2i {key}"
             if key.endswith(" chance"):
                 problems.append(regression.check(f"{row} {key}", new[row][key], value, 0.5))
-            elif metric in ("R@1", "R@5", "R@10"):
-                problems.append(regression.check(f"{row} {key}", new[row][key], value, regression.tolerance(value, row_sd[metric], n)))
+            elif metric in spread["pooled"] and not key.endswith("medr") and "CI" not in key:
+                # a row's mean over n seeds: the pooled spread (the largest one for a row drawn once)
+                sd = spread["largest" if n == 1 else "pooled"][metric]
+                if key == "R@1" and values.get("R@1 seed sd"):
+                    sd = max(sd, float(values["R@1 seed sd"]))
+                allowed = regression.tolerance(value, sd, n)
+                if n == 1:  # a row drawn once has no spread of its own; the pair classifier's moved by 6 R@10 between draws
+                    allowed = max(allowed, SINGLE_DRAW_RELATIVE * abs(value))
+                problems.append(regression.check(f"{row} {key}", new[row][key], value, allowed))
             elif key == "medr":
-                problems.append(regression.check(f"{row} {key}", new[row][key], value, regression.rank_tolerance(value, row_sd["medr"], n)))
+                problems.append(regression.check(f"{row} {key}", new[row][key], value, regression.rank_tolerance(value, spread["pooled"]["t2i medr"], n)))
     problems = [p for p in problems if p]
     assert not problems, "\n".join(problems)
 

@@ -75,3 +75,42 @@ def evidence_tolerance(value: float, what: str, seed_sd: dict[str, float], state
     if "minus" in what:
         return max(2.0, Z * math.sqrt(2.0) * math.sqrt(2.0) * sd)
     return tolerance(value, sd, floor=2.0)
+
+
+def seed_spreads(folder) -> dict[str, dict[str, float]]:
+    """The seed-to-seed standard deviation of every test number, measured on the committed run
+    records of ``folder`` (rows with two or more seeds; ensembles left out): ``pooled`` over the
+    rows, and ``largest``, the largest of any one row (the yardstick for a number drawn once, whose
+    own spread is unknown: the pair classifier or a run stopped early moves more than the reference).
+    Keys: ``"t2i R@1"`` ... ``"t2i medr"``, ``"i2t R@1"`` ... ``"i2t medr"``, ``"lenient R@1"`` ...
+    ``"lenient R@10"``."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import metrics
+    from .records import RunRecord
+
+    values: dict[str, list[dict[str, float]]] = {}
+    for path in sorted(Path(folder).glob("*-seed*.npz")):
+        row = path.stem.rsplit("-seed", 1)[0]
+        if row.startswith("E"):
+            continue
+        with np.load(path, allow_pickle=False) as npz:
+            n_captions, n_images = len(npz["ranks_t2i"]), len(npz["ranks_i2t"])
+        ranks = RunRecord.load(path, n_captions, n_images).ranks
+        t2i, i2t = metrics.summarize_ranks(ranks["t2i"]), metrics.summarize_ranks(ranks["i2t"])
+        numbers = {f"t2i {k}": t2i[k] for k in ("R@1", "R@5", "R@10", "medr")}
+        numbers |= {f"i2t {k}": i2t[k] for k in ("R@1", "R@5", "R@10", "medr")}
+        numbers |= {f"lenient R@{k}": 100.0 * float(np.mean(ranks["lenient"] <= k)) for k in (1, 5, 10)}
+        values.setdefault(row, []).append(numbers)
+    groups = [runs for runs in values.values() if len(runs) >= 2]
+    if not groups:
+        raise ValueError(f"no row with two or more seeds among the run records of {folder}")
+    out: dict[str, dict[str, float]] = {"pooled": {}, "largest": {}}
+    for key in groups[0][0]:
+        sds = [float(np.std([r[key] for r in runs], ddof=1)) for runs in groups]
+        dfs = [len(runs) - 1 for runs in groups]
+        out["pooled"][key] = float(np.sqrt(sum(d * s**2 for d, s in zip(dfs, sds)) / sum(dfs)))
+        out["largest"][key] = max(sds)
+    return out
