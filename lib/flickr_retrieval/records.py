@@ -92,12 +92,18 @@ class RunRecord:
             raise CheckpointError(f"{path}: not a valid run record ({type(exc).__name__}: {exc}); re-run ./run_all.sh to write it again") from None
 
 
+def _relative(notebook: str, row_id: str, seed: int) -> Path:
+    """``runs/<notebook>/<row>-seed<seed>.npz`` under a results folder (names checked as names)."""
+    return Path("runs") / paths.check_run_name(notebook) / paths.check_run_name(f"{row_id}-seed{seed}.npz")
+
+
 def record_path(notebook: str, row_id: str, seed: int) -> Path:
-    """``results/runs/<notebook>/<row>-seed<seed>.npz`` (names checked as names)."""
-    return paths.results_dir("runs") / paths.check_run_name(notebook) / paths.check_run_name(f"{row_id}-seed{seed}.npz")
+    """Where this run writes a record: ``<results>/runs/<notebook>/<row>-seed<seed>.npz``
+    (``RCP217_RESULTS`` when set)."""
+    return paths.results_dir() / _relative(notebook, row_id, seed)
 
 
 def committed_record_path(notebook: str, row_id: str, seed: int) -> Path:
     """The same record in the project's own ``results/`` (the committed one), wherever this run's
     exports go (``RCP217_RESULTS``)."""
-    return paths.project_root() / "results" / "runs" / paths.check_run_name(notebook) / paths.check_run_name(f"{row_id}-seed{seed}.npz")
+    return paths.project_root() / "results" / _relative(notebook, row_id, seed)
