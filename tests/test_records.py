@@ -65,3 +65,17 @@ def test_sampled_runs_train_the_first_seed_and_read_the_others(tiny_run, tmp_pat
         assert sampled.compare(row)["diff"] == pytest.approx(full.compare(row)["diff"]) if row != "3" else True
     assert sampled.rows["E1"].t2i["R@1"] == pytest.approx(full.rows["E1"].t2i["R@1"])
     assert "read from committed run records" in sampled.describe("5")
+
+
+def test_a_committed_record_of_another_setting_is_not_read(tiny_run, tmp_path, monkeypatch):
+    """A row built from a dev choice (its config depends on it) whose committed records are of the
+    committed choice's setting: when the choice moves, its seeds are trained, never read."""
+    data, config, *_ = tiny_run
+    monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
+    Experiment(data, n_boot=10, notebook="nb").run(RowSpec("T", "built", None, "-", config.replace(name="a", max_epochs=1)), seeds=(0, 1))
+    monkeypatch.setenv("RCP217_RETRAIN", "sample")
+    same = Experiment(data, n_boot=10, notebook="nb").run(RowSpec("T", "built", None, "-", config.replace(name="other-name", max_epochs=1)), seeds=(0, 1))
+    assert isinstance(same.runs[1], RunRecord)  # the name is not the setting
+    moved = Experiment(data, n_boot=10, notebook="nb").run(RowSpec("T", "built", None, "-", config.replace(name="a", max_epochs=2)), seeds=(0, 1))
+    assert not isinstance(moved.runs[1], RunRecord) and moved.runs[1].config.max_epochs == 2

@@ -160,8 +160,11 @@ class Experiment:
         path = records.committed_record_path(self.notebook, row_id, seed)
         if not path.is_file():
             return None
-        test = self.features(self.rows[row_id].spec.config)[1]["test"]
-        return RunRecord.load(path, len(test.caption_ids), len(test.image_ids))
+        spec = self.rows[row_id].spec
+        test = self.features(spec.config)[1]["test"]
+        record = RunRecord.load(path, len(test.caption_ids), len(test.image_ids))
+        # the committed row may be of another setting (a row built from a dev choice that moved): then train
+        return record if same_setting(record.config, spec.config) else None
 
     def add(self, spec: RowSpec, trained: TrainedModel) -> Row:
         """Record an already trained model as the run of ``spec`` for its config's seed."""
@@ -261,8 +264,7 @@ class Experiment:
             return False
         test = self.features(members[0].config)[1]["test"]
         record = RunRecord.load(path, len(test.caption_ids), len(test.image_ids))
-        same = lambda c: {k: v for k, v in c.to_dict().items() if k not in ("name", "seed")}  # noqa: E731
-        return same(record.config) == same(members[0].config)
+        return same_setting(record.config, members[0].config)
 
     def _retrain(self, record: RunRecord) -> TrainedModel:
         """Train now the run a record stands for (the row whose runs hold it, same seed)."""
@@ -379,13 +381,13 @@ class Experiment:
                 "tolerance": round(tolerance, 3), "dev_rsum_mean": {i: round(v, 2) for i, v in scores.items()},
                 "seeds": {r.spec.id: r.seeds for r in candidates}}
 
-    def export_choice(self, selection: dict, extra: dict | None = None) -> Path:
-        """Export the first-seed run of the row ``selection`` chose as run ``best`` (checkpoint,
-        test similarity, metrics with ``extra``): whatever row it is (a fine-tuned one included)."""
+    def export_choice(self, selection: dict, extra: dict | None = None, run: str = "best") -> Path:
+        """Export the first-seed run of the row ``selection`` chose as ``run`` (checkpoint, test
+        similarity, metrics with ``extra``): whatever row it is (a fine-tuned one included)."""
         chosen = self.rows[selection["chosen"]]
         if chosen.is_ensemble or not isinstance(chosen.trained, TrainedModel):
             raise ValueError(f"row {chosen.name!r} is an ensemble or was not trained here: the export is one trained model")
-        best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name="best"))
+        best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name=run))
         _, feats = self.features(best.config)
         result = chosen.result
         return results.export_run(
@@ -437,6 +439,12 @@ class Experiment:
             groups = [[r.results[s]["strict"]["t2i"][key] for s in r.seeds] for r in self.rows.values() if not r.is_ensemble and len(r.seeds) >= 2]
             out[key] = round(verdicts.pooled_sd(groups)[0], 3)
         return out
+
+
+def same_setting(a: RunConfig, b: RunConfig) -> bool:
+    """Two configs that train the same thing: equal but for their name and seed."""
+    strip = lambda c: {k: v for k, v in c.to_dict().items() if k not in ("name", "seed")}  # noqa: E731
+    return strip(a) == strip(b)
 
 
 def at_cap(trained: TrainedModel) -> bool:
