@@ -66,7 +66,7 @@ def test_collection_names_are_names_and_manifests_cannot_reach_outside(tiny_run,
     gallery.index_folder(folder, "mine", list(config.backbones))
     manifest_path = gallery.collections_dir() / "mine.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["files"][0] = "../../../etc/passwd"
+    manifest["files"][0]["file"] = "../../../etc/passwd"
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(QueryError, match="outside"):
         gallery.load_collection("mine")
@@ -143,3 +143,35 @@ def test_the_jupyter_search_box_shows_the_grid_and_messages(tiny_run):
     assert "A blue picture number 0" in box.results.value or box.results.value.count("<li>") == 15
     box.search("")
     assert "empty" in box.results.value and box.results.value.count('class="hit"') == 0
+
+
+def test_more_like_this_and_image_to_text(tiny_run, client):
+    data, config, space, feats, trained = tiny_run
+    searcher = Searcher(trained, "all", data=data)
+    first = searcher.image_ids[0]
+    similar = searcher.similar(first, k=3)
+    assert [h.rank for h in similar] == [1, 2, 3] and first not in {h.image_id for h in similar}
+    assert all(-1.0 - 1e-5 <= h.score <= 1.0 + 1e-5 for h in similar) and np.all(np.diff([h.score for h in similar]) <= 0)
+    described = searcher.describe(first, k=5)
+    assert len(described) == 5 and all(isinstance(c, str) for c, _ in described)
+    # the page's JSON: the same answers, and clear errors
+    body = client.get("/api/similar", query_string={"id": first, "k": 3, "run": "tiny"}).get_json()
+    assert [h["id"] for h in body["hits"]] == [h.image_id for h in similar]
+    body = client.get("/api/describe", query_string={"id": first, "k": 5, "run": "tiny"}).get_json()
+    assert [c["caption"] for c in body["captions"]] == [c for c, _ in described]
+    for url, params in (("/api/similar", {"id": "nope.jpg"}), ("/api/describe", {"id": "../x"}), ("/api/similar", {"id": first, "k": 999})):
+        answer = client.get(url, query_string={"run": "tiny", **params})
+        assert answer.status_code == 400 and answer.get_json()["error"]
+
+
+def test_the_page_sends_bounded_thumbnails_never_the_file(client, tiny_run):
+    from PIL import Image
+    import io
+
+    data, *_ = tiny_run
+    original = data.image_path(data.split("all").image_ids[0]).read_bytes()
+    for url, bound in (("/image/all/0", 320), ("/image/all/0?size=large", 1024)):
+        response = client.get(url)
+        assert response.status_code == 200 and response.mimetype == "image/jpeg" and response.data != original
+        with Image.open(io.BytesIO(response.data)) as im:
+            assert max(im.size) <= bound

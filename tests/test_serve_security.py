@@ -47,11 +47,14 @@ def test_every_response_says_nosniff_and_a_strict_policy(hostile):
     assert f'<script nonce="{nonce}">' in page.get_data(as_text=True)
 
 
-def test_an_html_named_png_is_served_as_a_png_never_as_html(hostile):
+def test_an_html_named_png_is_served_as_a_thumbnail_of_its_pixels_never_as_html(hostile):
     client, collection, _ = hostile
     position = collection.ids.index("evil.html")
-    response = client.get(f"/image/hostile/{position}")
-    assert response.status_code == 200 and response.mimetype == "image/png"
+    for url in (f"/image/hostile/{position}", f"/image/hostile/{position}?size=large"):
+        response = client.get(url)
+        assert response.status_code == 200 and response.mimetype == "image/jpeg" and response.data[:3] == b"\xff\xd8\xff"
+        assert b"<script" not in response.data
+    assert client.get(f"/image/hostile/{position}?size=../../x").status_code == 404
 
 
 def test_a_file_swapped_for_a_link_or_a_non_image_after_indexing_is_not_served(hostile, tmp_path):
@@ -168,7 +171,7 @@ def test_links_and_special_files_are_listed_with_a_reason_never_read(tiny_run, t
     assert "outside" in reasons["out.jpg"] and "dangling" in reasons["gone.jpg"] and "outside" in reasons["zero.jpg"]
     assert "where it lies" in reasons["inside.jpg"] and "not followed" in reasons["loop"] and "not followed" in reasons["linked-dir"]
     assert "not a regular file" in reasons["pipe.jpg"]
-    assert len(report.lines()) == 2 + len(reasons)
+    assert len(report.lines()) == 3 + len(reasons)  # summary, changes, "not indexed", one line each
 
 
 def test_a_collection_can_be_forgotten_without_touching_its_files(tiny_run, tmp_path):

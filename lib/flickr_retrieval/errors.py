@@ -22,6 +22,10 @@ class RunNameError(ValueError):
     """A run name that is not a plain name, or names no trained run."""
 
 
+class IndexWriteError(RuntimeError):
+    """An index that could not be written (a full disk, a read-only cache); the previous one is kept."""
+
+
 class QueryError(ValueError):
     """A query or a search parameter that cannot be answered; the message says why."""
 
@@ -34,7 +38,8 @@ def cli_errors(prog: str):
 
     try:
         yield
-    except (DatasetError, WeightsUnavailableError, UnreadableImageError, CheckpointError, RunNameError, QueryError, FileNotFoundError, PermissionError) as exc:
+    except (DatasetError, WeightsUnavailableError, UnreadableImageError, CheckpointError, RunNameError, QueryError, IndexWriteError,
+            FileNotFoundError, PermissionError) as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"{prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None

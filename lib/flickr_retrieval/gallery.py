@@ -3,20 +3,21 @@
     flickr-retrieval-index ~/Pictures/holidays --name holidays      # once: embeds every readable image
     flickr-retrieval-search "a dog on the beach" --collection holidays
 
-Indexing runs every readable image of the folder (recursively) through the image backbone(s) of a
-trained run and caches the features like the Flickr8k ones (key: backbone, weights, preprocessing,
-inference path, the file names and the bytes of every file). Files that cannot be decoded as images
-are listed by name with the reason, in the command's output and in the index; none is dropped
-silently. The index itself is a small JSON manifest under the feature cache
-(``<cache>/collections/<name>.json``): data, never code; a collection's name is a name, never a path.
-The trained run's image branch is applied at search time, so any run with the same backbones can
-search the collection.
+Indexing is incremental (:mod:`flickr_retrieval.photo_index`): each file is read once, hashed, and
+embedded only if no earlier run (of any collection) embedded the same bytes with the same backbone;
+a file whose size and modification time did not change is not even read; removed files are dropped.
+Run the same command again after adding photos: only the new ones are embedded. Photos are taken as
+they are (EXIF orientation, JPEG draft decoding, HEIC through pillow-heif) and get a thumbnail.
+Files that cannot be decoded as images are listed by name with the reason, in the command's output
+and in the index; none is dropped silently. The index itself is a JSON manifest under the feature
+cache (``<cache>/collections/<name>.json``: every file's name, size, time and SHA-256): data, never
+code; a collection's name is a name, never a path. The trained run's image branch is applied at
+search time, so any run with the same backbones can search the collection.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -29,15 +30,14 @@ from typing import Callable
 
 import numpy as np
 
-from . import cache, paths
+from . import paths
 from .backbones import BACKBONES, load_image_backbone
 from .data import SPLITS, Flickr8k
-from .errors import QueryError, UnreadableImageError, cli_errors
-from .features import extract_image_features, image_cache_parts
-from .images import load_image
+from .errors import IndexWriteError, QueryError, cli_errors
+from .photo_index import IndexChanges
 
 FLICKR8K_COLLECTIONS = (*SPLITS, "all")
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: one entry per file (name, size, modification time, SHA-256); features in photo_index's store
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,63}$")
 
 
@@ -66,6 +66,7 @@ class Gallery:
     unreadable: list[dict] = field(default_factory=list)
     _features: Callable[[str], np.ndarray] | None = field(default=None, repr=False)
     root: Path | None = None  # the folder every file must stay inside (checked again when the page serves one)
+    sha256: dict[str, str] = field(default_factory=dict)  # an indexed file's content hash (names its thumbnail)
 
     @property
     def is_flickr8k(self) -> bool:
@@ -108,26 +109,16 @@ def indexed_collections() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _open_stores(backbones: list[str]) -> tuple[list, list]:
+    """The loaded backbones (pretrained) and their feature stores; fails before any work when
+    weights are missing."""
+    from .photo_index import FeatureStore
 
-
-def _features(backbone: str, folder: Path, names: list[str], show_progress: bool = False) -> tuple[np.ndarray, Path, bool]:
-    """Cached features of ``folder/<name>`` for every name, through ``backbone`` (pretrained)."""
-    if backbone not in BACKBONES:
-        raise QueryError(f"unknown image backbone {backbone!r}; choose one of {list(BACKBONES)}")
-    loaded = load_image_backbone(backbone)  # fails here, before any work, when weights are missing
-    files = [folder / n for n in names]
-    content = hashlib.sha256()
-    for name, path in zip(names, files):
-        content.update(name.encode("utf-8") + b"\0" + bytes.fromhex(_file_sha256(path)))
-    parts = image_cache_parts(backbone, loaded.weights, {**loaded.spec.preprocessing.__dict__}, names, content.hexdigest())
-
-    def compute():
-        return {"vectors": extract_image_features(loaded, files, show_progress=show_progress)}
-
-    arrays, path, hit = cache.cached(f"photos-{backbone}", parts, compute, expect={"vectors": (len(names), loaded.spec.dim)})
-    return arrays["vectors"], path, hit
+    for b in backbones:
+        if b not in BACKBONES:
+            raise QueryError(f"unknown image backbone {b!r}; choose one of {list(BACKBONES)}")
+    loaded = [load_image_backbone(b) for b in backbones]
+    return loaded, [FeatureStore(b) for b in loaded]
 
 
 @dataclass
@@ -141,9 +132,11 @@ class IndexReport:
     backbones: list[str]
     seconds: float
     manifest: Path
+    changes: IndexChanges = field(default_factory=IndexChanges)
 
     def lines(self) -> list[str]:
-        out = [f"indexed {self.images} image(s) of {self.folder} as {self.name!r} with {', '.join(self.backbones)} in {self.seconds:.1f} s -> {self.manifest}"]
+        out = [f"indexed {self.images} image(s) of {self.folder} as {self.name!r} with {', '.join(self.backbones)} in {self.seconds:.1f} s -> {self.manifest}",
+               self.changes.summary()]
         if self.unreadable:
             out.append(f"{len(self.unreadable)} file(s) not indexed (not readable images):")
             out += [f"  {u['file']}: {u['reason']}" for u in self.unreadable]
@@ -186,9 +179,52 @@ def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
     return sorted(out)
 
 
-def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_progress: bool = False) -> IndexReport:
-    """Embed every readable image under ``folder`` (recursively) with ``backbones``; record the
-    collection as ``name``. Unreadable files are listed in the report and the manifest."""
+def _previous_entries(name: str, root: Path) -> dict[str, dict]:
+    """The file entries of the collection's previous index of the same folder (empty if none, or
+    if it is unreadable: everything is then read again, nothing is trusted)."""
+    path = collections_dir() / f"{name}.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("format") != INDEX_FORMAT or manifest.get("folder") != str(root):
+            return {}
+        return {str(e["file"]): {k: e[k] for k in ("file", "size", "mtime_ns", "sha256")} for e in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _progress_printer(total: int, show: bool):
+    """A progress bar with rate and ETA on a terminal; plain lines (every 10%) otherwise."""
+    if not show or total == 0:
+        return None, lambda: None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="image", desc="indexing", file=sys.stderr)
+
+        def update(done, _total):
+            bar.update(done - bar.n)
+        return update, bar.close
+    started, marks = time.perf_counter(), set()
+
+    def update(done, total_):
+        mark = 10 * done // total_
+        if mark not in marks:
+            marks.add(mark)
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            print(f"indexing: {done}/{total_} files ({rate:.1f}/s, about {(total_ - done) / max(rate, 1e-9):.0f} s left)", file=sys.stderr, flush=True)
+    return update, lambda: None
+
+
+def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_progress: bool = False, workers: int = 1) -> IndexReport:
+    """Index every readable image under ``folder`` (recursively) with ``backbones`` as collection
+    ``name``, incrementally: a file whose size and modification time are those of the previous
+    index is not read again, a file whose content was embedded before (here or in any collection)
+    is not embedded again, removed files are dropped (:mod:`photo_index`). Unreadable files are
+    listed in the report and the manifest. The manifest is replaced only at the end: an
+    interrupted or failed run leaves the previous index as it was, and keeps the vectors it
+    finished for the next run."""
+    from .photo_index import embed_files
+
     start = time.perf_counter()
     name = check_collection_name(name)
     root = Path(folder).expanduser().resolve()
@@ -196,27 +232,64 @@ def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_pr
         raise FileNotFoundError(f"no folder {folder}")
     if not backbones:
         raise QueryError("give at least one image backbone")
-    readable, unreadable = [], []
+    loaded, stores = _open_stores(list(backbones))
+    previous = _previous_entries(name, root)
+    entries, unreadable, to_read = {}, [], []
     for relative, path, reason in walk_folder(root):
         if reason is not None:
             unreadable.append({"file": relative, "reason": reason})
             continue
+        old = previous.get(relative)
         try:
-            load_image(path)
-            readable.append(relative)
-        except UnreadableImageError as exc:
-            unreadable.append({"file": relative, "reason": str(exc).split(": ", 1)[-1]})
-    if not readable:
+            info = os.stat(path, follow_symlinks=False)
+        except OSError as exc:
+            unreadable.append({"file": relative, "reason": f"cannot be read ({exc.strerror})"})
+            continue
+        if old and (old["size"], old["mtime_ns"]) == (info.st_size, info.st_mtime_ns) and all(old["sha256"] in s for s in stores):
+            entries[relative] = old  # the fast path: not read again
+        else:
+            to_read.append((relative, path))
+    changes = IndexChanges(unchanged=len(entries))
+    before = [len(s) for s in stores]
+    update, close = _progress_printer(len(to_read), show_progress)
+    try:
+        decoded = embed_files([p for _, p in to_read], loaded, stores, workers=workers, on_progress=update)
+    except KeyboardInterrupt:
+        for s in stores:
+            s.flush()
+        kept = sum(len(s) - b for s, b in zip(stores, before))
+        print(f"interrupted: {kept} new vector(s) kept; run the same command again to resume (the previous index of {name!r} is unchanged)",
+              file=sys.stderr)
+        raise
+    except OSError as exc:
+        raise IndexWriteError(f"could not write the index of {name!r} ({exc.strerror or exc}); the previous index is unchanged, and the "
+                              "images finished so far are kept: free some space and run the same command again") from None
+    finally:
+        close()
+    for (relative, _), d in zip(to_read, decoded):
+        if d.error:
+            unreadable.append({"file": relative, "reason": d.error})
+            continue
+        entries[relative] = {"file": relative, "size": d.size, "mtime_ns": d.mtime_ns, "sha256": d.sha256}
+        (changes.changed if relative in previous else changes.added).append(relative)
+    changes.removed = sorted(set(previous) - set(entries))
+    changes.embedded = max((len(s) - b for s, b in zip(stores, before)), default=0)
+    for s in stores:
+        s.compact()
+    if not entries:
         raise QueryError(f"no readable image under {root} ({len(unreadable)} other file(s))")
-    for backbone in backbones:
-        _features(backbone, root, readable, show_progress)
-    manifest = {"format": INDEX_FORMAT, "name": name, "folder": str(root), "backbones": list(backbones), "files": readable, "unreadable": unreadable}
+    files = [entries[k] for k in sorted(entries)]
+    manifest = {"format": INDEX_FORMAT, "name": name, "folder": str(root), "backbones": list(backbones), "files": files,
+                "unreadable": sorted(unreadable, key=lambda u: u["file"])}
     out = collections_dir() / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(out)
-    return IndexReport(name, root, len(readable), unreadable, list(backbones), time.perf_counter() - start, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        raise IndexWriteError(f"could not write the index of {name!r} at {out} ({exc.strerror or exc}); the previous index is unchanged") from None
+    return IndexReport(name, root, len(files), manifest["unreadable"], list(backbones), time.perf_counter() - start, out, changes)
 
 
 def forget_collection(name: str) -> bool:
@@ -238,10 +311,12 @@ def load_collection(name: str) -> Gallery:
                          f"indexed here: {indexed_collections() or 'none'}")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        root, files = Path(manifest["folder"]), [str(f) for f in manifest["files"]]
-        unreadable = [{"file": str(u["file"]), "reason": str(u["reason"])} for u in manifest.get("unreadable", [])]
         if manifest.get("format") != INDEX_FORMAT:
-            raise ValueError(f"format {manifest.get('format')!r}")
+            raise ValueError(f"format {manifest.get('format')!r}, this version reads {INDEX_FORMAT}")
+        root = Path(manifest["folder"])
+        files = [str(e["file"]) for e in manifest["files"]]
+        shas = [str(e["sha256"]) for e in manifest["files"]]
+        unreadable = [{"file": str(u["file"]), "reason": str(u["reason"])} for u in manifest.get("unreadable", [])]
     except (ValueError, KeyError, TypeError) as exc:
         raise QueryError(f"collection {name!r}: {path} is not a collection index ({exc}); index the folder again") from None
     resolved = []
@@ -254,10 +329,20 @@ def load_collection(name: str) -> Gallery:
 
     def features(backbone: str) -> np.ndarray:
         if backbone not in computed:
-            computed[backbone] = _features(backbone, root, files)[0]
+            from .photo_index import embed_files
+
+            loaded, (store,) = _open_stores([backbone])
+            missing = [n for n, s in enumerate(shas) if s not in store]
+            if missing:  # a backbone the index did not run, or a store cleared since: embed those files now
+                found = embed_files([resolved[n] for n in missing], loaded, [store])
+                if any(d.error or d.sha256 != shas[n] for d, n in zip(found, missing)):
+                    raise QueryError(f"collection {name!r}: files changed since they were indexed; index the folder again")
+            computed[backbone] = store.get(shas)
         return computed[backbone]
 
-    return Gallery(name, files, resolved, {}, unreadable, features, root=root)
+    gallery = Gallery(name, files, resolved, {}, unreadable, features, root=root)
+    gallery.sha256 = dict(zip(files, shas))
+    return gallery
 
 
 def load_gallery(name: str, data: Flickr8k | None = None) -> Gallery:

@@ -97,6 +97,7 @@ class Searcher:
             image_norms = image_norms or [Normaliser(config.feature_norm) for _ in config.backbones]
         self.space = FeatureSpace(config, self.data, text_norm, image_norms)
         self.encoder = load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
+        self._caption_embeddings = None  # (embeddings, sentences) of the collection's captions, for describe()
         if self.gallery.is_flickr8k:
             images, _ = self.space.images(self.image_ids)
         else:
@@ -150,6 +151,46 @@ class Searcher:
             scores = self.model.scores(query_emb, self.image_embeddings)[0].numpy()
         best = np.argsort(-scores, kind="stable")[:k]
         return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(best)]
+
+    def _check_k(self, k, available: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
+            raise QueryError(f"k must be an integer from 1 to {available}, got {k!r}")
+
+    def similar(self, image_id: str, k: int = 5) -> list[Hit]:
+        """"More like this": the ``k`` images of the collection whose embeddings (the image branch's
+        output) are closest to ``image_id``'s by cosine, best first, the image itself left out."""
+        if image_id not in self._position:
+            raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
+        self._check_k(k, len(self.image_ids) - 1)
+        with torch.no_grad():
+            emb = torch.nn.functional.normalize(self.image_embeddings.float(), dim=1)
+            scores = (emb @ emb[self.position(image_id)]).numpy()
+        order = [i for i in np.argsort(-scores, kind="stable") if self.image_ids[i] != image_id][:k]
+        return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(order)]
+
+    def describe(self, image_id: str, k: int = 5) -> list[tuple[str, float]]:
+        """Image-to-text: the ``k`` captions of the collection that the run scores highest for
+        ``image_id`` (Flickr8k collections, whose images have captions; the caption embeddings are
+        computed on first use, from the cached caption features)."""
+        if image_id not in self._position:
+            raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
+        if not self.gallery.is_flickr8k:
+            raise QueryError(f"collection {self.collection!r} has no captions to rank (your own photos): image-to-text needs Flickr8k's")
+        if self._caption_embeddings is None:
+            if self.trained.config.finetune_text:
+                raise QueryError(f"run {self.trained.config.name!r} trains its text encoder: ranking every caption would encode "
+                                 "them all again; use a frozen-text run for image-to-text")
+            caption_ids = [f"{i}#{n}" for i in self.image_ids for n in range(len(self.gallery.captions.get(i, [])))]
+            sentences = {f"{i}#{n}": c for i in self.image_ids for n, c in enumerate(self.gallery.captions.get(i, []))}
+            with torch.no_grad():
+                emb = self.model.embed_queries(Queries(as_tensor(self.space.text(caption_ids))))
+            self._caption_embeddings = (emb, [sentences[c] for c in caption_ids])
+        emb, sentences = self._caption_embeddings
+        self._check_k(k, len(sentences))
+        with torch.no_grad():
+            scores = self.model.scores(emb, self.image_embeddings[self.position(image_id)][None])[:, 0].numpy()
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [(sentences[i], float(scores[i])) for i in best]
 
     def figure(self, query: str, k: int = 5, ncols: int = 5):
         """A grid of the top-k images with their scores (the title wrapped, however long the query)."""

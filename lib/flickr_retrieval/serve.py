@@ -11,11 +11,17 @@ takes one matrix-vector product. Routes:
                                     for a larger view and its reference captions)
 ``/api/search?q=&k=&collection=&run=``  JSON: the hits (rank, id, score, image URL, captions) and the
                                     server time in ms, or ``{"error": ...}`` with status 400
-``/image/<collection>/<n>``         the n-th image of a loaded collection. Images are served by position
-                                    in the collection's own list, so no request can name another file;
-                                    the file is checked again when it is served (a regular file inside
-                                    the collection's folder, at most 50 MB) and its type is decided from
-                                    its first bytes (JPEG, PNG, GIF, WebP; anything else is a 404).
+``/api/similar?id=&k=&collection=&run=``  JSON: "more like this", the images whose embeddings are
+                                    closest to image ``id``'s (the image branch's output, cosine)
+``/api/describe?id=&k=&collection=&run=`` JSON: image-to-text, the collection's captions the run scores
+                                    highest for image ``id`` (Flickr8k collections)
+``/image/<collection>/<n>[?size=large]``  the n-th image of a loaded collection, as a JPEG thumbnail (at
+                                    most 320 pixels a side; ``size=large``: 1024), made once and cached:
+                                    the original file is never sent. Images are named by position in the
+                                    collection's own list, so no request can name another file; the file
+                                    is checked again when it is read (a regular file inside the
+                                    collection's folder, at most 50 MB, starting like an image: JPEG,
+                                    PNG, GIF, WebP, HEIC; anything else is a 404).
 
 Every response carries ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy that allows
 only this server's own scripts (with a per-page nonce), images and requests. The server binds to
@@ -44,6 +50,7 @@ from werkzeug.serving import WSGIRequestHandler
 from . import paths
 from .errors import QueryError, RunNameError, cli_errors
 from .gallery import FLICKR8K_COLLECTIONS, check_collection_name
+from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, view_bytes
 from .search import Searcher, collections, trained_runs
 
 DEFAULT_PORT = 8217
@@ -61,6 +68,8 @@ def image_type(head: bytes) -> str | None:
             return mime
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+        return "image/heic"
     return None
 
 
@@ -137,10 +146,24 @@ class SearchService:
         return None
 
     def search(self, query: str, k: int, run: str, collection: str) -> dict:
+        return self._answer("search", query, k, run, collection)
+
+    def similar(self, image_id: str, k: int, run: str, collection: str) -> dict:
+        return self._answer("similar", image_id, k, run, collection)
+
+    def describe(self, image_id: str, k: int, run: str, collection: str) -> dict:
         searcher = self.searcher(run, collection)
         start = time.perf_counter()
         with self._lock:
-            hits = searcher.search(query, k)
+            captions = searcher.describe(image_id, k)
+        return {"id": image_id, "run": run, "collection": collection, "ms": round(1000 * (time.perf_counter() - start), 2),
+                "captions": [{"rank": n + 1, "caption": c, "score": round(score, 5)} for n, (c, score) in enumerate(captions)]}
+
+    def _answer(self, how: str, query: str, k: int, run: str, collection: str) -> dict:
+        searcher = self.searcher(run, collection)
+        start = time.perf_counter()
+        with self._lock:
+            hits = searcher.search(query, k) if how == "search" else searcher.similar(query, k)
         ms = 1000 * (time.perf_counter() - start)
         return {
             "query": query, "run": run, "collection": collection, "images": len(searcher.image_ids), "ms": round(ms, 2),
@@ -205,28 +228,44 @@ def create_app(service: SearchService | None = None, run: str = "best", collecti
         runs = trained_runs()
         return render_template("search.html", runs=runs or [run], collections=collections(), run=run, collection=collection, max_k=MAX_K, nonce=g.nonce)
 
-    @app.get("/api/search")
-    def api_search():
+    def answer(how: str, key: str):
         try:
-            query = request.args.get("q", "")
+            query = request.args.get(key, "")
             k = parse_k(request.args.get("k"))
-            result = service.search(query, k, request.args.get("run") or run, request.args.get("collection") or collection)
+            result = getattr(service, how)(query, k, request.args.get("run") or run, request.args.get("collection") or collection)
         except (QueryError, RunNameError) as exc:
             return jsonify(error=str(exc)), 400
-        if not all(math.isfinite(h["score"]) for h in result["hits"]):
+        scores = [h["score"] for h in result.get("hits", result.get("captions", []))]
+        if not all(math.isfinite(x) for x in scores):
             return jsonify(error=f"run {result['run']!r} gives scores that are not numbers (damaged weights?): train or export it again"), 500
         return jsonify(result)
+
+    @app.get("/api/search")
+    def api_search():
+        return answer("search", "q")
+
+    @app.get("/api/similar")
+    def api_similar():
+        return answer("similar", "id")
+
+    @app.get("/api/describe")
+    def api_describe():
+        return answer("describe", "id")
 
     @app.get("/image/<collection_name>/<int:position>")
     def image(collection_name: str, position: int):
         gallery = service.loaded_gallery(collection_name)
         if gallery is None or not 0 <= position < len(gallery.files):
             abort(404)
+        size = {"thumb": THUMBNAIL_SIZE, "large": LARGE_SIZE}.get(request.args.get("size", "thumb"))
         found = read_image(Path(gallery.files[position]), gallery.root)
-        if found is None:
+        if found is None or size is None:
             abort(404)
-        data, mime = found
-        response = Response(data, mimetype=mime)
+        try:
+            body = view_bytes(found[0], size)  # a JPEG made from the pixels: never the file's own bytes
+        except Exception:  # noqa: BLE001 - whatever the decoder raised, the answer is "no such image"
+            abort(404)
+        response = Response(body, mimetype="image/jpeg")
         response.headers["Cache-Control"] = "private, max-age=3600"
         return response
 

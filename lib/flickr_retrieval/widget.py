@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 
 import ipywidgets as widgets
-from PIL import Image
 
 from .errors import QueryError, RunNameError
+from .photo_index import THUMBNAIL_SIZE, view_bytes
 from .search import Hit, Searcher, collections, trained_runs
 
-THUMBNAIL = 224
+THUMBNAIL = 224  # shown width, in pixels (the thumbnail itself has up to THUMBNAIL_SIZE)
 
 
-def thumbnail_uri(path, size: int = THUMBNAIL) -> str:
-    """A small JPEG of an image as a data: URI (so the grid needs no file server)."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((size, size))
-        buffer = io.BytesIO()
-        im.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+def thumbnail_uri(path, size: int = THUMBNAIL_SIZE) -> str:
+    """The cached thumbnail of an image (:func:`photo_index.view_bytes`: made once, upright, at most
+    ``size`` pixels a side) as a data: URI, so the grid needs no file server."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return "data:image/jpeg;base64," + base64.b64encode(view_bytes(data, size)).decode("ascii")
 
 
 def results_html(searcher: Searcher, query: str, hits: list[Hit], with_captions: bool = False, seconds: float | None = None) -> str:

@@ -1,0 +1,190 @@
+"""The incremental photo index: content-keyed vectors, the size/time fast path, photos as they are
+(EXIF orientation, draft decoding, unreadable files with reasons), thumbnails, interruption."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flickr_retrieval import gallery, photo_index
+from flickr_retrieval.backbones import load_image_backbone
+from flickr_retrieval.errors import IndexWriteError
+
+BACKBONE = "mobilenet_v2"
+
+
+def _photo(path, colour, size=(1200, 900), orientation=None):
+    rng = np.random.default_rng(abs(hash(colour)) % 2**32)
+    pixels = (rng.random((size[1], size[0], 3)) * 80).astype(np.uint8)
+    pixels[: size[1] // 3] += 150  # a bright top band: orientation matters
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="JPEG", quality=90, exif=exif)
+    return path
+
+
+@pytest.fixture
+def library(tmp_path, isolated_cache):
+    folder = tmp_path / "library"
+    for n, colour in enumerate(["red", "green", "blue", "grey"]):
+        _photo(folder / ("2024" if n % 2 else "2025") / f"{colour}.jpg", colour)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * 100)
+    return folder
+
+
+def test_a_second_run_reads_nothing_and_embeds_nothing(library):
+    first = gallery.index_folder(library, "lib", [BACKBONE])
+    assert first.images == 4 and len(first.changes.added) == 4 and first.changes.embedded == 4
+    assert [u["file"] for u in first.unreadable] == ["broken.jpg"]
+    second = gallery.index_folder(library, "lib", [BACKBONE])
+    assert second.changes.unchanged == 4 and second.changes.embedded == 0 and not second.changes.added
+    assert "0 added, 0 changed, 0 removed, 4 unchanged" in second.lines()[1]
+
+
+def test_added_changed_removed_and_renamed_files(library):
+    gallery.index_folder(library, "lib", [BACKBONE])
+    old = gallery.load_collection("lib")
+    before = dict(zip(old.ids, old.raw_features(BACKBONE).copy()))
+    _photo(library / "new.jpg", "pink")
+    _photo(library / "2025" / "red.jpg", "changed red")
+    (library / "2024" / "green.jpg").unlink()
+    os.rename(library / "2024" / "grey.jpg", library / "grey-renamed.jpg")  # same bytes, new name: found by content
+    report = gallery.index_folder(library, "lib", [BACKBONE])
+    assert report.changes.added == ["grey-renamed.jpg", "new.jpg"] and report.changes.changed == ["2025/red.jpg"]
+    assert report.changes.removed == ["2024/green.jpg", "2024/grey.jpg"]
+    assert report.changes.embedded == 2  # the new photo and the changed one; the renamed one was known
+    mine = gallery.load_collection("lib")
+    assert mine.ids == ["2025/blue.jpg", "2025/red.jpg", "grey-renamed.jpg", "new.jpg"]
+    np.testing.assert_array_equal(mine.raw_features(BACKBONE)[0], before["2025/blue.jpg"])  # untouched
+    np.testing.assert_array_equal(mine.raw_features(BACKBONE)[2], before["2024/grey.jpg"])  # renamed: the same vector
+
+
+def test_vectors_are_those_of_the_decoded_photo_in_one_process_or_two(library, tmp_path):
+    files = sorted(p for p in library.rglob("*.jpg") if p.name != "broken.jpg")
+    bb = load_image_backbone(BACKBONE)
+    vectors = []
+    for workers in (0, 1):
+        store = photo_index.FeatureStore(bb, tmp_path / f"store{workers}")
+        decoded = photo_index.embed_files(files, [bb], [store], workers=workers)
+        vectors.append(store.get([d.sha256 for d in decoded]))
+    np.testing.assert_allclose(vectors[0], vectors[1], rtol=1e-5, atol=1e-6)
+    # and what a plain path gives for the same decoded image
+    from flickr_retrieval.backbones import inference_module
+    import torch
+
+    image = photo_index.decode_photo(files[0].read_bytes())
+    with torch.no_grad():
+        direct = inference_module(bb)(bb.spec.preprocessing.transform()(image)[None].contiguous(memory_format=torch.channels_last)).numpy()[0]
+    np.testing.assert_allclose(vectors[0][0], direct, rtol=1e-4, atol=1e-5)
+
+
+def test_photos_are_turned_upright_and_decoded_small(tmp_path):
+    upright = photo_index.decode_photo(_photo(tmp_path / "a.jpg", "x", (1600, 1200)).read_bytes())
+    assert min(upright.size) >= photo_index.DECODE_SIZE and max(upright.size) <= 800  # draft: 1/2 or 1/4, not the full 1600
+    rotated = photo_index.decode_photo(_photo(tmp_path / "b.jpg", "x", (1600, 1200), orientation=6).read_bytes())
+    assert rotated.size[0] < rotated.size[1]  # orientation 6: the camera was turned; the photo is upright (portrait)
+
+
+def test_thumbnails_are_small_and_named_by_content(library):
+    gallery.index_folder(library, "lib", [BACKBONE])
+    mine = gallery.load_collection("lib")
+    for image_id in mine.ids:
+        thumb = photo_index.thumbnail_path(mine.sha256[image_id])
+        with Image.open(thumb) as im:
+            assert max(im.size) <= photo_index.THUMBNAIL_SIZE
+    with pytest.raises(ValueError, match="not a SHA-256"):
+        photo_index.thumbnail_path("../../etc/passwd")
+
+
+def test_an_interrupted_index_keeps_its_work_and_the_previous_index(library, monkeypatch):
+    gallery.index_folder(library, "lib", [BACKBONE])
+    manifest = (gallery.collections_dir() / "lib.json").read_text()
+    for n in range(6):
+        _photo(library / "more" / f"{n}.jpg", f"more {n}")
+    monkeypatch.setattr(photo_index, "SHARD_SIZE", 2)
+    real = photo_index.FeatureStore.add
+    calls = []
+
+    def add_then_stop(self, sha, vector):
+        real(self, sha, vector)
+        calls.append(sha)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(photo_index.FeatureStore, "add", add_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        gallery.index_folder(library, "lib", [BACKBONE])
+    assert (gallery.collections_dir() / "lib.json").read_text() == manifest  # the previous index, as it was
+    monkeypatch.setattr(photo_index.FeatureStore, "add", real)
+    resumed = gallery.index_folder(library, "lib", [BACKBONE])
+    assert len(resumed.changes.added) == 6 and resumed.changes.embedded == 3  # the three finished before the stop were kept
+
+
+def test_a_full_disk_is_one_clear_error_and_the_previous_index_stays(library, monkeypatch):
+    gallery.index_folder(library, "lib", [BACKBONE])
+    manifest = (gallery.collections_dir() / "lib.json").read_text()
+    _photo(library / "new.jpg", "pink")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(photo_index.FeatureStore, "_write", full)
+    with pytest.raises(IndexWriteError, match="No space left on device.*previous index is unchanged"):
+        gallery.index_folder(library, "lib", [BACKBONE])
+    assert (gallery.collections_dir() / "lib.json").read_text() == manifest
+
+
+def test_a_damaged_shard_is_never_trusted(library):
+    gallery.index_folder(library, "lib", [BACKBONE])
+    store = photo_index.FeatureStore(load_image_backbone(BACKBONE))
+    for shard in store.folder.glob("shard-*.npz"):
+        shard.write_bytes(b"PK\x03\x04 damaged")
+    assert len(photo_index.FeatureStore(load_image_backbone(BACKBONE))) == 0
+    report = gallery.index_folder(library, "lib", [BACKBONE])
+    assert report.changes.embedded == 4 and report.changes.unchanged == 0  # embedded again, not read from the damaged store
+
+
+def test_a_file_that_changes_while_being_read_is_listed(tmp_path, monkeypatch):
+    path = _photo(tmp_path / "a.jpg", "x")
+    real_fstat = os.fstat
+    calls = []
+
+    class Grown:  # the second look at the file (after reading) finds it longer: a writer is still at work
+        def __init__(self, st, extra):
+            self.st, self.extra = st, extra
+
+        def __getattr__(self, name):
+            return getattr(self.st, name) + (self.extra if name == "st_size" else 0)
+
+    def fstat(fd):
+        calls.append(fd)
+        return Grown(real_fstat(fd), 0 if len(calls) == 1 else 100)
+
+    monkeypatch.setattr(photo_index.os, "fstat", fstat)
+    with pytest.raises(OSError, match="changed while it was being read"):
+        photo_index.read_file(path)
+
+
+def test_a_heic_file_without_its_plugin_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(photo_index, "enable_heif", lambda: False)
+    path = tmp_path / "phone.heic"
+    path.write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 200)
+    bb = load_image_backbone(BACKBONE)
+    (d,) = photo_index.embed_files([path], [bb], [photo_index.FeatureStore(bb, tmp_path / "s")], workers=0)
+    assert "pillow-heif" in d.error or "HEIC" in d.error or "not a readable image" in d.error
+
+
+def test_the_old_manifest_format_asks_for_a_new_index(library):
+    gallery.index_folder(library, "lib", [BACKBONE])
+    path = gallery.collections_dir() / "lib.json"
+    manifest = json.loads(path.read_text())
+    manifest["format"] = 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(gallery.QueryError, match="index the folder again"):
+        gallery.load_collection("lib")
