@@ -188,3 +188,13 @@ def test_the_old_manifest_format_asks_for_a_new_index(library):
     path.write_text(json.dumps(manifest))
     with pytest.raises(gallery.QueryError, match="index the folder again"):
         gallery.load_collection("lib")
+
+
+def test_a_heic_phone_photo_is_indexed(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is in requirements.txt; without it HEIC files are listed as unreadable")
+    pillow_heif.register_heif_opener()
+    path = tmp_path / "IMG_0001.HEIC"
+    Image.new("RGB", (800, 600), "teal").save(path, format="HEIF")
+    bb = load_image_backbone(BACKBONE)
+    (d,) = photo_index.embed_files([path], [bb], [photo_index.FeatureStore(bb, tmp_path / "s")], workers=0)
+    assert not d.error and len(d.sha256) == 64
