@@ -198,3 +198,16 @@ def test_a_heic_phone_photo_is_indexed(tmp_path):
     bb = load_image_backbone(BACKBONE)
     (d,) = photo_index.embed_files([path], [bb], [photo_index.FeatureStore(bb, tmp_path / "s")], workers=0)
     assert not d.error and len(d.sha256) == 64
+
+
+def test_the_bench_library_is_phone_sized_with_rotations(tiny_root, tmp_path):
+    from flickr_retrieval import photo_bench
+    from flickr_retrieval.data import load_flickr8k
+    from conftest import TINY
+
+    data = load_flickr8k(tiny_root, expected=TINY)
+    files = photo_bench.make_library(data, tmp_path / "lib", 2, np.random.default_rng(0))
+    with Image.open(files[0]) as im:
+        assert im.getexif().get(0x0112) == 6 and im.size == photo_bench.PHONE_SIZE[::-1]  # stored sideways
+    upright = photo_index.decode_photo(files[0].read_bytes())
+    assert upright.size[0] > upright.size[1]  # turned back to landscape
