@@ -193,14 +193,45 @@ def test_loaded_searchers_are_bounded_least_recently_used_first(tiny_run, monkey
     made = []
 
     class Fake:
-        def __init__(self, run, collection, data=None):
-            made.append((run, collection))
+        def __init__(self, trained, collection, data=None, encoder=None, tokenizer_lock=None):
+            made.append((trained.config.name, collection))
+            self.encoder = encoder
 
+    loaded_encoders = []
     monkeypatch.setattr(serve, "Searcher", Fake)
+    monkeypatch.setattr(serve, "load_run", lambda run: type("T", (), {"config": tiny_run[1].replace(name=run)})())
+    monkeypatch.setattr(serve, "load_text_encoder", lambda name: loaded_encoders.append(name) or type("E", (), {"name": name})())
     for run in ("a", "b", "a", "c"):
         service.searcher(run, "all")
     assert list(service._searchers) == [("a", "all"), ("c", "all")]  # b was the least recently used
     assert made == [("a", "all"), ("b", "all"), ("c", "all")]
+    assert loaded_encoders == ["minilm"]  # one sentence encoder for every searcher that reads its features
     with pytest.raises(ValueError):
         SearchService(data, max_loaded=0)
     assert serve.TimeoutRequestHandler.timeout == 30
+
+
+def test_concurrent_queries_are_answered_at_once_and_give_the_sequential_answers(tiny_run):
+    """Searches are not serialised (case 6): 16 threads at once, each query answered as it is
+    alone; the shared tokenizer never raises ("Already borrowed")."""
+    import threading
+
+    data, config, space, feats, trained = tiny_run
+    searcher = Searcher(trained, "all", data=data)
+    queries = [f"a {c} picture number {n}" for c in ("red", "green", "blue", "black") for n in range(4)]
+    alone = {q: [h.image_id for h in searcher.search(q, k=3)] for q in queries}
+    together, errors, start = {}, [], threading.Barrier(len(queries))
+
+    def ask(q):
+        start.wait()
+        try:
+            together[q] = [h.image_id for h in searcher.search(q, k=3)]
+        except Exception as exc:  # noqa: BLE001 - collected, then asserted empty
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in queries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and together == alone

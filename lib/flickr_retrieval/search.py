@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from .errors import QueryError, RunNameError, cli_errors
 from .gallery import FLICKR8K_COLLECTIONS, Gallery, flickr8k_gallery, indexed_collections, load_collection
 from .inputs import FeatureSpace, Normaliser, Queries, as_tensor
 from .text import clean_caption
-from .text_encoders import encode_texts, load_text_encoder
+from .text_encoders import TextEncoder, encode_texts, load_text_encoder, pool
 
 #: Longer queries are refused before tokenising (a sentence is far shorter; the encoder reads 64 tokens).
 MAX_QUERY_CHARS = 1000
@@ -71,10 +72,14 @@ class Searcher:
     folder) for any English sentence.
 
     The image embeddings are computed once here; each :meth:`search` embeds one sentence and takes one
-    matrix-vector product.
+    matrix-vector product. Searches may run in several threads at once: only the tokenizer (a Rust
+    object that is not safe to share between threads) is used under ``tokenizer_lock``. A server
+    that holds several searchers passes them one loaded ``encoder`` (and its lock) instead of one
+    copy each.
     """
 
-    def __init__(self, run: str | TrainedModel, collection: str = "all", data: Flickr8k | None = None):
+    def __init__(self, run: str | TrainedModel, collection: str = "all", data: Flickr8k | None = None, *,
+                 encoder: TextEncoder | None = None, tokenizer_lock: threading.Lock | None = None):
         if not isinstance(collection, str):
             raise QueryError(f"collection must be a name, got {collection!r}")
         self.trained = load_run(run) if isinstance(run, str) else run
@@ -96,7 +101,10 @@ class Searcher:
             text_norm = text_norm or Normaliser(config.feature_norm)
             image_norms = image_norms or [Normaliser(config.feature_norm) for _ in config.backbones]
         self.space = FeatureSpace(config, self.data, text_norm, image_norms)
-        self.encoder = load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
+        if encoder is not None and encoder.name != config.text_encoder:
+            raise ValueError(f"run {config.name!r} reads {config.text_encoder!r} features, not {encoder.name!r}'s")
+        self.encoder = encoder or load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
+        self._tokenizer_lock = tokenizer_lock or threading.Lock()
         self._caption_embeddings = None  # (embeddings, sentences) of the collection's captions, for describe()
         if self.gallery.is_flickr8k:
             images, _ = self.space.images(self.image_ids)
@@ -118,8 +126,15 @@ class Searcher:
         return list(self.gallery.captions.get(image_id, []))
 
     def _encode_frozen(self, sentences: list[str]) -> torch.Tensor:
-        vectors = encode_texts(self.encoder, sentences)[self.trained.config.text_pooling]
-        return as_tensor(self.space.text_norm(vectors))
+        if len(sentences) != 1:
+            with self._tokenizer_lock:
+                vectors = encode_texts(self.encoder, sentences)[self.trained.config.text_pooling]
+            return as_tensor(self.space.text_norm(vectors))
+        with self._tokenizer_lock:  # a query: tokenised under the lock, encoded outside it (the forward pass is thread-safe)
+            tokens = self.encoder.tokenize(sentences)
+        with torch.inference_mode():
+            pooled = pool(self.encoder.model(**tokens).last_hidden_state, tokens["attention_mask"])[self.trained.config.text_pooling]
+        return as_tensor(self.space.text_norm(pooled.float().numpy()))
 
     def check_query(self, query: str) -> str:
         """The query after the final text pipeline, or :class:`QueryError` saying what is wrong."""
@@ -129,7 +144,8 @@ class Searcher:
             raise QueryError(f"the query is too long: {len(query)} characters (at most {MAX_QUERY_CHARS}); shorten it to one sentence")
         cleaned = clean_caption(query)
         tokenizer = self.encoder.tokenizer
-        ids = tokenizer(cleaned)["input_ids"]
+        with self._tokenizer_lock:
+            ids = tokenizer(cleaned)["input_ids"]
         meaningless = set(tokenizer.all_special_ids)  # [CLS], [SEP], [PAD], [UNK]: none of them is a word it read
         if not any(ch.isalnum() for ch in cleaned) or all(i in meaningless for i in ids):
             raise QueryError("the query has no word the text encoder can read (only punctuation, invisible characters, or words it "

@@ -51,7 +51,8 @@ from . import paths
 from .errors import QueryError, RunNameError, cli_errors
 from .gallery import FLICKR8K_COLLECTIONS, check_collection_name
 from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, view_bytes
-from .search import Searcher, collections, trained_runs
+from .search import Searcher, collections, load_run, trained_runs
+from .text_encoders import load_text_encoder
 
 DEFAULT_PORT = 8217
 MAX_K = 100
@@ -116,14 +117,17 @@ class SearchService:
     """Searchers by (run, collection), loaded on first use and shared by all requests; at most
     ``max_loaded`` of them are kept (the least recently used is released), so that requests naming
     many runs and collections cannot grow the server's memory without bound (each holds a model and
-    its image embeddings: 100-200 MB)."""
+    its image embeddings: 100-200 MB). Searchers of the same sentence encoder share one loaded copy
+    of it. Loading is serialised; searches are not (several requests are answered at once; only each
+    encoder's tokenizer is used one request at a time)."""
 
     def __init__(self, data=None, max_loaded: int = 4):
         if max_loaded < 1:
             raise ValueError(f"max_loaded must be at least 1, got {max_loaded}")
         self.data, self.max_loaded = data, max_loaded
         self._searchers: OrderedDict[tuple[str, str], Searcher] = OrderedDict()
-        self._lock = threading.Lock()  # loading and torch inference, one request at a time
+        self._encoders: dict[str, tuple] = {}  # text encoder name -> (loaded encoder, its tokenizer lock)
+        self._lock = threading.Lock()  # loading, and the bookkeeping of what is loaded
 
     def searcher(self, run: str, collection: str) -> Searcher:
         paths.check_run_name(run)
@@ -132,9 +136,16 @@ class SearchService:
         key = (run, collection)
         with self._lock:
             if key not in self._searchers:
-                self._searchers[key] = Searcher(run, collection, data=self.data)
+                trained = load_run(run)
+                name = trained.config.text_encoder
+                if name not in self._encoders:
+                    self._encoders[name] = (load_text_encoder(name), threading.Lock())
+                encoder, lock = self._encoders[name]
+                self._searchers[key] = Searcher(trained, collection, data=self.data, encoder=encoder, tokenizer_lock=lock)
                 while len(self._searchers) > self.max_loaded:
                     self._searchers.popitem(last=False)
+                used = {s.encoder.name for s in self._searchers.values()}
+                self._encoders = {n: e for n, e in self._encoders.items() if n in used}
             self._searchers.move_to_end(key)
             return self._searchers[key]
 
@@ -154,7 +165,7 @@ class SearchService:
     def describe(self, image_id: str, k: int, run: str, collection: str) -> dict:
         searcher = self.searcher(run, collection)
         start = time.perf_counter()
-        with self._lock:
+        with self._lock:  # the first call embeds every caption of the collection: once, not once per waiting request
             captions = searcher.describe(image_id, k)
         return {"id": image_id, "run": run, "collection": collection, "ms": round(1000 * (time.perf_counter() - start), 2),
                 "captions": [{"rank": n + 1, "caption": c, "score": round(score, 5)} for n, (c, score) in enumerate(captions)]}
@@ -162,8 +173,7 @@ class SearchService:
     def _answer(self, how: str, query: str, k: int, run: str, collection: str) -> dict:
         searcher = self.searcher(run, collection)
         start = time.perf_counter()
-        with self._lock:
-            hits = searcher.search(query, k) if how == "search" else searcher.similar(query, k)
+        hits = searcher.search(query, k) if how == "search" else searcher.similar(query, k)
         ms = 1000 * (time.perf_counter() - start)
         return {
             "query": query, "run": run, "collection": collection, "images": len(searcher.image_ids), "ms": round(ms, 2),
