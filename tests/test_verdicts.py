@@ -99,6 +99,11 @@ def test_pooled_sd_and_stability_and_close_calls():
     assert not verdicts.needs_more_seeds({"ci95": (2.0, 5.0)}, margin=1.5)
     assert verdicts.needs_more_seeds({"ci95": (-4.0, 5.0)}, margin=1.5)
     assert not verdicts.needs_more_seeds({"ci95": (-9.0, -1.6)}, margin=1.5)
+    # a row that ranks exactly as its parent on every seed: nothing more seeds could settle
+    same = np.array([1, 3, 12, 2, 1, 50, 7, 1, 2, 9])
+    identical = verdicts.seed_paired([same, same], [same, same], np.repeat(np.arange(2), 5))
+    assert identical["ci95"] == (0.0, 0.0) and not verdicts.needs_more_seeds(identical, margin=1.5)
+    assert verdicts.needs_more_seeds({"ci95": (0.0, 0.0)}, margin=1.5)  # a zero-width interval of another origin still asks
 
 
 def test_claim_helpers():

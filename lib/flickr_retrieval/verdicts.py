@@ -137,8 +137,12 @@ def pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
 
 def needs_more_seeds(comparison: dict, margin: float) -> bool:
     """True when the interval's end nearest 0 is within ``margin`` of 0 (or the interval covers 0
-    with an end beyond it): the verdict is a close call that more seeds could settle."""
+    with an end beyond it): the verdict is a close call that more seeds could settle. A row that
+    ranks every test caption exactly as its parent on every seed (a fine-tuning that kept its start)
+    is not a close call: its difference is exactly 0, and more seeds would repeat it."""
     lo, hi = comparison["ci95"]
+    if lo == hi == 0.0 and comparison.get("image_se", 1.0) == 0.0:
+        return False
     return min(abs(lo), abs(hi)) < margin or lo <= 0 <= hi
 
 
