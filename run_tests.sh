@@ -4,8 +4,12 @@
 #   notebooks  nbval: re-executes every notebook and compares the outputs of its checked cells,
 #   exports    regression checks of what the notebooks exported against the committed results,
 #              the ledger, and the browser test (tests_exports/).
-#   ./run_tests.sh            all three tiers, in order (what CI runs)
-#   ./run_tests.sh unit       the unit tests alone (likewise notebooks, exports; or any pytest arguments)
+#   field      notebook 10 (the field's encoders: three more encoders extracted cold, about 25 min
+#              on a 2-core machine) and the checks of its exports; not in the default run, which
+#              must fit CI's time on the slowest machine of this kind
+#   ./run_tests.sh            unit, notebooks (00-09) and exports, in order (what CI runs)
+#   ./run_tests.sh all        the same, then the field tier
+#   ./run_tests.sh unit       the unit tests alone (likewise notebooks, exports, field; or any pytest arguments)
 #
 # The notebooks write their exports, figures and run records into a temporary folder
 # (RCP217_RESULTS, RCP217_FIGURES), never over the committed ones: a test run leaves `git status`
@@ -16,13 +20,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_env.sh
+field_notebook=notebooks/10_beyond_frozen_features.ipynb
+field_checks=tests_exports/test_field_exports.py
 if [ "$#" -eq 0 ]; then
-  set -- tests notebooks tests_exports
+  set -- tests notebooks tests_exports --ignore="$field_notebook" --ignore="$field_checks"
 elif [ "$#" -eq 1 ]; then
   case "$1" in
     unit) set -- tests ;;
-    notebooks) set -- notebooks ;;
-    exports) set -- tests_exports ;;
+    notebooks) set -- notebooks --ignore="$field_notebook" ;;
+    exports) set -- tests_exports --ignore="$field_checks" ;;
+    field) set -- "$field_notebook" "$field_checks" tests_exports/test_zz_clean_tree.py ;;
+    all) set -- tests notebooks tests_exports ;;
   esac
 fi
 # The browser test (tests_exports/test_browser.py) drives Debian's chromium with Playwright

@@ -175,3 +175,16 @@ def test_the_page_sends_bounded_thumbnails_never_the_file(client, tiny_run):
         assert response.status_code == 200 and response.mimetype == "image/jpeg" and response.data != original
         with Image.open(io.BytesIO(response.data)) as im:
             assert max(im.size) <= bound
+
+
+def test_the_default_run_is_notebook_10s_choice_when_it_exists(tmp_path, monkeypatch):
+    from flickr_retrieval import search
+
+    monkeypatch.setenv("RCP217_RESULTS", str(tmp_path))
+    assert search.default_run() == "best"  # nothing trained: the name the messages give
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "model.pt").write_bytes(b"x")
+    assert search.default_run() == "best"
+    (tmp_path / "field_best").mkdir()
+    (tmp_path / "field_best" / "model.pt").write_bytes(b"x")
+    assert search.default_run() == "field_best"

@@ -75,11 +75,23 @@ def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, s
     assert "ms on the server" in page.inner_text("#status")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "search_page.png"), full_page=True)
-    hits[0].click()  # the larger view with the image's reference captions
+    widths = page.eval_on_selector_all("#results .hit img", "imgs => imgs.map(i => Math.max(i.naturalWidth, i.naturalHeight))")
+    assert all(0 < w <= 320 for w in widths), widths  # thumbnails, never the files
+    first_id = page.inner_text("#results .hit figcaption >> nth=0").split()[-1]
+    hits[0].click()  # the larger view with the image's reference captions and the captions the run ranks first for it
     page.wait_for_selector("#viewer.open")
     assert len(page.query_selector_all("#viewer-captions li")) == 5
+    page.wait_for_function("() => document.querySelectorAll('#viewer-described li').length === 5")
+    assert "(" in page.inner_text("#viewer-described li >> nth=0")  # a caption and its score, not an error
     page.screenshot(path=str(SHOTS / "search_page_viewer.png"))
-    page.click("#viewer-close")
+    page.click("#viewer-similar")  # more like this: the image as the query
+    page.wait_for_function("() => document.querySelector('#status').textContent.startsWith('more like')")
+    page.wait_for_selector(f"#results .hit >> nth={K - 1}")
+    similar = page.query_selector_all("#results .hit")
+    assert len(similar) == K and first_id not in page.inner_text("#results")
+    scores = [float(h.get_attribute("data-score")) for h in similar]
+    assert scores == sorted(scores, reverse=True)
+    page.screenshot(path=str(SHOTS / "search_page_more_like_this.png"), full_page=True)
     page.fill("#query", "")
     page.click("#go")
     page.wait_for_function("() => document.querySelector('#error').textContent.length > 0")

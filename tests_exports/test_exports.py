@@ -19,12 +19,17 @@ from flickr_retrieval import paths, regression
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def committed_runs() -> list[str]:
+#: Runs that notebook 10 exports: checked by test_field_exports.py, in the field tier that runs it.
+FIELD_RUNS = ("field_best",)
+
+
+def committed_runs(field: bool = False) -> list[str]:
+    """The runs with a committed metrics.json: those of notebooks 00-09, or (``field``) of 10."""
     try:
         out = subprocess.run(["git", "ls-files", "results/*/metrics.json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return []
-    return sorted(Path(line).parent.name for line in out.splitlines())
+    return sorted(run for run in (Path(line).parent.name for line in out.splitlines()) if (run in FIELD_RUNS) == field)
 
 
 def committed(run: str) -> dict:
@@ -102,36 +107,42 @@ def test_similarity_export_is_well_formed(run):
     assert np.isfinite(sim).all()
 
 
-def test_the_improvements_table_matches_the_committed_one():
-    """Every row of 07's table (exported with the best run): the same rows, and each row's numbers
-    (means over its seeds) within the tolerance of a mean over that many seeds."""
-    if "best" not in RUNS:
-        pytest.skip("no committed results/best")
-    old, new = committed("best").get("improvements_table"), fresh("best").get("improvements_table")
-    assert old and new, "results/best/metrics.json has no improvements_table"
+def table_problems(run: str, key: str) -> list[str]:
+    """Every row of a notebook's table exported with ``run`` (``key`` in its metrics.json): the same
+    rows, and each row's numbers (means over its seeds) within the tolerance of a mean over that many
+    seeds."""
+    old, new = committed(run).get(key), fresh(run).get(key)
+    assert old and new, f"results/{run}/metrics.json has no {key}"
     by_id = lambda table: {str(v.get("id", k)): v for k, v in table.items()}  # noqa: E731 - labels may name the dev choice
     old, new = by_id(old), by_id(new)
-    assert list(new) == list(old), f"the rows of 07's table changed: {list(new)} against {list(old)}"
+    assert list(new) == list(old), f"the rows of {key} changed: {list(new)} against {list(old)}"
     spread = spreads()
     problems = []
     for row, values in old.items():
         n = max(1, min(int(values.get("seeds", 1)), int(new[row].get("seeds", 1))))
-        for key, value in values.items():
-            metric = key if key.startswith(("i2t ", "lenient ")) else f"t2i {key}"
-            if key.endswith(" chance"):
-                problems.append(regression.check(f"{row} {key}", new[row][key], value, 0.5))
-            elif metric in spread["pooled"] and not key.endswith("medr") and "CI" not in key:
+        for name, value in values.items():
+            metric = name if name.startswith(("i2t ", "lenient ")) else f"t2i {name}"
+            if name.endswith(" chance"):
+                problems.append(regression.check(f"{row} {name}", new[row][name], value, 0.5))
+            elif metric in spread["pooled"] and not name.endswith("medr") and "CI" not in name:
                 # a row's mean over n seeds: the pooled spread (the largest one for a row drawn once)
                 sd = spread["largest" if n == 1 else "pooled"][metric]
-                if key == "R@1" and values.get("R@1 seed sd"):
+                if name == "R@1" and values.get("R@1 seed sd"):
                     sd = max(sd, float(values["R@1 seed sd"]))
                 allowed = regression.tolerance(value, sd, n)
                 if n == 1:  # a row drawn once has no spread of its own; the pair classifier's moved by 6 R@10 between draws
                     allowed = max(allowed, SINGLE_DRAW_RELATIVE * abs(value))
-                problems.append(regression.check(f"{row} {key}", new[row][key], value, allowed))
-            elif key == "medr":
-                problems.append(regression.check(f"{row} {key}", new[row][key], value, regression.rank_tolerance(value, spread["pooled"]["t2i medr"], n)))
-    problems = [p for p in problems if p]
+                problems.append(regression.check(f"{row} {name}", new[row][name], value, allowed))
+            elif name == "medr":
+                problems.append(regression.check(f"{row} {name}", new[row][name], value, regression.rank_tolerance(value, spread["pooled"]["t2i medr"], n)))
+    return [p for p in problems if p]
+
+
+def test_the_improvements_table_matches_the_committed_one():
+    """Every row of 07's table (exported with the best run)."""
+    if "best" not in RUNS:
+        pytest.skip("no committed results/best")
+    problems = table_problems("best", "improvements_table")
     assert not problems, "\n".join(problems)
 
 

@@ -358,16 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Index a folder of your own images, to search it with a trained run.")
     parser.add_argument("folder", help="a folder of images (searched recursively)")
     parser.add_argument("--name", required=True, help="the collection's name (letters, digits, . _ + = -)")
-    parser.add_argument("--run", default="best", help="embed with this trained run's image backbone(s) (default: best)")
+    parser.add_argument("--run", default=None, help="embed with this trained run's image backbone(s) (default: field_best if notebook 10 made it, else best)")
     parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-index"):
         if args.backbones:
             backbones = args.backbones
         else:
-            from .search import load_run
+            from .search import default_run, load_run
 
-            backbones = list(load_run(args.run).config.backbones)
+            backbones = list(load_run(args.run or default_run()).config.backbones)
         report = index_folder(args.folder, args.name, backbones, show_progress=True)
         print("\n".join(report.lines()))
         print(f'search it: flickr-retrieval-search "a dog on the beach" --collection {report.name}')

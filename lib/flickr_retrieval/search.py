@@ -62,6 +62,16 @@ def load_run(run: str) -> TrainedModel:
     return TrainedModel.load(path)
 
 
+#: The runs the search tools start with, in order of preference: notebook 10's dev choice (the
+#: field's encoders), then 07's.
+DEFAULT_RUNS = ("field_best", "best")
+
+
+def default_run() -> str:
+    """The first of :data:`DEFAULT_RUNS` that has a checkpoint here (``best`` when none has)."""
+    return next((run for run in DEFAULT_RUNS if results.checkpoint_path(run).is_file()), DEFAULT_RUNS[-1])
+
+
 def collections() -> list[str]:
     """What can be searched: the Flickr8k splits, then the indexed collections."""
     return [*FLICKR8K_COLLECTIONS, *indexed_collections()]
@@ -239,7 +249,7 @@ def png_path(out: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Search Flickr8k images with an English sentence.")
     parser.add_argument("query", help="an English sentence, in quotes")
-    parser.add_argument("--run", default="best", help="a trained run under results/ (default: best)")
+    parser.add_argument("--run", default=None, help="a trained run under results/ (default: field_best if notebook 10 made it, else best)")
     parser.add_argument("--k", type=int, default=5, help="how many images to return")
     parser.add_argument("--collection", "--split", default="all",
                         help="which images: a Flickr8k split (train, dev, test), all (default), or a folder indexed with flickr-retrieval-index")
@@ -247,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-search"):
         out = png_path(args.out)  # checked before any work
-        searcher = Searcher(args.run, args.collection)
+        searcher = Searcher(args.run or default_run(), args.collection)
         start = time.perf_counter()
         hits = searcher.search(args.query, args.k)
         elapsed = time.perf_counter() - start

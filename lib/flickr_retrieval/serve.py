@@ -1,6 +1,6 @@
 """A local search page: type a sentence, see the images a trained run ranks first.
 
-    flickr-retrieval-serve                       # run "best" over all 8091 images, http://127.0.0.1:8217
+    flickr-retrieval-serve                       # the default run (field_best, else best) over all 8091 images, http://127.0.0.1:8217
     flickr-retrieval-serve --run best --collection test --port 9000
 
 Built on Flask. The run and the image embeddings are loaded once (at start for the defaults, on first
@@ -51,7 +51,7 @@ from . import paths
 from .errors import QueryError, RunNameError, cli_errors
 from .gallery import FLICKR8K_COLLECTIONS, check_collection_name
 from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, view_bytes
-from .search import Searcher, collections, load_run, trained_runs
+from .search import Searcher, collections, default_run, load_run, trained_runs
 from .text_encoders import load_text_encoder
 
 DEFAULT_PORT = 8217
@@ -284,12 +284,13 @@ def create_app(service: SearchService | None = None, run: str = "best", collecti
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A local web page to search images with a sentence.")
-    parser.add_argument("--run", default="best", help="the trained run the page starts with (default: best)")
+    parser.add_argument("--run", default=None, help="the trained run the page starts with (default: field_best if notebook 10 made it, else best)")
     parser.add_argument("--collection", default="all", help="a Flickr8k split, all (default), or a folder indexed with flickr-retrieval-index")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=check_port, default=DEFAULT_PORT, help=f"port, 1 to 65535 (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-serve"):
+        args.run = args.run or default_run()
         if args.host not in LOOPBACK_HOSTS:
             print(f"warning: --host {args.host} makes the page reachable from other machines: anyone who can reach this address can "
                   "search the indexed collections and see their images (read-only). Use 127.0.0.1 unless that is what you want.",

@@ -1,7 +1,7 @@
 """A search box for Jupyter: type a sentence, see the top-k images with their scores.
 
     from flickr_retrieval.widget import SearchBox
-    box = SearchBox(run="best", collection="test")
+    box = SearchBox(collection="test")  # the default run: field_best if notebook 10 made it, else best
     box.search("two dogs play in the snow")   # the first search, from code (or type in the box)
     box                                        # shows the box and its results
 
@@ -19,7 +19,7 @@ import ipywidgets as widgets
 
 from .errors import QueryError, RunNameError
 from .photo_index import THUMBNAIL_SIZE, view_bytes
-from .search import Hit, Searcher, collections, trained_runs
+from .search import Hit, Searcher, collections, default_run, trained_runs
 
 THUMBNAIL = 224  # shown width, in pixels (the thumbnail itself has up to THUMBNAIL_SIZE)
 
@@ -55,7 +55,8 @@ def results_html(searcher: Searcher, query: str, hits: list[Hit], with_captions:
 class SearchBox(widgets.VBox):
     """The search box (sentence, k, collection, run, captions on demand) and its result grid."""
 
-    def __init__(self, run: str = "best", collection: str = "all", k: int = 8, data=None):
+    def __init__(self, run: str | None = None, collection: str = "all", k: int = 8, data=None):
+        run = run or default_run()
         runs = trained_runs() or [run]
         self.data = data
         self._searchers: dict[tuple[str, str], Searcher] = {}
