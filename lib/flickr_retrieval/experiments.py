@@ -247,7 +247,8 @@ class Experiment:
             dev_score = selection_score(dev)
             if self.notebook is not None:
                 history = [{"epoch": 0, **{f"dev_{k}": v for k, v in dev.items()}}]
-                RunRecord(members[0].config, result["ranks"], history, 0, 0.0).save(records.record_path(self.notebook, spec.id, 0))
+                RunRecord(members[0].config, result["ranks"], history, 0, 0.0,
+                          members=[records.member_id(m.config) for m in members]).save(records.record_path(self.notebook, spec.id, 0))
         else:
             path = records.committed_record_path(self.notebook or "-", spec.id, 0)
             record = RunRecord.load(path, len(feats["test"].caption_ids), len(feats["test"].image_ids))
@@ -264,7 +265,7 @@ class Experiment:
             return False
         test = self.features(members[0].config)[1]["test"]
         record = RunRecord.load(path, len(test.caption_ids), len(test.image_ids))
-        return same_setting(record.config, members[0].config)
+        return record.members == [records.member_id(m.config) for m in members]  # the same models, not only the same kind
 
     def _retrain(self, record: RunRecord) -> TrainedModel:
         """Train now the run a record stands for (the row whose runs hold it, same seed)."""

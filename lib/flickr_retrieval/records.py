@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class RunRecord:
     best_epoch: int
     seconds: float
     seed_offset: int = 0
+    members: list[str] = field(default_factory=list)  # an ensemble's: one description per member (see :func:`member_id`)
 
     def kept(self) -> dict:
         return next(h for h in self.history if h["epoch"] == self.best_epoch)
@@ -63,7 +64,8 @@ class RunRecord:
 
     def save(self, path: Path) -> None:
         meta = {"format": FORMAT, "config": self.config.to_dict(), "history": rounded(self.history), "best_epoch": self.best_epoch,
-                "seconds": round(self.seconds, 2), "seed_offset": self.seed_offset}  # the config exactly: a learning rate of 2e-5 is not 0
+                "seconds": round(self.seconds, 2), "seed_offset": self.seed_offset,  # the config exactly: a learning rate of 2e-5 is not 0
+                "members": list(self.members)}
         arrays = {f"ranks_{k}": np.asarray(v, dtype=np.int16 if np.max(v) < 2**15 else np.int32) for k, v in self.ranks.items()}
         cache.save_arrays(path, {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays})
 
@@ -87,9 +89,16 @@ class RunRecord:
             best = int(meta["best_epoch"])
             if not any(h.get("epoch") == best for h in history):
                 raise ValueError(f"kept epoch {best} is not in its history")
-            return cls(config, ranks, history, best, float(meta["seconds"]), int(meta.get("seed_offset", 0)))
+            members = [str(m) for m in meta.get("members", [])]
+            return cls(config, ranks, history, best, float(meta["seconds"]), int(meta.get("seed_offset", 0)), members)
         except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path}: not a valid run record ({type(exc).__name__}: {exc}); re-run ./run_all.sh to write it again") from None
+
+
+def member_id(config: RunConfig) -> str:
+    """What an ensemble member is: its setting (the config but its name and seed) and its seed."""
+    setting = {k: v for k, v in config.to_dict().items() if k not in ("name", "seed")}
+    return f"{cache.cache_key(setting)[:16]}-seed{config.seed}"
 
 
 def _relative(notebook: str, row_id: str, seed: int) -> Path:
