@@ -160,12 +160,16 @@ def lenient_curves(thresholds: np.ndarray, curves: dict[str, dict[str, np.ndarra
 
 @styled
 def bar_table(table, value: str, error: tuple[str, str] | None = None, title: str = "") -> plt.Figure:
-    """Horizontal bars of one column of a results DataFrame (index = row names), with intervals."""
+    """Horizontal bars of one column of a results DataFrame (index = row names), with intervals
+    (``error``: the columns of their low and high ends; each must contain the bar's value)."""
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(table) + 1.2))
     y = np.arange(len(table))[::-1]
     xerr = None
     if error is not None:
         xerr = np.vstack([table[value] - table[error[0]], table[error[1]] - table[value]])
+        if (xerr < -0.01).any():
+            raise ValueError(f"an interval of {error} does not contain its row's {value}: {table.index[(xerr < -0.01).any(axis=0)].tolist()}")
+        xerr = np.clip(xerr, 0.0, None)  # a mean rounded to 0.01 may sit a hair outside the range it came from
     ax.barh(y, table[value], xerr=xerr, color="tab:blue", alpha=0.8, capsize=3)
     ax.set_yticks(y, table.index)
     ax.set(xlabel=value, title=title)
