@@ -176,7 +176,11 @@ def test_a_heic_file_without_its_plugin_says_what_to_install(tmp_path, monkeypat
     path.write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 200)
     bb = load_image_backbone(BACKBONE)
     (d,) = photo_index.embed_files([path], [bb], [photo_index.FeatureStore(bb, tmp_path / "s")], workers=0)
-    assert "pillow-heif" in d.error or "HEIC" in d.error or "not a readable image" in d.error
+    assert d.error.startswith("not a readable image") and not d.sha256 == ""
+    heic = b"\0\0\0\x18ftypheic" + b"\0" * 8
+    assert "pip install pillow-heif" in photo_index.unreadable_reason(OSError("cannot identify image file"), heic, heif_available=False)
+    assert "pillow-heif" not in photo_index.unreadable_reason(OSError("broken"), heic, heif_available=True)
+    assert "pillow-heif" not in photo_index.unreadable_reason(OSError("cannot identify image file"), b"\xff\xd8\xff" + b"\0" * 20, False)
 
 
 def test_the_old_manifest_format_asks_for_a_new_index(library):

@@ -273,10 +273,7 @@ class PhotoReader(torch.utils.data.Dataset):
         try:
             image = decode_photo(data)
         except Exception as exc:  # PIL raises many types for broken or unsupported files
-            reason = str(exc).split(" '<_io.BytesIO")[0]
-            if "cannot identify image file" in reason and data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc") and not enable_heif():
-                reason = "a HEIC/HEIF photo, and pillow-heif is not installed (pip install pillow-heif)"
-            out.error = f"not a readable image ({type(exc).__name__}: {reason})"
+            out.error = unreadable_reason(exc, data, enable_heif())
             return out
         try:
             save_thumbnail(image, thumbnail)
@@ -285,6 +282,15 @@ class PhotoReader(torch.utils.data.Dataset):
         if out.sha256 not in self.known:
             out.inputs = [t(image) for t in self.transforms]
         return out
+
+
+def unreadable_reason(exc: Exception, data: bytes, heif_available: bool) -> str:
+    """Why a file's bytes are not a readable image, in words (a HEIC photo without its plugin says
+    what to install)."""
+    reason = str(exc).split(" '<_io.BytesIO")[0]
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc") and not heif_available:
+        return "not a readable image: a HEIC/HEIF photo, and pillow-heif is not installed (pip install pillow-heif)"
+    return f"not a readable image ({type(exc).__name__}: {reason})"
 
 
 def _single_thread(_worker_id: int) -> None:
