@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.evaluation import similarity
 from flickr_retrieval.models import ModelSpec, TextTunedDualEncoder, build_model
@@ -95,24 +94,37 @@ def test_experiment_table_verdicts_and_best_export(tiny_run, tmp_path, monkeypat
     data, config, space, feats, trained = tiny_run
     experiment = experiments.Experiment(data, n_boot=20)
     experiment.add(RowSpec("1", "first", None, "-", config), trained)
-    experiment.run(RowSpec("2", "second", "1", "one epoch only", config.replace(name="second", max_epochs=1)), seeds=(0, 1))
+    experiment.run(
+        RowSpec("2", "second", "1", "one epoch only", config.replace(name="second", max_epochs=1)), seeds=(0, 1)
+    )
     experiment.ensure_seeds("1", (0, 1))
     table = experiment.table()
     assert list(table.index) == ["1 first", "2 second"] and table.loc["2 second", "changed from"] == "1"
     assert table.loc["2 second", "seeds"] == 2 and table.loc["1 first", "seeds"] == 2
-    assert len(experiment.verdicts()) == 1 and experiment.verdicts()[0].startswith("2 second vs 1 (seeds 0, 1): R@1+R@5+R@10")
+    assert len(experiment.verdicts()) == 1 and experiment.verdicts()[0].startswith(
+        "2 second vs 1 (seeds 0, 1): R@1+R@5+R@10"
+    )
     assert "t2i R@1" in repr(experiment.rows["1"])
     selection = experiment.selection()
     assert selection["chosen"] in ("1", "2") and set(selection["within_tolerance"]) <= {"1", "2"}
     chosen = experiment.rows[selection["chosen"]]
     best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name="best"))
     _, f = experiment.features(best.config)
-    folder = results.export_run(best, chosen.result["similarity"], f["test"].caption_ids, f["test"].image_ids,
-                                {k: v for k, v in chosen.result.items() if k not in ("similarity", "seconds")})
+    folder = results.export_run(
+        best,
+        chosen.result["similarity"],
+        f["test"].caption_ids,
+        f["test"].image_ids,
+        {k: v for k, v in chosen.result.items() if k not in ("similarity", "seconds")},
+    )
     assert folder == tmp_path / "results" / "best" and (folder / "metrics.json").is_file()
     assert results.load_metrics("best")["config"]["name"] == "best"
     assert experiments.target_check({"R@1": 30, "R@5": 50, "R@10": 70, "medr": 5}, experiments.ENSEMBLE_TARGETS) == {
-        "R@1": True, "R@5": False, "R@10": True, "medr": True}
+        "R@1": True,
+        "R@5": False,
+        "R@10": True,
+        "medr": True,
+    }
     assert len(Searcher("best", data=data).search("a blue picture", k=1)) == 1
     fig = Searcher("best", data=data).figure("a blue picture", k=3)
     assert len(fig.axes) == 3
@@ -137,3 +149,19 @@ def test_search_needs_no_caption_features(tiny_run, monkeypatch):
     monkeypatch.setattr(inputs, "dataset_caption_features", refuse)
     for run in (trained, bare):
         assert len(Searcher(run, collection="test", data=data).search("a red picture", k=2)) == 2
+
+
+def test_search_through_the_approximate_index_finds_what_the_exact_scan_finds(tiny_run):
+    from flickr_retrieval.vector_index import ApproximateIndex, ExactIndex
+
+    data, config, space, feats, trained = tiny_run
+    exact = Searcher(trained, collection="all", data=data)
+    approximate = Searcher(trained, collection="all", data=data, approximate_from=1)  # any size: the approximate index
+    assert isinstance(exact.index, ExactIndex) and isinstance(approximate.index, ApproximateIndex)
+    assert (
+        approximate.index.recall_at_10 >= 0.995 and approximate.index.calibration_queries == 10
+    )  # the 10 dev captions
+    for query in ("A red picture", "a green picture number 3", "something blue"):
+        want, got = exact.search(query, k=4), approximate.search(query, k=4)
+        assert [h.image_id for h in got] == [h.image_id for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)

@@ -35,11 +35,15 @@ from .data import Flickr8k, load_flickr8k
 from .errors import QueryError, RunNameError, cli_errors
 from .gallery import FLICKR8K_COLLECTIONS, Gallery, flickr8k_gallery, indexed_collections, load_collection
 from .inputs import FeatureSpace, Normaliser, Queries, as_tensor
+from .models import RetrievalModel
 from .text import clean_caption
 from .text_encoders import TextEncoder, encode_texts, load_text_encoder, pool
+from .vector_index import APPROXIMATE_FROM, ApproximateIndex, ExactIndex, build_index
 
 #: Longer queries are refused before tokenising (a sentence is far shorter; the encoder reads 64 tokens).
 MAX_QUERY_CHARS = 1000
+#: Dev captions on which an approximate index's recall@10 is measured against the exact scan.
+CALIBRATION_QUERIES = 500
 
 
 @dataclass
@@ -58,7 +62,9 @@ def load_run(run: str) -> TrainedModel:
     """The trained run named ``run`` (a name under ``results/``, never a path)."""
     path = results.checkpoint_path(paths.check_run_name(run))
     if not path.is_file():
-        raise RunNameError(f"unknown run {run!r}: no {path}. Trained runs here: {trained_runs() or 'none (run the notebooks first)'}")
+        raise RunNameError(
+            f"unknown run {run!r}: no {path}. Trained runs here: {trained_runs() or 'none (run the notebooks first)'}"
+        )
     return TrainedModel.load(path)
 
 
@@ -88,8 +94,16 @@ class Searcher:
     copy each.
     """
 
-    def __init__(self, run: str | TrainedModel, collection: str = "all", data: Flickr8k | None = None, *,
-                 encoder: TextEncoder | None = None, tokenizer_lock: threading.Lock | None = None):
+    def __init__(
+        self,
+        run: str | TrainedModel,
+        collection: str = "all",
+        data: Flickr8k | None = None,
+        *,
+        encoder: TextEncoder | None = None,
+        tokenizer_lock: threading.Lock | None = None,
+        approximate_from: int = APPROXIMATE_FROM,
+    ):
         if not isinstance(collection, str):
             raise QueryError(f"collection must be a name, got {collection!r}")
         self.trained = load_run(run) if isinstance(run, str) else run
@@ -102,7 +116,9 @@ class Searcher:
             self.data = data
             self.gallery = load_collection(collection)
             if not config.pretrained_images:
-                raise QueryError(f"run {config.name!r} was trained on random-weight image features; it cannot search your own images")
+                raise QueryError(
+                    f"run {config.name!r} was trained on random-weight image features; it cannot search your own images"
+                )
         self.collection = collection
         self.image_ids = self.gallery.ids
         self._position = {image_id: n for n, image_id in enumerate(self.image_ids)}
@@ -122,6 +138,24 @@ class Searcher:
             images = self.space.image_inputs([self.gallery.raw_features(b) for b in config.backbones])
         with torch.no_grad():
             self.image_embeddings = self.model.embed_images(as_tensor(images))
+        self.index = self._build_index(approximate_from)
+
+    def _build_index(self, approximate_from: int) -> ExactIndex | ApproximateIndex | None:
+        """The exact scan, or above ``approximate_from`` images FAISS's approximate index calibrated on
+        embedded Flickr8k dev captions (None for a model that scores pairs with a network, not by a
+        similarity of embeddings: the pair classifier is always scanned exactly)."""
+        if type(self.model).scores is not RetrievalModel.scores:
+            return None
+        vectors = self.image_embeddings.float().numpy()
+        if len(vectors) < approximate_from:
+            return ExactIndex(vectors, self.model.similarity)
+        data = self.data or load_flickr8k()
+        sentences = [clean_caption(c) for c in data.split("dev").captions[:CALIBRATION_QUERIES]]
+        with torch.no_grad():
+            queries = self.model.embed_queries(Queries(sentences=sentences, encode=self._encode_frozen)).float().numpy()
+        index = build_index(vectors, self.model.similarity, queries, approximate_from=approximate_from)
+        print(f"{self.collection!r}, {len(vectors)} images: {index.describe()}", file=sys.stderr)
+        return index
 
     def image_path(self, image_id: str) -> Path:
         """The file of an image of this collection."""
@@ -140,10 +174,14 @@ class Searcher:
             with self._tokenizer_lock:
                 vectors = encode_texts(self.encoder, sentences)[self.trained.config.text_pooling]
             return as_tensor(self.space.text_norm(vectors))
-        with self._tokenizer_lock:  # a query: tokenised under the lock, encoded outside it (the forward pass is thread-safe)
+        with (
+            self._tokenizer_lock
+        ):  # a query: tokenised under the lock, encoded outside it (the forward pass is thread-safe)
             tokens = self.encoder.tokenize(sentences)
         with torch.inference_mode():
-            pooled = pool(self.encoder.model(**tokens).last_hidden_state, tokens["attention_mask"])[self.trained.config.text_pooling]
+            pooled = pool(self.encoder.model(**tokens).last_hidden_state, tokens["attention_mask"])[
+                self.trained.config.text_pooling
+            ]
         return as_tensor(self.space.text_norm(pooled.float().numpy()))
 
     def check_query(self, query: str) -> str:
@@ -151,39 +189,50 @@ class Searcher:
         if not isinstance(query, str) or not clean_caption(query):
             raise QueryError("the query is empty: give an English sentence, e.g. 'a dog runs on the beach'")
         if len(query) > MAX_QUERY_CHARS:
-            raise QueryError(f"the query is too long: {len(query)} characters (at most {MAX_QUERY_CHARS}); shorten it to one sentence")
+            raise QueryError(
+                f"the query is too long: {len(query)} characters (at most {MAX_QUERY_CHARS}); shorten it to one sentence"
+            )
         cleaned = clean_caption(query)
         tokenizer = self.encoder.tokenizer
         with self._tokenizer_lock:
             ids = tokenizer(cleaned)["input_ids"]
         meaningless = set(tokenizer.all_special_ids)  # [CLS], [SEP], [PAD], [UNK]: none of them is a word it read
         if not any(ch.isalnum() for ch in cleaned) or all(i in meaningless for i in ids):
-            raise QueryError("the query has no word the text encoder can read (only punctuation, invisible characters, or words it "
-                             "does not know): give an English sentence, e.g. 'a dog runs on the beach'")
+            raise QueryError(
+                "the query has no word the text encoder can read (only punctuation, invisible characters, or words it "
+                "does not know): give an English sentence, e.g. 'a dog runs on the beach'"
+            )
         n_tokens = len(ids)
         limit = self.encoder.spec.max_length
         if n_tokens > limit:
-            raise QueryError(f"the query is too long: {n_tokens} tokens, and the text encoder reads at most {limit} "
-                             "(everything after would be ignored); shorten it to one sentence")
+            raise QueryError(
+                f"the query is too long: {n_tokens} tokens, and the text encoder reads at most {limit} "
+                "(everything after would be ignored); shorten it to one sentence"
+            )
         return cleaned
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best images for ``query``, best first, with their scores."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self.image_ids):
-            raise QueryError(f"k must be an integer from 1 to {len(self.image_ids)} (images in {self.collection!r}), got {k!r}")
+            raise QueryError(
+                f"k must be an integer from 1 to {len(self.image_ids)} (images in {self.collection!r}), got {k!r}"
+            )
         cleaned = self.check_query(query)
         with torch.no_grad():
             query_emb = self.model.embed_queries(Queries(sentences=[cleaned], encode=self._encode_frozen))
-            scores = self.model.scores(query_emb, self.image_embeddings)[0].numpy()
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(best)]
+            if self.index is None:
+                scores = self.model.scores(query_emb, self.image_embeddings)[0].numpy()
+                best = np.argsort(-scores, kind="stable")[:k]
+                return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(best)]
+        scores, rows = self.index.search(query_emb.float().numpy(), k)
+        return [Hit(rank + 1, self.image_ids[i], float(s)) for rank, (i, s) in enumerate(zip(rows[0], scores[0]))]
 
     def _check_k(self, k, available: int) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
             raise QueryError(f"k must be an integer from 1 to {available}, got {k!r}")
 
     def similar(self, image_id: str, k: int = 5) -> list[Hit]:
-        """"More like this": the ``k`` images of the collection whose embeddings (the image branch's
+        """ "More like this": the ``k`` images of the collection whose embeddings (the image branch's
         output) are closest to ``image_id``'s by cosine, best first, the image itself left out."""
         if image_id not in self._position:
             raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
@@ -201,11 +250,15 @@ class Searcher:
         if image_id not in self._position:
             raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
         if not self.gallery.is_flickr8k:
-            raise QueryError(f"collection {self.collection!r} has no captions to rank (your own photos): image-to-text needs Flickr8k's")
+            raise QueryError(
+                f"collection {self.collection!r} has no captions to rank (your own photos): image-to-text needs Flickr8k's"
+            )
         if self._caption_embeddings is None:
             if self.trained.config.finetune_text:
-                raise QueryError(f"run {self.trained.config.name!r} trains its text encoder: ranking every caption would encode "
-                                 "them all again; use a frozen-text run for image-to-text")
+                raise QueryError(
+                    f"run {self.trained.config.name!r} trains its text encoder: ranking every caption would encode "
+                    "them all again; use a frozen-text run for image-to-text"
+                )
             caption_ids = [f"{i}#{n}" for i in self.image_ids for n in range(len(self.gallery.captions.get(i, [])))]
             sentences = {f"{i}#{n}": c for i in self.image_ids for n, c in enumerate(self.gallery.captions.get(i, []))}
             with torch.no_grad():
@@ -224,9 +277,19 @@ class Searcher:
 
         hits = self.search(query, k)
         ncols = min(ncols, k)
-        fig = plots.image_grid([self.image_path(h.image_id) for h in hits], [f"#{h.rank}  {h.score:.3f}\n{h.image_id}" for h in hits], ncols=ncols, width=3 * ncols)
+        fig = plots.image_grid(
+            [self.image_path(h.image_id) for h in hits],
+            [f"#{h.rank}  {h.score:.3f}\n{h.image_id}" for h in hits],
+            ncols=ncols,
+            width=3 * ncols,
+        )
         shown = textwrap.shorten(query, 300, placeholder=" ...")
-        title = "\n".join(textwrap.wrap(f'"{shown}"  ({self.trained.config.name}, {len(self.image_ids)} images of {self.collection!r})', 30 * ncols))
+        title = "\n".join(
+            textwrap.wrap(
+                f'"{shown}"  ({self.trained.config.name}, {len(self.image_ids)} images of {self.collection!r})',
+                30 * ncols,
+            )
+        )
         fig.suptitle(title, y=1.02)
         return fig
 
@@ -249,10 +312,18 @@ def png_path(out: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Search Flickr8k images with an English sentence.")
     parser.add_argument("query", help="an English sentence, in quotes")
-    parser.add_argument("--run", default=None, help="a trained run under results/ (default: field_best if notebook 10 made it, else best)")
+    parser.add_argument(
+        "--run",
+        default=None,
+        help="a trained run under results/ (default: field_best if notebook 10 made it, else best)",
+    )
     parser.add_argument("--k", type=int, default=5, help="how many images to return")
-    parser.add_argument("--collection", "--split", default="all",
-                        help="which images: a Flickr8k split (train, dev, test), all (default), or a folder indexed with flickr-retrieval-index")
+    parser.add_argument(
+        "--collection",
+        "--split",
+        default="all",
+        help="which images: a Flickr8k split (train, dev, test), all (default), or a folder indexed with flickr-retrieval-index",
+    )
     parser.add_argument("--out", default="search.png", help="PNG file (or existing folder) for the grid of results")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-search"):
