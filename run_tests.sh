@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs the pinned environment if needed, then, in tiers
+#   lint       ruff: lint and format check of lib/, tests/, scripts/ (seconds; also a unit test),
 #   unit       unit tests of the package (tests/, about two minutes),
 #   notebooks  nbval: re-executes every notebook and compares the outputs of its checked cells,
 #   exports    regression checks of what the notebooks exported against the committed results,
@@ -9,7 +10,7 @@
 #              must fit CI's time on the slowest machine of this kind
 #   ./run_tests.sh            unit, notebooks (00-09) and exports, in order (what CI runs)
 #   ./run_tests.sh all        the same, then the field tier
-#   ./run_tests.sh unit       the unit tests alone (likewise notebooks, exports, field; or any pytest arguments)
+#   ./run_tests.sh unit       the unit tests alone (likewise lint, notebooks, exports, field; or any pytest arguments)
 #
 # The notebooks write their exports, figures and run records into a temporary folder
 # (RCP217_RESULTS, RCP217_FIGURES), never over the committed ones: a test run leaves `git status`
@@ -22,6 +23,9 @@ cd "$(dirname "$0")"
 source scripts/ensure_env.sh
 field_notebook=notebooks/10_beyond_frozen_features.ipynb
 field_checks=tests_exports/test_field_exports.py
+if [ "$#" -eq 1 ] && [ "$1" = lint ]; then
+  ruff check . && exec ruff format --check .
+fi
 if [ "$#" -eq 0 ]; then
   set -- tests notebooks tests_exports --ignore="$field_notebook" --ignore="$field_checks"
 elif [ "$#" -eq 1 ]; then

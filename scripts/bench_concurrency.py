@@ -45,8 +45,12 @@ def main() -> int:
     captions = load_flickr8k().split("test").captions
     port = free_port()
     env = {**os.environ, "PYTHONPATH": args.code, "RCP217_ROOT": str(ROOT)}
-    server = subprocess.Popen([sys.executable, "-m", "flickr_retrieval.serve", "--run", args.run, "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flickr_retrieval.serve", "--run", args.run, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}/api/search?"
     try:
         for _ in range(600):
@@ -61,12 +65,14 @@ def main() -> int:
             latencies, lock, errors = [], threading.Lock(), []
             per_client = max(1, args.queries // clients)
 
-            def client(n: int) -> None:
+            def client(n: int, per_client=per_client, latencies=latencies, lock=lock, errors=errors) -> None:
                 for i in range(per_client):
                     q = captions[(n * per_client + i) % len(captions)]
                     start = time.perf_counter()
                     try:
-                        body = json.loads(urllib.request.urlopen(base + urllib.parse.urlencode({"q": q, "k": 10}), timeout=120).read())
+                        body = json.loads(
+                            urllib.request.urlopen(base + urllib.parse.urlencode({"q": q, "k": 10}), timeout=120).read()
+                        )
                         ok = "hits" in body
                     except OSError as exc:
                         ok, body = False, str(exc)
@@ -81,9 +87,12 @@ def main() -> int:
                 t.join()
             wall = time.perf_counter() - started
             latencies.sort()
-            p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
-            print(f"{clients:3d} clients: {len(latencies)} queries in {wall:.1f} s ({len(latencies) / wall:.1f}/s), "
-                  f"p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms, errors {len(errors)}", flush=True)
+            p = lambda q, lat=latencies: lat[min(len(lat) - 1, int(q * len(lat)))]
+            print(
+                f"{clients:3d} clients: {len(latencies)} queries in {wall:.1f} s ({len(latencies) / wall:.1f}/s), "
+                f"p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms, errors {len(errors)}",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)

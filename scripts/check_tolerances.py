@@ -13,7 +13,6 @@ import sys
 from itertools import combinations
 
 import numpy as np
-
 from flickr_retrieval import metrics, paths, regression
 from flickr_retrieval.records import RunRecord
 
@@ -39,11 +38,20 @@ def main() -> int:
         for a, b in combinations(sorted(values), 2):  # b stands in for a re-run of a
             for k in ("R@1", "R@5", "R@10"):
                 single += 1
-                problem = regression.check(f"row {row}, seed {b} for seed {a}, {k}", values[b][k], values[a][k], regression.tolerance(values[a][k], sd[k]))
+                problem = regression.check(
+                    f"row {row}, seed {b} for seed {a}, {k}",
+                    values[b][k],
+                    values[a][k],
+                    regression.tolerance(values[a][k], sd[k]),
+                )
                 failures += [problem] if problem else []
             single += 1
-            problem = regression.check(f"row {row}, seed {b} for seed {a}, medr", values[b]["medr"], values[a]["medr"],
-                                       regression.rank_tolerance(values[a]["medr"], sd["medr"]))
+            problem = regression.check(
+                f"row {row}, seed {b} for seed {a}, medr",
+                values[b]["medr"],
+                values[a]["medr"],
+                regression.rank_tolerance(values[a]["medr"], sd["medr"]),
+            )
             failures += [problem] if problem else []
         seeds = sorted(values)
         for k in ("R@1", "R@5", "R@10"):
@@ -53,10 +61,16 @@ def main() -> int:
                 other = max((t for t in seeds if t != s), key=lambda t: abs(values[t][k] - values[s][k]))
                 moved = mean + (values[other][k] - values[s][k]) / len(seeds)
                 table += 1
-                problem = regression.check(f"row {row} mean with seed {s} redrawn as seed {other}, {k}", moved, mean,
-                                           regression.tolerance(mean, row_sd, len(seeds)))
+                problem = regression.check(
+                    f"row {row} mean with seed {s} redrawn as seed {other}, {k}",
+                    moved,
+                    mean,
+                    regression.tolerance(mean, row_sd, len(seeds)),
+                )
                 failures += [problem] if problem else []
-    print(f"single runs: {single} comparisons; table means: {table} comparisons; outside the tolerance: {len(failures)}")
+    print(
+        f"single runs: {single} comparisons; table means: {table} comparisons; outside the tolerance: {len(failures)}"
+    )
     for line in failures:
         print("  " + line)
     return 1 if failures else 0

@@ -22,7 +22,16 @@ from flickr_retrieval.train import train
 
 def main(backbone: str, candidates: dict, seeds: list[int]) -> None:
     data = load_flickr8k()
-    base = RunConfig(name="tune", image_backbone=backbone, loss="infonce", negatives="in_batch", lr=1e-3, batch_size=128, max_epochs=20, patience=3)
+    base = RunConfig(
+        name="tune",
+        image_backbone=backbone,
+        loss="infonce",
+        negatives="in_batch",
+        lr=1e-3,
+        batch_size=128,
+        max_epochs=20,
+        patience=3,
+    )
     space = FeatureSpace(base, data)
     feats = {name: space.split(name) for name in ("train", "dev")}
     for name, changes in candidates.items():
@@ -31,9 +40,12 @@ def main(backbone: str, candidates: dict, seeds: list[int]) -> None:
             run = train(base.replace(seed=seed, **changes), feats)
             curve = [round(selection_score({k: h[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")}), 1) for h in run.history]
             kept = run.kept()
-            print(f"{name} seed {seed}: dev R@1+R@5+R@10 {selection_score({k: kept[f'dev_{k}'] for k in ('R@1', 'R@5', 'R@10')}):.1f}, "
-                  f"dev R@1 {kept['dev_R@1']:.1f}, kept epoch {run.best_epoch} of {len(run.history)}, "
-                  f"{time.perf_counter() - start:.0f} s; per epoch {curve}", flush=True)
+            print(
+                f"{name} seed {seed}: dev R@1+R@5+R@10 {selection_score({k: kept[f'dev_{k}'] for k in ('R@1', 'R@5', 'R@10')}):.1f}, "
+                f"dev R@1 {kept['dev_R@1']:.1f}, kept epoch {run.best_epoch} of {len(run.history)}, "
+                f"{time.perf_counter() - start:.0f} s; per epoch {curve}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

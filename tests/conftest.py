@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from flickr_retrieval.data import ExpectedCounts
+from PIL import Image
 
 TINY_SPLITS = {"train": 4, "dev": 2, "test": 2}
 TINY = ExpectedCounts(images=8, splits=tuple(TINY_SPLITS.items()))
@@ -27,7 +26,9 @@ def make_tiny_flickr8k(root: Path, layout: str = "prepared", size: int = 40) -> 
     names = [f"{1000 + i}_{c}.jpg" for i, c in enumerate(COLOURS)]
     lines = []
     for name, colour in zip(names, COLOURS):
-        pixels = (rng.random((size, size, 3)) * 60).astype(np.uint8) + np.array(Image.new("RGB", (1, 1), colour).getpixel((0, 0)), dtype=np.uint8) // 2
+        pixels = (rng.random((size, size, 3)) * 60).astype(np.uint8) + np.array(
+            Image.new("RGB", (1, 1), colour).getpixel((0, 0)), dtype=np.uint8
+        ) // 2
         Image.fromarray(pixels).save(image_dir / name)
         for n in range(5):
             lines.append(f"{name}#{n}\tA {colour} picture number {n} .")
@@ -68,8 +69,19 @@ def tiny_run(tiny_root, isolated_cache):
     from flickr_retrieval.train import train
 
     data = load_flickr8k(tiny_root, expected=TINY)
-    config = RunConfig(name="tiny", image_backbone="mobilenet_v2", loss="infonce", negatives="in_batch", hidden_dim=32, embed_dim=16,
-                       lr=1e-3, batch_size=8, captions_per_image=5, max_epochs=3, early_stopping=False)
+    config = RunConfig(
+        name="tiny",
+        image_backbone="mobilenet_v2",
+        loss="infonce",
+        negatives="in_batch",
+        hidden_dim=32,
+        embed_dim=16,
+        lr=1e-3,
+        batch_size=8,
+        captions_per_image=5,
+        max_epochs=3,
+        early_stopping=False,
+    )
     space = FeatureSpace(config, data)
     feats = {name: space.split(name) for name in ("train", "dev", "test")}
     return data, config, space, feats, train(config, feats, text_norm=space.text_norm, image_norms=space.image_norms)

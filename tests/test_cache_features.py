@@ -2,7 +2,6 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import TINY
 from flickr_retrieval import cache, features
 from flickr_retrieval.data import load_flickr8k

@@ -4,7 +4,6 @@ import random
 
 import pytest
 import torch
-
 from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.errors import CheckpointError
 

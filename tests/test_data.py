@@ -2,7 +2,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import TINY, make_tiny_flickr8k
 from flickr_retrieval import data
 from flickr_retrieval.errors import UnreadableImageError

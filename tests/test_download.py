@@ -1,7 +1,6 @@
 import zipfile
 
 import pytest
-
 from conftest import TINY, make_tiny_flickr8k
 from flickr_retrieval import download
 from flickr_retrieval.data import DatasetError
@@ -84,7 +83,6 @@ def test_stale_cache_temporaries_are_removed_when_the_next_entry_is_written(tmp_
     import time
 
     import numpy as np
-
     from flickr_retrieval import cache
 
     stale, fresh = tmp_path / "a.123.tmp.npz", tmp_path / "b.456.tmp.npz"

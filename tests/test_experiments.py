@@ -3,7 +3,6 @@ chosen, a tie, a row missing, seeds added to a fine-tuned row, an ensemble, the 
 
 import numpy as np
 import pytest
-
 from flickr_retrieval import experiments
 from flickr_retrieval.experiments import Experiment, RowSpec
 
@@ -15,7 +14,9 @@ def table(tiny_run):
     exp = Experiment(data, n_boot=10)
     exp.add(RowSpec("3", "reference", None, "-", config), trained)
     exp.run(RowSpec("5", "shorter", "3", "one epoch", config.replace(name="short", max_epochs=1)), seeds=(0, 1))
-    tuned = config.replace(name="tuned", finetune_text=True, max_epochs=1, early_stopping=True, patience=1, text_lr=1e-5)
+    tuned = config.replace(
+        name="tuned", finetune_text=True, max_epochs=1, early_stopping=True, patience=1, text_lr=1e-5
+    )
     exp.run(RowSpec("8", "fine-tuned", "3", "MiniLM trained too", tuned, init="3"), seeds=(0, 1))
     return exp
 
@@ -30,8 +31,16 @@ def test_a_finetuned_row_takes_more_seeds_from_the_same_seeds_of_its_start(table
 def test_comparisons_pair_seeds_and_skip_rows_whose_parent_is_missing(table, tiny_run):
     data, config, *_ = tiny_run
     c = table.compare("5")
-    assert c["seed_list"] == [0, 1] and c["criterion"] == "R@1+R@5+R@10" and c["verdict"] in ("helps", "hurts", "no measurable difference")
-    table.run(RowSpec("4b", "not run here", "4", "its parent 4 was never trained", config.replace(name="orphan", max_epochs=1)))
+    assert (
+        c["seed_list"] == [0, 1]
+        and c["criterion"] == "R@1+R@5+R@10"
+        and c["verdict"] in ("helps", "hurts", "no measurable difference")
+    )
+    table.run(
+        RowSpec(
+            "4b", "not run here", "4", "its parent 4 was never trained", config.replace(name="orphan", max_epochs=1)
+        )
+    )
     assert "4b" not in table.comparisons()  # no parent row: no verdict, no crash
     assert len(table.table()) == 4
 
@@ -73,7 +82,9 @@ def test_an_ensemble_row_and_stability_table(table):
 
 def test_settle_climbs_the_seed_ladder_only_for_close_calls(table, monkeypatch):
     calls = []
-    monkeypatch.setattr(experiments.verdicts, "needs_more_seeds", lambda c, margin: calls.append(c["row"]) or c["row"] == "5")
+    monkeypatch.setattr(
+        experiments.verdicts, "needs_more_seeds", lambda c, margin: calls.append(c["row"]) or c["row"] == "5"
+    )
     said = table.settle(((0, 1, 2),))
     assert table.rows["5"].seeds == [0, 1, 2] and table.rows["3"].seeds == [0, 1, 2]
     assert len(said) == 1 and said[0].startswith("5 shorter")
@@ -87,7 +98,9 @@ def test_at_cap_flags_rows_stopped_within_patience_of_their_cap(tiny_run):
     c = trained.config.replace(early_stopping=True, max_epochs=20, patience=3)
     assert experiments.at_cap(dataclasses.replace(trained, config=c, best_epoch=18))
     assert not experiments.at_cap(dataclasses.replace(trained, config=c, best_epoch=17))
-    assert not experiments.at_cap(dataclasses.replace(trained, config=c.replace(patience=20), best_epoch=20))  # a fixed schedule
+    assert not experiments.at_cap(
+        dataclasses.replace(trained, config=c.replace(patience=20), best_epoch=20)
+    )  # a fixed schedule
 
 
 def test_seed_offset_shifts_training_and_is_validated(tiny_run, monkeypatch):

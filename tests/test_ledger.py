@@ -1,12 +1,19 @@
 """The ledger of the report's claims."""
 
 import pytest
-
 from flickr_retrieval import ledger
 
 
 def _claim(id_="c1", section="IX-C", verdict="confirmed", notebook="02_sanity_checks"):
-    return ledger.Claim(id_, section, "les vecteurs", "the vectors", verdict, "because", (ledger.Evidence(notebook, "mean cosine", "0.98"),))
+    return ledger.Claim(
+        id_,
+        section,
+        "les vecteurs",
+        "the vectors",
+        verdict,
+        "because",
+        (ledger.Evidence(notebook, "mean cosine", "0.98"),),
+    )
 
 
 def test_a_claim_needs_a_known_verdict_and_evidence():

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from flickr_retrieval import metrics
 
 # 4 captions x 3 images; captions 0,1 describe image 0, caption 2 image 1, caption 3 image 2.

@@ -7,7 +7,6 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-
 from flickr_retrieval import backbones, data, text_encoders
 from flickr_retrieval.errors import WeightsUnavailableError
 from flickr_retrieval.images import ImagePreprocessing, load_image
@@ -69,8 +68,17 @@ def test_unknown_names_are_rejected():
         text_encoders.load_text_encoder("gpt2")
 
 
-@pytest.mark.parametrize("name, dim", [("resnet18", 512), ("vgg19", 4096), ("efficientnet_lite0", 1280), ("efficientnet_lite1", 1280),
-                                       ("efficientnet_lite2", 1280), ("mobilenet_v2", 1280)])
+@pytest.mark.parametrize(
+    "name, dim",
+    [
+        ("resnet18", 512),
+        ("vgg19", 4096),
+        ("efficientnet_lite0", 1280),
+        ("efficientnet_lite1", 1280),
+        ("efficientnet_lite2", 1280),
+        ("mobilenet_v2", 1280),
+    ],
+)
 def test_random_weights_only_on_request_and_shapes(name, dim):
     bb = backbones.load_image_backbone(name, pretrained=False, seed=1)
     assert not bb.pretrained and bb.weights == "random-init seed=1"
@@ -100,7 +108,11 @@ def test_fast_inference_module_matches_the_reference_module(name):
 
 def _dog_images(n=16):
     ds = data.load_flickr8k()
-    first = {cid.split("#")[0]: text for cid, text in zip(ds.split("all").caption_ids, ds.split("all").captions) if cid.endswith("#0")}
+    first = {
+        cid.split("#")[0]: text
+        for cid, text in zip(ds.split("all").caption_ids, ds.split("all").captions)
+        if cid.endswith("#0")
+    }
     dogs = [im for im, text in first.items() if " dog " in f" {text.lower()} "][:n]
     others = [im for im, text in first.items() if "dog" not in " ".join(ds.captions[im]).lower()][:n]
     return ds, dogs, others
@@ -153,8 +165,18 @@ def test_text_pooling_ignores_padding_with_a_tiny_random_bert():
 
     encoder = text_encoders.load_text_encoder("minilm")  # for its (bert-base-uncased) vocabulary
     torch.manual_seed(0)
-    tiny = BertModel(BertConfig(vocab_size=encoder.tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)).eval()
-    random_bert = text_encoders.TextEncoder(text_encoders.TEXT_ENCODERS["bert-base-uncased"], encoder.tokenizer, tiny, "random-init (test)")
+    tiny = BertModel(
+        BertConfig(
+            vocab_size=encoder.tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).eval()
+    random_bert = text_encoders.TextEncoder(
+        text_encoders.TEXT_ENCODERS["bert-base-uncased"], encoder.tokenizer, tiny, "random-init (test)"
+    )
     texts = ["a dog", "two children are playing football on a beach near the sea"]
     together = text_encoders.encode_texts(random_bert, texts, batch_size=2)
     alone = text_encoders.encode_texts(random_bert, texts[:1], batch_size=1)
@@ -165,6 +187,8 @@ def test_text_pooling_ignores_padding_with_a_tiny_random_bert():
 
 def test_minilm_is_the_real_sentence_encoder():
     enc = text_encoders.load_text_encoder("minilm")
-    out = text_encoders.encode_texts(enc, ["A dog runs on the beach .", "A puppy is running on the sand .", "A man plays the guitar on stage ."])["mean"]
+    out = text_encoders.encode_texts(
+        enc, ["A dog runs on the beach .", "A puppy is running on the sand .", "A man plays the guitar on stage ."]
+    )["mean"]
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     assert out[0] @ out[1] > 0.6 > out[0] @ out[2] + 0.3

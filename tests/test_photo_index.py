@@ -6,11 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from flickr_retrieval import gallery, photo_index
 from flickr_retrieval.backbones import load_image_backbone
 from flickr_retrieval.errors import IndexWriteError
+from PIL import Image
 
 BACKBONE = "mobilenet_v2"
 
@@ -74,18 +73,22 @@ def test_vectors_are_those_of_the_decoded_photo_in_one_process_or_two(library, t
         vectors.append(store.get([d.sha256 for d in decoded]))
     np.testing.assert_allclose(vectors[0], vectors[1], rtol=1e-5, atol=1e-6)
     # and what a plain path gives for the same decoded image
-    from flickr_retrieval.backbones import inference_module
     import torch
+    from flickr_retrieval.backbones import inference_module
 
     image = photo_index.decode_photo(files[0].read_bytes())
     with torch.no_grad():
-        direct = inference_module(bb)(bb.spec.preprocessing.transform()(image)[None].contiguous(memory_format=torch.channels_last)).numpy()[0]
+        direct = inference_module(bb)(
+            bb.spec.preprocessing.transform()(image)[None].contiguous(memory_format=torch.channels_last)
+        ).numpy()[0]
     np.testing.assert_allclose(vectors[0][0], direct, rtol=1e-4, atol=1e-5)
 
 
 def test_photos_are_turned_upright_and_decoded_small(tmp_path):
     upright = photo_index.decode_photo(_photo(tmp_path / "a.jpg", "x", (1600, 1200)).read_bytes())
-    assert min(upright.size) >= photo_index.DECODE_SIZE and max(upright.size) <= 800  # draft: 1/2 or 1/4, not the full 1600
+    assert (
+        min(upright.size) >= photo_index.DECODE_SIZE and max(upright.size) <= 800
+    )  # draft: 1/2 or 1/4, not the full 1600
     rotated = photo_index.decode_photo(_photo(tmp_path / "b.jpg", "x", (1600, 1200), orientation=6).read_bytes())
     assert rotated.size[0] < rotated.size[1]  # orientation 6: the camera was turned; the photo is upright (portrait)
 
@@ -122,7 +125,9 @@ def test_an_interrupted_index_keeps_its_work_and_the_previous_index(library, mon
     assert (gallery.collections_dir() / "lib.json").read_text() == manifest  # the previous index, as it was
     monkeypatch.setattr(photo_index.FeatureStore, "add", real)
     resumed = gallery.index_folder(library, "lib", [BACKBONE])
-    assert len(resumed.changes.added) == 6 and resumed.changes.embedded == 3  # the three finished before the stop were kept
+    assert (
+        len(resumed.changes.added) == 6 and resumed.changes.embedded == 3
+    )  # the three finished before the stop were kept
 
 
 def test_a_full_disk_is_one_clear_error_and_the_previous_index_stays(library, monkeypatch):
@@ -146,7 +151,9 @@ def test_a_damaged_shard_is_never_trusted(library):
         shard.write_bytes(b"PK\x03\x04 damaged")
     assert len(photo_index.FeatureStore(load_image_backbone(BACKBONE))) == 0
     report = gallery.index_folder(library, "lib", [BACKBONE])
-    assert report.changes.embedded == 4 and report.changes.unchanged == 0  # embedded again, not read from the damaged store
+    assert (
+        report.changes.embedded == 4 and report.changes.unchanged == 0
+    )  # embedded again, not read from the damaged store
 
 
 def test_a_file_that_changes_while_being_read_is_listed(tmp_path, monkeypatch):
@@ -178,9 +185,13 @@ def test_a_heic_file_without_its_plugin_says_what_to_install(tmp_path, monkeypat
     (d,) = photo_index.embed_files([path], [bb], [photo_index.FeatureStore(bb, tmp_path / "s")], workers=0)
     assert d.error.startswith("not a readable image") and not d.sha256 == ""
     heic = b"\0\0\0\x18ftypheic" + b"\0" * 8
-    assert "pip install pillow-heif" in photo_index.unreadable_reason(OSError("cannot identify image file"), heic, heif_available=False)
+    assert "pip install pillow-heif" in photo_index.unreadable_reason(
+        OSError("cannot identify image file"), heic, heif_available=False
+    )
     assert "pillow-heif" not in photo_index.unreadable_reason(OSError("broken"), heic, heif_available=True)
-    assert "pillow-heif" not in photo_index.unreadable_reason(OSError("cannot identify image file"), b"\xff\xd8\xff" + b"\0" * 20, False)
+    assert "pillow-heif" not in photo_index.unreadable_reason(
+        OSError("cannot identify image file"), b"\xff\xd8\xff" + b"\0" * 20, False
+    )
 
 
 def test_the_old_manifest_format_asks_for_a_new_index(library):
@@ -194,7 +205,9 @@ def test_the_old_manifest_format_asks_for_a_new_index(library):
 
 
 def test_a_heic_phone_photo_is_indexed(tmp_path):
-    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is in requirements.txt; without it HEIC files are listed as unreadable")
+    pillow_heif = pytest.importorskip(
+        "pillow_heif", reason="pillow-heif is in requirements.txt; without it HEIC files are listed as unreadable"
+    )
     pillow_heif.register_heif_opener()
     path = tmp_path / "IMG_0001.HEIC"
     Image.new("RGB", (800, 600), "teal").save(path, format="HEIF")
@@ -204,9 +217,9 @@ def test_a_heic_phone_photo_is_indexed(tmp_path):
 
 
 def test_the_bench_library_is_phone_sized_with_rotations(tiny_root, tmp_path):
+    from conftest import TINY
     from flickr_retrieval import photo_bench
     from flickr_retrieval.data import load_flickr8k
-    from conftest import TINY
 
     data = load_flickr8k(tiny_root, expected=TINY)
     files = photo_bench.make_library(data, tmp_path / "lib", 2, np.random.default_rng(0))

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from flickr_retrieval import records
 from flickr_retrieval.errors import CheckpointError
 from flickr_retrieval.experiments import Experiment, RowSpec
@@ -45,7 +44,9 @@ def test_sampled_runs_train_the_first_seed_and_read_the_others(tiny_run, tmp_pat
     data, config, *_ = tiny_run
     monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
     (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
-    tuned = config.replace(name="tuned", finetune_text=True, max_epochs=1, early_stopping=True, patience=1, text_lr=1e-5)
+    tuned = config.replace(
+        name="tuned", finetune_text=True, max_epochs=1, early_stopping=True, patience=1, text_lr=1e-5
+    )
 
     def study():
         exp = Experiment(data, n_boot=10, notebook="nb")
@@ -73,11 +74,17 @@ def test_a_committed_record_of_another_setting_is_not_read(tiny_run, tmp_path, m
     data, config, *_ = tiny_run
     monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
     (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
-    Experiment(data, n_boot=10, notebook="nb").run(RowSpec("T", "built", None, "-", config.replace(name="a", max_epochs=1)), seeds=(0, 1))
+    Experiment(data, n_boot=10, notebook="nb").run(
+        RowSpec("T", "built", None, "-", config.replace(name="a", max_epochs=1)), seeds=(0, 1)
+    )
     monkeypatch.setenv("RCP217_RETRAIN", "sample")
-    same = Experiment(data, n_boot=10, notebook="nb").run(RowSpec("T", "built", None, "-", config.replace(name="other-name", max_epochs=1)), seeds=(0, 1))
+    same = Experiment(data, n_boot=10, notebook="nb").run(
+        RowSpec("T", "built", None, "-", config.replace(name="other-name", max_epochs=1)), seeds=(0, 1)
+    )
     assert isinstance(same.runs[1], RunRecord)  # the name is not the setting
-    moved = Experiment(data, n_boot=10, notebook="nb").run(RowSpec("T", "built", None, "-", config.replace(name="a", max_epochs=2)), seeds=(0, 1))
+    moved = Experiment(data, n_boot=10, notebook="nb").run(
+        RowSpec("T", "built", None, "-", config.replace(name="a", max_epochs=2)), seeds=(0, 1)
+    )
     assert not isinstance(moved.runs[1], RunRecord) and moved.runs[1].config.max_epochs == 2
 
 
@@ -90,11 +97,15 @@ def test_an_ensemble_record_is_read_only_for_the_same_members(tiny_run, tmp_path
     short = config.replace(name="short", max_epochs=1)
     full = Experiment(data, n_boot=10, notebook="nb")
     full.run(RowSpec("5", "short", None, "-", short), seeds=(0, 1, 2))
-    full.ensemble(RowSpec("E1", "seeds", "5", "mean"), [full.rows["5"].runs[s] for s in (0, 1)])  # committed: two members
+    full.ensemble(
+        RowSpec("E1", "seeds", "5", "mean"), [full.rows["5"].runs[s] for s in (0, 1)]
+    )  # committed: two members
     monkeypatch.setenv("RCP217_RETRAIN", "sample")
     sampled = Experiment(data, n_boot=10, notebook="nb")
     sampled.run(RowSpec("5", "short", None, "-", short), seeds=(0, 1, 2))
     assert isinstance(sampled.rows["5"].runs[2], RunRecord)
     three = sampled.ensemble(RowSpec("E1", "seeds", "5", "mean"), [sampled.rows["5"].runs[s] for s in (0, 1, 2)])
     assert len(three.members) == 3 and all(not isinstance(m, RunRecord) for m in three.members)
-    assert RunRecord.load(records.record_path("nb", "E1", 0), 2 * 5, 2).members == [records.member_id(m.config) for m in three.members]
+    assert RunRecord.load(records.record_path("nb", "E1", 0), 2 * 5, 2).members == [
+        records.member_id(m.config) for m in three.members
+    ]

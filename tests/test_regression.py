@@ -3,7 +3,6 @@
 import math
 
 import pytest
-
 from flickr_retrieval import regression
 
 
@@ -36,7 +35,11 @@ def test_evidence_tolerance_by_kind_of_number():
     assert regression.evidence_tolerance(0.3, "projection, dev R@10, correct vs broken features", sd) == 2.0
     assert regression.evidence_tolerance(48.6, "dev R@10", sd) == pytest.approx(regression.Z * math.sqrt(2.0) * 1.0)
     # a difference of two rows: sqrt(2) more spread, and no cap for being near 0
-    assert regression.evidence_tolerance(0.4, "test R@1+R@5+R@10, row 5d minus row 5b", sd) == pytest.approx(regression.Z * 2.0 * 2.5)
-    assert regression.evidence_tolerance(-21.6, "test R@1, row 2a minus row 1", sd) == pytest.approx(regression.Z * 2.0 * 1.0)
+    assert regression.evidence_tolerance(0.4, "test R@1+R@5+R@10, row 5d minus row 5b", sd) == pytest.approx(
+        regression.Z * 2.0 * 2.5
+    )
+    assert regression.evidence_tolerance(-21.6, "test R@1, row 2a minus row 1", sd) == pytest.approx(
+        regression.Z * 2.0 * 1.0
+    )
     assert regression.evidence_tolerance(3.0, "anything", sd, stated=0.1) == 0.1
     assert regression.numbers("+1.2 (+0.3 to -2.1): helps") == [1.2, 0.3, -2.1]

@@ -5,7 +5,6 @@ failed before the change it covers."""
 import shutil
 import socket
 import sys
-import time
 import types
 import warnings
 import zipfile
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY, make_tiny_flickr8k
 from flickr_retrieval import backbones, bench, cache, data, download, features, metrics, paths, search, text_encoders
 from flickr_retrieval.errors import WeightsUnavailableError
@@ -31,7 +29,11 @@ def _archives(tmp_path: Path, drop_split: bool = False) -> dict[str, str]:
     src = make_tiny_flickr8k(tmp_path / "src", layout="original")
     return {
         "images": _zip_dir(src / "Flicker8k_Dataset", tmp_path / "Flickr8k_Dataset.zip", "Flicker8k_Dataset/"),
-        "text": _zip_dir(src / "Flickr8k_text", tmp_path / "Flickr8k_text.zip", skip="Flickr_8k.devImages.txt" if drop_split else None),
+        "text": _zip_dir(
+            src / "Flickr8k_text",
+            tmp_path / "Flickr8k_text.zip",
+            skip="Flickr_8k.devImages.txt" if drop_split else None,
+        ),
     }
 
 
@@ -94,10 +96,9 @@ def test_a_server_that_never_answers_times_out(tmp_path):
     server.listen(1)  # accepts connections into its backlog, never answers
     port = server.getsockname()[1]
     try:
-        start = time.perf_counter()
-        with pytest.raises(data.DatasetError, match="needs internet"):
+        # a read that waited for ever would hang the test run: the error must be the timeout's
+        with pytest.raises(data.DatasetError, match="(?i)timed? ?out.*needs internet"):
             download.fetch(f"http://127.0.0.1:{port}/Flickr8k_text.zip", tmp_path / "t.zip", timeout=1.0)
-        assert time.perf_counter() - start < 10
         assert not list(tmp_path.glob("*.part"))
     finally:
         server.close()
@@ -105,11 +106,11 @@ def test_a_server_that_never_answers_times_out(tmp_path):
 
 def test_an_unreachable_hub_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(text_encoders, "hub_reachable", lambda timeout=3.0: False)
-    start = time.perf_counter()
+    asked = []
+    monkeypatch.setattr(text_encoders, "hub_reachable", lambda timeout=3.0: asked.append(timeout) or False)
     with pytest.raises(WeightsUnavailableError, match="needs internet"):
         text_encoders.load_text_encoder("bert-base-uncased")
-    assert time.perf_counter() - start < 10
+    assert asked and max(asked) <= 5  # one short probe, then the clear error (no download attempted)
 
 
 # --------------------------------------------------------------------------- silent wrong results
@@ -167,7 +168,10 @@ def test_metrics_refuse_float_maps_nan_cosines_and_empty_matrices():
 # --------------------------------------------------------------------------- clear errors
 
 
-@pytest.mark.parametrize("content, line", [(b"1000_red.jpg#0\tA red \xff picture .\n", 1), (b"1000_red.jpg#0\tok .\n1000_red.jpg#1\t\xe9t\xe9\n", 2)])
+@pytest.mark.parametrize(
+    "content, line",
+    [(b"1000_red.jpg#0\tA red \xff picture .\n", 1), (b"1000_red.jpg#0\tok .\n1000_red.jpg#1\t\xe9t\xe9\n", 2)],
+)
 def test_a_non_utf8_byte_names_file_and_line(tiny_root, content, line):
     (tiny_root / "Flickr8k.token.txt").write_bytes(content)
     with pytest.raises(data.DatasetError, match=f"Flickr8k.token.txt:{line}: byte .* is not UTF-8"):

@@ -5,7 +5,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from flickr_retrieval import gallery
 from flickr_retrieval.errors import QueryError
 from flickr_retrieval.search import Searcher, collections
@@ -52,7 +51,9 @@ def test_a_second_index_of_the_same_folder_reads_the_cache(tiny_run, photos):
     folder, _ = photos
     first = gallery.index_folder(folder, "mine", list(config.backbones))
     second = gallery.index_folder(folder, "mine", list(config.backbones))
-    assert second.images == first.images and second.manifest == first.manifest  # the same index again (no timing assert)
+    assert (
+        second.images == first.images and second.manifest == first.manifest
+    )  # the same index again (no timing assert)
 
 
 def test_collection_names_are_names_and_manifests_cannot_reach_outside(tiny_run, photos, tmp_path):
@@ -103,21 +104,26 @@ def test_the_api_answers_k_ranked_hits_fast(client):
     scores = [h["score"] for h in body["hits"]]
     assert scores == sorted(scores, reverse=True)
     assert all(len(h["captions"]) == 5 for h in body["hits"])
-    assert body["ms"] >= 0  # the server reports its time; latency is measured by the browser test and the bench, not asserted here
+    assert (
+        body["ms"] >= 0
+    )  # the server reports its time; latency is measured by the browser test and the bench, not asserted here
     image = client.get(body["hits"][0]["image"])
     assert image.status_code == 200 and image.data[:2] == b"\xff\xd8"  # a JPEG
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"q": "", "k": 3}, "empty"),
-    ({"q": "   ", "k": 3}, "empty"),
-    ({"q": "a dog", "k": 0}, "k must be"),
-    ({"q": "a dog", "k": "many"}, "k must be"),
-    ({"q": "a dog", "k": 500}, "k must be"),
-    ({"q": "a dog " * 60, "k": 3}, "too long"),
-    ({"q": "a dog", "k": 3, "run": "../../etc"}, "invalid run name"),
-    ({"q": "a dog", "k": 3, "collection": "../x"}, "invalid collection name"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"q": "", "k": 3}, "empty"),
+        ({"q": "   ", "k": 3}, "empty"),
+        ({"q": "a dog", "k": 0}, "k must be"),
+        ({"q": "a dog", "k": "many"}, "k must be"),
+        ({"q": "a dog", "k": 500}, "k must be"),
+        ({"q": "a dog " * 60, "k": 3}, "too long"),
+        ({"q": "a dog", "k": 3, "run": "../../etc"}, "invalid run name"),
+        ({"q": "a dog", "k": 3, "collection": "../x"}, "invalid collection name"),
+    ],
+)
 def test_bad_input_gets_a_clear_message(client, params, message):
     answer = client.get("/api/search", query_string={"run": "tiny", **params})
     assert answer.status_code == 400
@@ -125,8 +131,15 @@ def test_bad_input_gets_a_clear_message(client, params, message):
 
 
 def test_no_file_outside_the_collection_is_served(client):
-    for url in ("/image/all/999", "/image/all/-1", "/image/all/../../etc/passwd", "/image/..%2F..%2Fetc/0",
-                "/image/other/0", "/image/all/%2e%2e%2fpyproject.toml", "/static/../pyproject.toml"):
+    for url in (
+        "/image/all/999",
+        "/image/all/-1",
+        "/image/all/../../etc/passwd",
+        "/image/..%2F..%2Fetc/0",
+        "/image/other/0",
+        "/image/all/%2e%2e%2fpyproject.toml",
+        "/static/../pyproject.toml",
+    ):
         assert client.get(url).status_code == 404, url
 
 
@@ -151,7 +164,9 @@ def test_more_like_this_and_image_to_text(tiny_run, client):
     first = searcher.image_ids[0]
     similar = searcher.similar(first, k=3)
     assert [h.rank for h in similar] == [1, 2, 3] and first not in {h.image_id for h in similar}
-    assert all(-1.0 - 1e-5 <= h.score <= 1.0 + 1e-5 for h in similar) and np.all(np.diff([h.score for h in similar]) <= 0)
+    assert all(-1.0 - 1e-5 <= h.score <= 1.0 + 1e-5 for h in similar) and np.all(
+        np.diff([h.score for h in similar]) <= 0
+    )
     described = searcher.describe(first, k=5)
     assert len(described) == 5 and all(isinstance(c, str) for c, _ in described)
     # the page's JSON: the same answers, and clear errors
@@ -159,14 +174,19 @@ def test_more_like_this_and_image_to_text(tiny_run, client):
     assert [h["id"] for h in body["hits"]] == [h.image_id for h in similar]
     body = client.get("/api/describe", query_string={"id": first, "k": 5, "run": "tiny"}).get_json()
     assert [c["caption"] for c in body["captions"]] == [c for c, _ in described]
-    for url, params in (("/api/similar", {"id": "nope.jpg"}), ("/api/describe", {"id": "../x"}), ("/api/similar", {"id": first, "k": 999})):
+    for url, params in (
+        ("/api/similar", {"id": "nope.jpg"}),
+        ("/api/describe", {"id": "../x"}),
+        ("/api/similar", {"id": first, "k": 999}),
+    ):
         answer = client.get(url, query_string={"run": "tiny", **params})
         assert answer.status_code == 400 and answer.get_json()["error"]
 
 
 def test_the_page_sends_bounded_thumbnails_never_the_file(client, tiny_run):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     data, *_ = tiny_run
     original = data.image_path(data.split("all").image_ids[0]).read_bytes()

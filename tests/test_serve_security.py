@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from flickr_retrieval import gallery, serve
 from flickr_retrieval.search import Searcher
 from flickr_retrieval.serve import SearchService, create_app
@@ -52,7 +51,9 @@ def test_an_html_named_png_is_served_as_a_thumbnail_of_its_pixels_never_as_html(
     position = collection.ids.index("evil.html")
     for url in (f"/image/hostile/{position}", f"/image/hostile/{position}?size=large"):
         response = client.get(url)
-        assert response.status_code == 200 and response.mimetype == "image/jpeg" and response.data[:3] == b"\xff\xd8\xff"
+        assert (
+            response.status_code == 200 and response.mimetype == "image/jpeg" and response.data[:3] == b"\xff\xd8\xff"
+        )
         assert b"<script" not in response.data
     assert client.get(f"/image/hostile/{position}?size=../../x").status_code == 404
 
@@ -91,7 +92,10 @@ def test_the_debugger_is_never_on(tiny_run, monkeypatch):
     assert create_app(SearchService(tiny_run[0])).debug is False
 
 
-@pytest.mark.parametrize("port, ok", [("8217", True), ("1", True), ("65535", True), ("0", False), ("99999", False), ("-1", False), ("http", False)])
+@pytest.mark.parametrize(
+    "port, ok",
+    [("8217", True), ("1", True), ("65535", True), ("0", False), ("99999", False), ("-1", False), ("http", False)],
+)
 def test_ports_are_validated(port, ok):
     import argparse
 
@@ -127,11 +131,24 @@ def test_non_finite_scores_are_an_error_not_invalid_json(tiny_run):
             p.fill_(float("nan"))
     service = SearchService(data)
     service._searchers[("tiny", "all")] = Searcher(nan, "all", data=data)
-    answer = create_app(service, run="tiny", collection="all").test_client().get("/api/search", query_string={"q": "a dog", "run": "tiny"})
+    answer = (
+        create_app(service, run="tiny", collection="all")
+        .test_client()
+        .get("/api/search", query_string={"q": "a dog", "run": "tiny"})
+    )
     assert answer.status_code == 500 and "not numbers" in answer.get_json()["error"]
 
 
-@pytest.mark.parametrize("query", ["\u200b\u200b", "\x00", "a" * 60_000, "!!! ???", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "\u200b\u200b",
+        "\x00",
+        "a" * 60_000,
+        "!!! ???",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    ],
+)
 def test_queries_that_mean_nothing_are_refused(tiny_run, query):
     from flickr_retrieval.errors import QueryError
 
@@ -169,7 +186,11 @@ def test_links_and_special_files_are_listed_with_a_reason_never_read(tiny_run, t
     reasons = {u["file"]: u["reason"] for u in report.unreadable}
     assert report.images == 2 and set(gallery.load_collection("links").ids) == {"a.jpg", "sub/b.jpg"}
     assert "outside" in reasons["out.jpg"] and "dangling" in reasons["gone.jpg"] and "outside" in reasons["zero.jpg"]
-    assert "where it lies" in reasons["inside.jpg"] and "not followed" in reasons["loop"] and "not followed" in reasons["linked-dir"]
+    assert (
+        "where it lies" in reasons["inside.jpg"]
+        and "not followed" in reasons["loop"]
+        and "not followed" in reasons["linked-dir"]
+    )
     assert "not a regular file" in reasons["pipe.jpg"]
     assert len(report.lines()) == 3 + len(reasons)  # summary, changes, "not indexed", one line each
 
@@ -200,7 +221,9 @@ def test_loaded_searchers_are_bounded_least_recently_used_first(tiny_run, monkey
     loaded_encoders = []
     monkeypatch.setattr(serve, "Searcher", Fake)
     monkeypatch.setattr(serve, "load_run", lambda run: type("T", (), {"config": tiny_run[1].replace(name=run)})())
-    monkeypatch.setattr(serve, "load_text_encoder", lambda name: loaded_encoders.append(name) or type("E", (), {"name": name})())
+    monkeypatch.setattr(
+        serve, "load_text_encoder", lambda name: loaded_encoders.append(name) or type("E", (), {"name": name})()
+    )
     for run in ("a", "b", "a", "c"):
         service.searcher(run, "all")
     assert list(service._searchers) == [("a", "all"), ("c", "all")]  # b was the least recently used

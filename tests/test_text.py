@@ -1,5 +1,4 @@
 import numpy as np
-
 from flickr_retrieval.text import HeavyPipeline, clean_caption, heavy_tokens
 
 

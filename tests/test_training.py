@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from flickr_retrieval import losses, metrics
-from flickr_retrieval.config import RunConfig
 from flickr_retrieval.checkpoint import TrainedModel
+from flickr_retrieval.config import RunConfig
 from flickr_retrieval.evaluation import evaluate
 from flickr_retrieval.inputs import Queries, SplitFeatures
 from flickr_retrieval.models import DualEncoder, ModelSpec, PairClassifier
@@ -101,8 +100,15 @@ def _toy_splits(seed=0, n_train=60, n_eval=20, dim=12):
         image = rng.normal(size=(n, dim)).astype(np.float32)
         own = np.repeat(np.arange(n), 5)
         text = (image[own] @ mix + 0.3 * rng.normal(size=(5 * n, 8))).astype(np.float32)
-        return SplitFeatures(name, [f"{name}{i}.jpg" for i in range(n)], [f"{name}{i // 5}.jpg#{i % 5}" for i in range(5 * n)],
-                             torch.from_numpy(text), torch.from_numpy(image), own, image)
+        return SplitFeatures(
+            name,
+            [f"{name}{i}.jpg" for i in range(n)],
+            [f"{name}{i // 5}.jpg#{i % 5}" for i in range(5 * n)],
+            torch.from_numpy(text),
+            torch.from_numpy(image),
+            own,
+            image,
+        )
 
     return {"train": split("train", n_train), "dev": split("dev", n_eval), "test": split("test", n_eval)}
 
@@ -118,7 +124,17 @@ def _toy_splits(seed=0, n_train=60, n_eval=20, dim=12):
 )
 def test_training_learns_the_toy_task_and_is_deterministic(changes):
     feats = _toy_splits()
-    cfg = RunConfig(name="toy", hidden_dim=32, embed_dim=8, dropout=0.1, lr=3e-3, batch_size=32, max_epochs=15, patience=15, **changes)
+    cfg = RunConfig(
+        name="toy",
+        hidden_dim=32,
+        embed_dim=8,
+        dropout=0.1,
+        lr=3e-3,
+        batch_size=32,
+        max_epochs=15,
+        patience=15,
+        **changes,
+    )
     before = torch.random.get_rng_state()
     a = train(cfg, feats, show_progress=False)
     b = train(cfg, feats, show_progress=False)
@@ -133,7 +149,9 @@ def test_training_learns_the_toy_task_and_is_deterministic(changes):
 
 def test_pair_classifier_trains_and_scores_pairs():
     feats = _toy_splits()
-    cfg = RunConfig(name="pc", model="pair_classifier", loss="bce", lr=3e-3, batch_size=32, max_epochs=10, early_stopping=False)
+    cfg = RunConfig(
+        name="pc", model="pair_classifier", loss="bce", lr=3e-3, batch_size=32, max_epochs=10, early_stopping=False
+    )
     trained = train(cfg, feats, show_progress=False)
     assert trained.best_epoch == 10 and "dev_auc" in trained.history[-1]
     assert trained.history[-1]["dev_auc"] > 0.7
@@ -146,7 +164,10 @@ def test_checkpoint_round_trip(tmp_path):
     trained.save(tmp_path / "m.pt")
     loaded = TrainedModel.load(tmp_path / "m.pt")
     assert loaded.config == cfg
-    assert np.array_equal(evaluate(loaded.model, feats["dev"], n_boot=5)["t2i"]["R@1"], evaluate(trained.model, feats["dev"], n_boot=5)["t2i"]["R@1"])
+    assert np.array_equal(
+        evaluate(loaded.model, feats["dev"], n_boot=5)["t2i"]["R@1"],
+        evaluate(trained.model, feats["dev"], n_boot=5)["t2i"]["R@1"],
+    )
     with pytest.raises(FileNotFoundError, match="run the notebook"):
         TrainedModel.load(tmp_path / "absent.pt")
 
@@ -210,7 +231,6 @@ def test_loading_a_backbone_leaves_the_global_random_state_alone():
     """Random weights are seeded inside a forked RNG: loading a backbone (random or pretrained) does
     not reseed or advance torch's global random state."""
     import torch
-
     from flickr_retrieval.backbones import load_image_backbone
 
     torch.manual_seed(123)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from flickr_retrieval import losses
 from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.config import RunConfig
@@ -29,8 +28,18 @@ def _state(trained):
 
 def test_early_stopping_stops_before_the_cap_and_restores_the_best_epoch():
     feats = _toy_splits()
-    cfg = RunConfig(name="es", loss="infonce", negatives="in_batch", hidden_dim=32, embed_dim=8, dropout=0.1, lr=1e-2,
-                    batch_size=32, max_epochs=40, patience=2)
+    cfg = RunConfig(
+        name="es",
+        loss="infonce",
+        negatives="in_batch",
+        hidden_dim=32,
+        embed_dim=8,
+        dropout=0.1,
+        lr=1e-2,
+        batch_size=32,
+        max_epochs=40,
+        patience=2,
+    )
     stopped = train(cfg, feats)
     assert len(stopped.history) < cfg.max_epochs  # it did stop early
     assert stopped.best_epoch == len(stopped.history) - cfg.patience
@@ -102,13 +111,21 @@ def test_every_model_kind_round_trips_through_its_checkpoint(changes, tmp_path):
 
 def test_training_is_repeatable_bit_for_bit_in_one_process():
     feats = _toy_splits()
-    cfg = RunConfig(name="rep", loss="infonce", negatives="in_batch", hidden_dim=32, embed_dim=8, lr=3e-3, batch_size=16, max_epochs=3)
+    cfg = RunConfig(
+        name="rep",
+        loss="infonce",
+        negatives="in_batch",
+        hidden_dim=32,
+        embed_dim=8,
+        lr=3e-3,
+        batch_size=16,
+        max_epochs=3,
+    )
     first = _state(train(cfg, feats))
     train(cfg.replace(seed=7, dropout=0.2), feats)  # another run in between, other seed
     torch.randn(100)  # and someone else's use of the global RNG
     second = _state(train(cfg, feats))
     assert all(torch.equal(first[k], second[k]) for k in first)
-
 
 
 def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
@@ -227,11 +244,39 @@ def test_the_bench_summary_adopts_only_matching_paths_that_are_much_faster():
     from flickr_retrieval.bench import summary
 
     rows = [
-        {"model": "efficientnet_lite0", "unit": "images/s", "path": "package", "rate": 100.0, "cosine": 1.0, "package": True},
-        {"model": "efficientnet_lite0", "unit": "images/s", "path": "bf16", "rate": 300.0, "cosine": 0.99, "package": False},
-        {"model": "efficientnet_lite0", "unit": "images/s", "path": "other runtime", "rate": 140.0, "cosine": 0.9999, "package": False},
+        {
+            "model": "efficientnet_lite0",
+            "unit": "images/s",
+            "path": "package",
+            "rate": 100.0,
+            "cosine": 1.0,
+            "package": True,
+        },
+        {
+            "model": "efficientnet_lite0",
+            "unit": "images/s",
+            "path": "bf16",
+            "rate": 300.0,
+            "cosine": 0.99,
+            "package": False,
+        },
+        {
+            "model": "efficientnet_lite0",
+            "unit": "images/s",
+            "path": "other runtime",
+            "rate": 140.0,
+            "cosine": 0.9999,
+            "package": False,
+        },
         {"model": "mobilenet_v2", "unit": "images/s", "path": "package", "rate": 200.0, "cosine": 1.0, "package": True},
-        {"model": "mobilenet_v2", "unit": "images/s", "path": "fast runtime", "rate": 320.0, "cosine": 0.9995, "package": False},
+        {
+            "model": "mobilenet_v2",
+            "unit": "images/s",
+            "path": "fast runtime",
+            "rate": 320.0,
+            "cosine": 0.9995,
+            "package": False,
+        },
     ]
     lines = summary(rows)
     assert "'other runtime' 140.0 (1.40x: keep the package path)" in lines[0] and "min cosine 0.9900" in lines[0]
@@ -248,17 +293,32 @@ def test_seeds_retrain_and_ensembles_average_the_members_scores(tiny_root, isola
 
     data = load_flickr8k(tiny_root, expected=TINY)
     experiment = Experiment(data, n_boot=10)
-    config = RunConfig(name="tiny-seeds", image_backbone="mobilenet_v2", loss="infonce", negatives="in_batch", hidden_dim=32, embed_dim=16,
-                       lr=1e-3, batch_size=8, captions_per_image=5, max_epochs=2, early_stopping=False)
+    config = RunConfig(
+        name="tiny-seeds",
+        image_backbone="mobilenet_v2",
+        loss="infonce",
+        negatives="in_batch",
+        hidden_dim=32,
+        embed_dim=16,
+        lr=1e-3,
+        batch_size=8,
+        captions_per_image=5,
+        max_epochs=2,
+        early_stopping=False,
+    )
     from flickr_retrieval.experiments import RowSpec
 
     experiment.run(RowSpec("1", "tiny", None, "-", config), seeds=(0, 1))
     runs = [experiment.rows["1"].runs[s] for s in (0, 1)]
     assert [t.config.seed for t in runs] == [0, 1]
-    assert not torch.equal(runs[0].model.state_dict()["text_branch.0.weight"], runs[1].model.state_dict()["text_branch.0.weight"])
+    assert not torch.equal(
+        runs[0].model.state_dict()["text_branch.0.weight"], runs[1].model.state_dict()["text_branch.0.weight"]
+    )
     row = experiment.ensemble(RowSpec("E1", "tiny x 2", "1", "mean of two seeds"), runs)
     test = experiment.features(config)[1]["test"]
-    np.testing.assert_allclose(row.result["similarity"], np.mean([similarity(t.model, test) for t in runs], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        row.result["similarity"], np.mean([similarity(t.model, test) for t in runs], axis=0), rtol=1e-6
+    )
     table = experiment.table()
     assert table.loc["E1 tiny x 2", "epochs kept"] == "2 models" and table.loc["1 tiny", "seeds"] == 2
     assert "±" not in str(table.loc["1 tiny", "R@1"]) and table.loc["1 tiny", "R@1 seed sd"] is not None
@@ -285,8 +345,13 @@ def test_random_once_negatives_are_drawn_once_and_random_ones_every_epoch(tiny_r
     assert by_caption[0] == by_caption[1]  # the same negative for each caption, epoch after epoch
     assert all(own != neg for own, neg in by_caption[0].values())
     assert len(by_caption[0]) == len(train.caption_ids)  # every caption in every epoch
-    per_epoch = BatchSampler(config.replace(loss="cosine_embedding", negatives="random", batch_size=4, captions_per_image=5), train)
-    draws = [[b.in_batch.tolist() for b in per_epoch.epoch(np.random.default_rng(0))], [b.in_batch.tolist() for b in per_epoch.epoch(np.random.default_rng(1))]]
+    per_epoch = BatchSampler(
+        config.replace(loss="cosine_embedding", negatives="random", batch_size=4, captions_per_image=5), train
+    )
+    draws = [
+        [b.in_batch.tolist() for b in per_epoch.epoch(np.random.default_rng(0))],
+        [b.in_batch.tolist() for b in per_epoch.epoch(np.random.default_rng(1))],
+    ]
     assert draws[0] != draws[1]
 
 
@@ -313,9 +378,8 @@ def test_the_rand_mask_dropout_is_inverted_dropout_with_the_same_keep_rate():
 
 
 def test_use_fast_dropout_swaps_every_plain_dropout_and_keeps_p():
-    from torch import nn
-
     from flickr_retrieval.models import Dropout, branch, use_fast_dropout
+    from torch import nn
 
     net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1), nn.Sequential(nn.ReLU(), nn.Dropout(0.3)))
     assert use_fast_dropout(net) is net

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from flickr_retrieval import verdicts
 
 
@@ -103,11 +102,15 @@ def test_pooled_sd_and_stability_and_close_calls():
     same = np.array([1, 3, 12, 2, 1, 50, 7, 1, 2, 9])
     identical = verdicts.seed_paired([same, same], [same, same], np.repeat(np.arange(2), 5))
     assert identical["ci95"] == (0.0, 0.0) and not verdicts.needs_more_seeds(identical, margin=1.5)
-    assert verdicts.needs_more_seeds({"ci95": (0.0, 0.0)}, margin=1.5)  # a zero-width interval of another origin still asks
+    assert verdicts.needs_more_seeds(
+        {"ci95": (0.0, 0.0)}, margin=1.5
+    )  # a zero-width interval of another origin still asks
 
 
 def test_claim_helpers():
     assert verdicts.threshold_claim(0.81, 0.8, "confirmed", "refuted") == "confirmed"
     assert verdicts.threshold_claim(0.8, 0.8, "confirmed", "refuted") == "refuted"
     assert verdicts.comparison_claim({"verdict": "hurts"}, "confirmed", "refuted", "partly") == "refuted"
-    assert verdicts.comparison_claim({"verdict": "no measurable difference"}, "confirmed", "refuted", "partly") == "partly"
+    assert (
+        verdicts.comparison_claim({"verdict": "no measurable difference"}, "confirmed", "refuted", "partly") == "partly"
+    )

@@ -44,9 +44,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server():
-    from werkzeug.serving import make_server
-
     from flickr_retrieval.serve import SearchService, create_app
+    from werkzeug.serving import make_server
 
     service = SearchService()
     start = time.perf_counter()
@@ -67,7 +66,9 @@ def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, s
     page.fill("#k", str(K))
     page.click("#go")
     page.wait_for_selector(f"#results .hit >> nth={K - 1}")
-    page.wait_for_function("() => [...document.querySelectorAll('#results .hit img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#results .hit img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     hits = page.query_selector_all("#results .hit")
     assert len(hits) == K
     scores = [float(h.get_attribute("data-score")) for h in hits]
@@ -75,7 +76,9 @@ def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, s
     assert "ms on the server" in page.inner_text("#status")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "search_page.png"), full_page=True)
-    widths = page.eval_on_selector_all("#results .hit img", "imgs => imgs.map(i => Math.max(i.naturalWidth, i.naturalHeight))")
+    widths = page.eval_on_selector_all(
+        "#results .hit img", "imgs => imgs.map(i => Math.max(i.naturalWidth, i.naturalHeight))"
+    )
     assert all(0 < w <= 320 for w in widths), widths  # thumbnails, never the files
     first_id = page.inner_text("#results .hit figcaption >> nth=0").split()[-1]
     hits[0].click()  # the larger view with the image's reference captions and the captions the run ranks first for it
@@ -102,7 +105,13 @@ def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, s
 
 def test_each_query_takes_well_under_100_ms_after_loading(server):
     url, load_s = server
-    queries = [QUERY, "a man rides a bike", "children playing in a fountain", "a brown dog runs on the grass", "a woman in a red dress"] * 4
+    queries = [
+        QUERY,
+        "a man rides a bike",
+        "children playing in a fountain",
+        "a brown dog runs on the grass",
+        "a woman in a red dress",
+    ] * 4
     server_ms, total_ms = [], []
     for q in queries:
         start = time.perf_counter()
@@ -110,8 +119,14 @@ def test_each_query_takes_well_under_100_ms_after_loading(server):
             body = json.load(answer)
         total_ms.append(1000 * (time.perf_counter() - start))
         server_ms.append(body["ms"])
-    summary = {"load_s": round(load_s, 2), "queries": len(queries), "server_ms_median": statistics.median(server_ms),
-               "server_ms_max": max(server_ms), "http_ms_median": round(statistics.median(total_ms), 2), "images": body["images"]}
+    summary = {
+        "load_s": round(load_s, 2),
+        "queries": len(queries),
+        "server_ms_median": statistics.median(server_ms),
+        "server_ms_max": max(server_ms),
+        "http_ms_median": round(statistics.median(total_ms), 2),
+        "images": body["images"],
+    }
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "latency.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(summary)
@@ -120,9 +135,8 @@ def test_each_query_takes_well_under_100_ms_after_loading(server):
 
 def test_the_report_index_and_a_notebook_page_read_well(browser):
     import nbformat
-    from nbconvert import HTMLExporter
-
     from flickr_retrieval import report
+    from nbconvert import HTMLExporter
 
     report_dir = ROOT / "report"
     report_dir.mkdir(exist_ok=True)

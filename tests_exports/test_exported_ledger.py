@@ -4,7 +4,6 @@ import json
 import subprocess
 from pathlib import Path
 
-
 from flickr_retrieval import ledger, paths, regression
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +21,14 @@ def test_every_claim_has_a_verdict_and_evidence_that_exists():
 
 
 def test_the_claims_are_those_committed():
-    out = subprocess.run(["git", "ls-files", "results/claims/*.json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["git", "ls-files", "results/claims/*.json"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     committed = set()
     for path in out:
-        text = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        text = subprocess.run(
+            ["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
         committed |= {c["id"] for c in json.loads(text)["claims"]}
     fresh = {c.id for c in ledger.load(paths.results_dir() / "claims")}
     assert fresh == committed, (sorted(fresh - committed), sorted(committed - fresh))
@@ -43,10 +46,14 @@ def test_the_evidence_numbers_match_the_committed_ones():
     evidence), each within :func:`regression.evidence_tolerance` (AUCs and cosines 0.05; recalls
     and differences of recalls from the measured seed spread, at most half a small value);
     timings are not compared."""
-    out = subprocess.run(["git", "ls-files", "results/claims/*.json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["git", "ls-files", "results/claims/*.json"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     committed = {}
     for path in out:
-        text = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        text = subprocess.run(
+            ["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
         for claim in json.loads(text)["claims"]:
             for e in claim["evidence"]:
                 committed[(claim["id"], e["notebook"], e["what"])] = e["value"]
@@ -61,7 +68,11 @@ def test_the_evidence_numbers_match_the_committed_ones():
                 problems.append(f"{key}: {committed[key]!r} became {e.value!r}")
                 continue
             for a, b in zip(fresh, old):
-                problems.append(regression.check(f"{key} ({committed[key]!r} -> {e.value!r})", a, b, regression.evidence_tolerance(b, e.what, sd)))
+                problems.append(
+                    regression.check(
+                        f"{key} ({committed[key]!r} -> {e.value!r})", a, b, regression.evidence_tolerance(b, e.what, sd)
+                    )
+                )
             checked += 1
     problems = [p for p in problems if p]
     assert not problems, "\n".join(problems)

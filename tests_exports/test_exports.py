@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from flickr_retrieval import paths, regression
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,14 +25,18 @@ FIELD_RUNS = ("field_best",)
 def committed_runs(field: bool = False) -> list[str]:
     """The runs with a committed metrics.json: those of notebooks 00-09, or (``field``) of 10."""
     try:
-        out = subprocess.run(["git", "ls-files", "results/*/metrics.json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "results/*/metrics.json"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return []
     return sorted(run for run in (Path(line).parent.name for line in out.splitlines()) if (run in FIELD_RUNS) == field)
 
 
 def committed(run: str) -> dict:
-    text = subprocess.run(["git", "show", f"HEAD:results/{run}/metrics.json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["git", "show", f"HEAD:results/{run}/metrics.json"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(text)
 
 
@@ -71,28 +74,45 @@ def _problems(new: dict, old: dict, spread: dict[str, dict[str, float]], prefix:
     for direction in ("t2i", "i2t"):
         for k in ("R@1", "R@5", "R@10"):
             a, b = new["strict"][direction][k], old["strict"][direction][k]
-            out.append(regression.check(f"{prefix}{direction} {k}", a, b, regression.tolerance(b, largest[f"{direction} {k}"])))
+            out.append(
+                regression.check(f"{prefix}{direction} {k}", a, b, regression.tolerance(b, largest[f"{direction} {k}"]))
+            )
         a, b = new["strict"][direction]["medr"], old["strict"][direction]["medr"]
-        out.append(regression.check(f"{prefix}{direction} medr", a, b, regression.rank_tolerance(b, pooled[f"{direction} medr"])))
+        out.append(
+            regression.check(
+                f"{prefix}{direction} medr", a, b, regression.rank_tolerance(b, pooled[f"{direction} medr"])
+            )
+        )
     for k in ("R@1", "R@5", "R@10"):
         a, b = new["lenient"][k], old["lenient"][k]
         out.append(regression.check(f"{prefix}lenient {k}", a, b, regression.tolerance(b, largest[f"lenient {k}"])))
         # the chance level depends on the features only, never on training
-        out.append(regression.check(f"{prefix}lenient chance {k}", new["chance_lenient"][k], old["chance_lenient"][k], 0.5))
+        out.append(
+            regression.check(f"{prefix}lenient chance {k}", new["chance_lenient"][k], old["chance_lenient"][k], 0.5)
+        )
     return [p for p in out if p]
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_exported_metrics_match_the_committed_ones(run):
     new, old = fresh(run), committed(run)
-    assert new["timings_s"] != old["timings_s"], f"{run}: metrics.json was not rewritten by this run (did its notebook run?)"
+    assert new["timings_s"] != old["timings_s"], (
+        f"{run}: metrics.json was not rewritten by this run (did its notebook run?)"
+    )
     changed = new.get("row") != old.get("row")
     if not changed:
         assert new["config"] == old["config"]
     problems = _problems(new["test"], old["test"], spreads())
     if changed:
-        problems = [f"the dev choice changed: {new.get('row_name', new.get('row'))!r} instead of the committed "
-                    f"{old.get('row_name', old.get('row'))!r}; its numbers against the committed choice's:"] + problems if problems else []
+        problems = (
+            [
+                f"the dev choice changed: {new.get('row_name', new.get('row'))!r} instead of the committed "
+                f"{old.get('row_name', old.get('row'))!r}; its numbers against the committed choice's:"
+            ]
+            + problems
+            if problems
+            else []
+        )
     assert not problems, f"{run}:\n" + "\n".join(problems)
 
 
@@ -130,11 +150,20 @@ def table_problems(run: str, key: str) -> list[str]:
                 if name == "R@1" and values.get("R@1 seed sd"):
                     sd = max(sd, float(values["R@1 seed sd"]))
                 allowed = regression.tolerance(value, sd, n)
-                if n == 1:  # a row drawn once has no spread of its own; the pair classifier's moved by 6 R@10 between draws
+                if (
+                    n == 1
+                ):  # a row drawn once has no spread of its own; the pair classifier's moved by 6 R@10 between draws
                     allowed = max(allowed, SINGLE_DRAW_RELATIVE * abs(value))
                 problems.append(regression.check(f"{row} {name}", new[row][name], value, allowed))
             elif name == "medr":
-                problems.append(regression.check(f"{row} {name}", new[row][name], value, regression.rank_tolerance(value, spread["pooled"]["t2i medr"], n)))
+                problems.append(
+                    regression.check(
+                        f"{row} {name}",
+                        new[row][name],
+                        value,
+                        regression.rank_tolerance(value, spread["pooled"]["t2i medr"], n),
+                    )
+                )
     return [p for p in problems if p]
 
 
@@ -152,5 +181,7 @@ def test_the_dev_choice_is_among_the_committed_ties_or_says_so():
         pytest.skip("no committed results/best")
     new, old = fresh("best"), committed("best")
     tied = old.get("selection", {}).get("within_tolerance", [old.get("row")])
-    assert new.get("row") in tied, (f"the dev choice changed: row {new.get('row')!r} instead of {old.get('row')!r} "
-                                     f"(committed ties: {tied}; dev means now {new.get('selection', {}).get('dev_rsum_mean')})")
+    assert new.get("row") in tied, (
+        f"the dev choice changed: row {new.get('row')!r} instead of {old.get('row')!r} "
+        f"(committed ties: {tied}; dev means now {new.get('selection', {}).get('dev_rsum_mean')})"
+    )

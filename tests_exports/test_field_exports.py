@@ -6,7 +6,6 @@ searches (the search page's default can be it).
 """
 
 import pytest
-
 from test_exports import _problems, committed, committed_runs, fresh, spreads, table_problems
 
 RUNS = committed_runs(field=True)
@@ -16,10 +15,19 @@ def test_notebook_10_exported_its_dev_choice():
     if not RUNS:
         pytest.fail("no committed results/field_best/metrics.json: run ./run_all.sh 10 and commit it")
     new, old = fresh("field_best"), committed("field_best")
-    assert new["timings_s"] != old["timings_s"], "field_best/metrics.json was not rewritten by this run (did notebook 10 run?)"
+    assert new["timings_s"] != old["timings_s"], (
+        "field_best/metrics.json was not rewritten by this run (did notebook 10 run?)"
+    )
     problems = _problems(new["test"], old["test"], spreads())
     if new.get("row") != old.get("row"):
-        problems = [f"the dev choice changed: {new.get('row_name')!r} instead of {old.get('row_name')!r}; against the committed choice's:"] + problems if problems else []
+        problems = (
+            [
+                f"the dev choice changed: {new.get('row_name')!r} instead of {old.get('row_name')!r}; against the committed choice's:"
+            ]
+            + problems
+            if problems
+            else []
+        )
     assert not problems, "\n".join(problems)
 
 
@@ -31,7 +39,9 @@ def test_the_field_table_matches_the_committed_one():
 def test_the_field_dev_choice_is_among_the_committed_ties():
     new, old = fresh("field_best"), committed("field_best")
     tied = old.get("selection", {}).get("within_tolerance", [old.get("row")])
-    assert new.get("row") in tied, f"the dev choice changed: row {new.get('row')!r} instead of {old.get('row')!r} (committed ties: {tied})"
+    assert new.get("row") in tied, (
+        f"the dev choice changed: row {new.get('row')!r} instead of {old.get('row')!r} (committed ties: {tied})"
+    )
 
 
 def test_the_field_choice_searches():

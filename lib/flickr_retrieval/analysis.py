@@ -9,10 +9,10 @@ import pandas as pd
 import torch
 
 from . import metrics
-from .sanity import different_group_pairs, rowwise_cosine
 from .checkpoint import TrainedModel
 from .evaluation import matched_and_random_scores, similarity
 from .inputs import SplitFeatures
+from .sanity import different_group_pairs, rowwise_cosine
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -65,14 +65,22 @@ def protocol(sim: np.ndarray, split: SplitFeatures, threshold: float = 0.7, n_bo
     return protocol_from_ranks(ranks, split, threshold, n_boot, seed, image_cos)
 
 
-def protocol_from_ranks(ranks: dict[str, np.ndarray], split: SplitFeatures, threshold: float = 0.7, n_boot: int = 1000, seed: int = 0,
-                        image_cos: np.ndarray | None = None) -> dict:
+def protocol_from_ranks(
+    ranks: dict[str, np.ndarray],
+    split: SplitFeatures,
+    threshold: float = 0.7,
+    n_boot: int = 1000,
+    seed: int = 0,
+    image_cos: np.ndarray | None = None,
+) -> dict:
     """:func:`protocol` from the ranks alone (``t2i``, ``i2t``, ``lenient``): what a committed run
     record keeps (:mod:`flickr_retrieval.records`)."""
     if image_cos is None:
         image_cos = metrics.cosine_matrix(split.image_cnn)
     return {
-        "strict": metrics.summaries_from_ranks(ranks["t2i"], ranks["i2t"], split.caption_image, n_boot=n_boot, seed=seed),
+        "strict": metrics.summaries_from_ranks(
+            ranks["t2i"], ranks["i2t"], split.caption_image, n_boot=n_boot, seed=seed
+        ),
         "lenient": {f"R@{k}": float(100.0 * np.mean(np.asarray(ranks["lenient"]) <= k)) for k in metrics.KS},
         "chance_lenient": metrics.lenient_chance(split.caption_image, image_cos, threshold),
         "chance_strict": {f"R@{k}": 100.0 * k / len(split.image_ids) for k in metrics.KS},
@@ -81,7 +89,9 @@ def protocol_from_ranks(ranks: dict[str, np.ndarray], split: SplitFeatures, thre
     }
 
 
-def strict_and_lenient(trained: TrainedModel, split: SplitFeatures, threshold: float = 0.7, n_boot: int = 1000, seed: int = 0) -> dict:
+def strict_and_lenient(
+    trained: TrainedModel, split: SplitFeatures, threshold: float = 0.7, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """Everything the test protocol reports for one run (:func:`protocol`), with the time it takes
     (``seconds``: similarity matrix plus every metric) and the matrix itself (``similarity``)."""
     start = time.perf_counter()
@@ -131,7 +141,10 @@ def table(rows: dict[str, dict]) -> pd.DataFrame:
 
 #: The report's own results table (section XII): lenient criterion (threshold 0.7 on the backbone's
 #: features), 2000 test captions of its own split, as published. Quoted, not re-run.
-REPORT_PUBLISHED = {"VGG19 (published)": {10: 67.5, 5: 57.5, 1: 29.05}, "ResNet18 (published)": {10: 38.65, 5: 31.4, 1: 12.4}}
+REPORT_PUBLISHED = {
+    "VGG19 (published)": {10: 67.5, 5: 57.5, 1: 29.05},
+    "ResNet18 (published)": {10: 38.65, 5: 31.4, 1: 12.4},
+}
 #: The report's evaluation cost (section XII): about 12 s per caption, over 6 hours for 2000.
 REPORT_SECONDS_PER_CAPTION = 12.0
 

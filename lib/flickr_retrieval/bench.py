@@ -33,7 +33,6 @@ from .images import load_image
 from .text import clean_caption
 from .text_encoders import OFFLINE_TEXT_ENCODERS, TEXT_ENCODERS, encode_texts, load_text_encoder, pool
 
-
 #: The path the package uses, per kind of row (images: the row marked "package default"): the
 #: ratios are taken against it.
 PACKAGE_PATHS = ("length-sorted batches of 64, package path",)
@@ -99,8 +98,16 @@ def runtime_paths(bb, batch_size: int, folder) -> tuple[dict[str, dict], list[tu
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(bb.module, (torch.randn(batch_size, 3, 224, 224),), onnx_file, dynamo=False, input_names=["x"],
-                              output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17)
+            torch.onnx.export(
+                bb.module,
+                (torch.randn(batch_size, 3, 224, 224),),
+                onnx_file,
+                dynamo=False,
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                opset_version=17,
+            )
     except Exception as exc:
         return paths_, failed + [(f"ONNX export failed: {type(exc).__name__}", float("nan"), None)]
     if "onnxruntime" in wanted:
@@ -109,18 +116,23 @@ def runtime_paths(bb, batch_size: int, folder) -> tuple[dict[str, dict], list[tu
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
-        paths_[f"ONNX Runtime {ort.__version__}, batches of {batch_size}"] = dict(module=_NumpyRuntime(lambda a: session.run(None, {"x": a})[0]), batch_size=batch_size)
+        paths_[f"ONNX Runtime {ort.__version__}, batches of {batch_size}"] = dict(
+            module=_NumpyRuntime(lambda a: session.run(None, {"x": a})[0]), batch_size=batch_size
+        )
     if "openvino" in wanted:
         import openvino as ov
 
         core = ov.Core()
-        for label, config, batches in (("float32", {"INFERENCE_PRECISION_HINT": "f32"}, (batch_size, 16)), ("default precision", {}, (batch_size,))):
+        for label, config, batches in (
+            ("float32", {"INFERENCE_PRECISION_HINT": "f32"}, (batch_size, 16)),
+            ("default precision", {}, (batch_size,)),
+        ):
             compiled = core.compile_model(onnx_file, "CPU", config)
             for b in dict.fromkeys(batches):
-                paths_[f"OpenVINO {ov.__version__.split('-')[0]} {label}, batches of {b}"] = dict(module=_NumpyRuntime(lambda a, c=compiled: c(a)[0]), batch_size=b)
+                paths_[f"OpenVINO {ov.__version__.split('-')[0]} {label}, batches of {b}"] = dict(
+                    module=_NumpyRuntime(lambda a, c=compiled: c(a)[0]), batch_size=b
+                )
     return paths_, failed
-
-
 
 
 def image_paths(name: str, files: list, compile_: bool = True, repeats: int = 3, runtimes: bool = True) -> list[dict]:
@@ -133,14 +145,20 @@ def image_paths(name: str, files: list, compile_: bool = True, repeats: int = 3,
     fast = inference_module(bb)
     paths_ = {"batches of 8, reference module": dict(module=reference_module, batch_size=8)}
     for b in BATCH_SIZES:
-        paths_[f"package path, batches of {b}" + (" (package default)" if b == default else "")] = dict(module=fast, batch_size=b)
+        paths_[f"package path, batches of {b}" + (" (package default)" if b == default else "")] = dict(
+            module=fast, batch_size=b
+        )
     paths_["package path + bfloat16 autocast"] = dict(module=fast, batch_size=default, bf16=True)
     rows = [("naive loop, reference module", _timed(lambda: naive_images(bb, files))[1], None)]
     if compile_:
         try:
             compiled = torch.compile(fast)
-            t_compile = _timed(lambda: extract_image_features(bb, files, default, module=compiled, show_progress=False))[1]  # compiles
-            paths_[f"package path + torch.compile (first pass {t_compile:.0f} s)"] = dict(module=compiled, batch_size=default)
+            t_compile = _timed(
+                lambda: extract_image_features(bb, files, default, module=compiled, show_progress=False)
+            )[1]  # compiles
+            paths_[f"package path + torch.compile (first pass {t_compile:.0f} s)"] = dict(
+                module=compiled, batch_size=default
+            )
         except Exception as exc:  # no compiler, unsupported op: say so
             rows.append((f"torch.compile failed: {type(exc).__name__}", float("nan"), None))
     if runtimes:
@@ -156,11 +174,20 @@ def image_paths(name: str, files: list, compile_: bool = True, repeats: int = 3,
         outputs[path] = extract_image_features(bb, files, show_progress=False, **kw)  # warm-up
     for _ in range(repeats):
         for path, kw in paths_.items():
-            times[path].append(_timed(lambda: extract_image_features(bb, files, show_progress=False, **kw))[1])
+            times[path].append(_timed(lambda kw=kw: extract_image_features(bb, files, show_progress=False, **kw))[1])
     reference = outputs["batches of 8, reference module"]
     rows += [(path, float(np.median(times[path])), outputs[path]) for path in paths_]
-    return [{"model": name, "unit": "images/s", "path": path, "rate": len(files) / t, "package": "package default" in path,
-             "cosine": None if out is None else _min_cosine(out, reference)} for path, t, out in rows]
+    return [
+        {
+            "model": name,
+            "unit": "images/s",
+            "path": path,
+            "rate": len(files) / t,
+            "package": "package default" in path,
+            "cosine": None if out is None else _min_cosine(out, reference),
+        }
+        for path, t, out in rows
+    ]
 
 
 def text_paths(name: str, texts: list[str]) -> list[dict]:
@@ -171,8 +198,20 @@ def text_paths(name: str, texts: list[str]) -> list[dict]:
     bf16, t_bf16 = _timed(lambda: encode_texts(enc, texts, bf16=True))
     return [
         {"model": name, "unit": "captions/s", "path": "naive loop", "rate": len(texts) / t_naive, "cosine": None},
-        {"model": name, "unit": "captions/s", "path": "length-sorted batches of 64, package path", "rate": len(texts) / t_batched, "cosine": 1.0},
-        {"model": name, "unit": "captions/s", "path": "package path + bfloat16 autocast", "rate": len(texts) / t_bf16, "cosine": _min_cosine(bf16["mean"], reference["mean"])},
+        {
+            "model": name,
+            "unit": "captions/s",
+            "path": "length-sorted batches of 64, package path",
+            "rate": len(texts) / t_batched,
+            "cosine": 1.0,
+        },
+        {
+            "model": name,
+            "unit": "captions/s",
+            "path": "package path + bfloat16 autocast",
+            "rate": len(texts) / t_bf16,
+            "cosine": _min_cosine(bf16["mean"], reference["mean"]),
+        },
     ]
 
 
@@ -206,8 +245,14 @@ def _training_step_timer(batch: int, steps: int, bf16: bool, fast_dropout: bool,
                 seq[2] = nn.Dropout(seq[2].p)
         optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr, fused=fused)
         images = torch.randn(6000, 1280)
-        batches = [Batch(Queries(torch.randn(batch, 384)), torch.from_numpy(np.random.default_rng(i).permutation(6000)[:batch]), images)
-                   for i in range(steps)]
+        batches = [
+            Batch(
+                Queries(torch.randn(batch, 384)),
+                torch.from_numpy(np.random.default_rng(i).permutation(6000)[:batch]),
+                images,
+            )
+            for i in range(steps)
+        ]
 
     def timed() -> float:
         objective.train()
@@ -237,12 +282,28 @@ def training_paths(steps: int = 40, batches: tuple[int, ...] = (64, 128), repeat
         for _ in range(repeats):
             for label, timer in timers.items():
                 times[label].append(timer())
-        rows += [{"model": f"dual encoder training, batch {batch}", "unit": "samples/s", "path": label, "package": label.endswith("(package)"),
-                  "rate": steps * batch / float(np.median(t)), "cosine": None} for label, t in times.items()]
+        rows += [
+            {
+                "model": f"dual encoder training, batch {batch}",
+                "unit": "samples/s",
+                "path": label,
+                "package": label.endswith("(package)"),
+                "rate": steps * batch / float(np.median(t)),
+                "cosine": None,
+            }
+            for label, t in times.items()
+        ]
     return rows
 
 
-def run(n_images: int = 128, n_captions: int = 512, backbones=None, encoders=None, compile_: bool = True, training: bool = True) -> list[dict]:
+def run(
+    n_images: int = 128,
+    n_captions: int = 512,
+    backbones=None,
+    encoders=None,
+    compile_: bool = True,
+    training: bool = True,
+) -> list[dict]:
     if n_images < 1 or n_captions < 1:
         raise ValueError(f"need at least one image and one caption, got {n_images} and {n_captions}")
     data = load_flickr8k()
@@ -276,13 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captions", type=positive_int, default=512, help="captions per text encoder (1 to 40455)")
     parser.add_argument("--backbones", nargs="*", default=None, choices=list(BACKBONES))
     parser.add_argument("--encoders", nargs="*", default=None, choices=list(TEXT_ENCODERS))
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile path (it compiles for a minute or more)")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile path (it compiles for a minute or more)"
+    )
     parser.add_argument("--no-training", action="store_true", help="skip the training line")
     args = parser.parse_args(argv)
     if args.images > 8091 or args.captions > 40455:
         parser.error("--images is at most 8091 and --captions at most 40455 (all of Flickr8k)")
     with cli_errors("flickr-retrieval-bench"):
-        _report(run(args.images, args.captions, args.backbones, args.encoders, not args.no_compile, not args.no_training))
+        _report(
+            run(args.images, args.captions, args.backbones, args.encoders, not args.no_compile, not args.no_training)
+        )
     return 0
 
 
@@ -300,13 +365,21 @@ def summary(rows: list[dict]) -> list[str]:
         package[model] = base["rate"]
         best = max(matching, key=lambda r: r["rate"])
         fastest = max(mine, key=lambda r: r["rate"])
-        line = (f"{model}: package {base['rate']:.1f} images/s; fastest matching path {best['path']!r} {best['rate']:.1f} "
-                f"({best['rate'] / base['rate']:.2f}x: {'adopt' if best['rate'] >= ADOPTION_SPEEDUP * base['rate'] else 'keep the package path'})")
+        verdict = "adopt" if best["rate"] >= ADOPTION_SPEEDUP * base["rate"] else "keep the package path"
+        line = (
+            f"{model}: package {base['rate']:.1f} images/s; fastest matching path {best['path']!r} {best['rate']:.1f} "
+            f"({best['rate'] / base['rate']:.2f}x: {verdict})"
+        )
         if fastest is not best:
-            line += f"; fastest of all {fastest['path']!r} {fastest['rate']:.1f} ({fastest['rate'] / base['rate']:.2f}x) but min cosine {fastest['cosine']:.4f} < {ADOPTION_COSINE}"
+            line += (
+                f"; fastest of all {fastest['path']!r} {fastest['rate']:.1f} ({fastest['rate'] / base['rate']:.2f}x) "
+                f"but min cosine {fastest['cosine']:.4f} < {ADOPTION_COSINE}"
+            )
         lines.append(line)
     if "efficientnet_lite0" in package and "mobilenet_v2" in package:
-        lines.append(f"efficientnet_lite0 / mobilenet_v2, package paths: {package['efficientnet_lite0'] / package['mobilenet_v2']:.2f}x")
+        lines.append(
+            f"efficientnet_lite0 / mobilenet_v2, package paths: {package['efficientnet_lite0'] / package['mobilenet_v2']:.2f}x"
+        )
     return lines
 
 

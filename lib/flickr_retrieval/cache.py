@@ -13,8 +13,8 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -95,17 +95,27 @@ def load_arrays(path: Path, expect: dict[str, tuple[int, ...]] | None = None) ->
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except Exception as exc:  # a damaged file: say so, then recompute
-        warnings.warn(f"ignoring unreadable cache entry {path} ({type(exc).__name__}: {exc}); recomputing")
+        warnings.warn(
+            f"ignoring unreadable cache entry {path} ({type(exc).__name__}: {exc}); recomputing", stacklevel=2
+        )
         return None
     for name, shape in (expect or {}).items():
         if name not in arrays:
-            warnings.warn(f"ignoring cache entry {path}: it has no array {name!r} (it has {sorted(arrays)}); recomputing")
+            warnings.warn(
+                f"ignoring cache entry {path}: it has no array {name!r} (it has {sorted(arrays)}); recomputing",
+                stacklevel=2,
+            )
             return None
         if tuple(arrays[name].shape) != tuple(shape):
-            warnings.warn(f"ignoring cache entry {path}: {name!r} has shape {arrays[name].shape}, expected {tuple(shape)}; recomputing")
+            warnings.warn(
+                f"ignoring cache entry {path}: {name!r} has shape {arrays[name].shape}, expected {tuple(shape)}; recomputing",
+                stacklevel=2,
+            )
             return None
         if arrays[name].dtype.kind == "f" and not np.isfinite(arrays[name]).all():
-            warnings.warn(f"ignoring cache entry {path}: {name!r} holds NaN or infinite values; recomputing")
+            warnings.warn(
+                f"ignoring cache entry {path}: {name!r} holds NaN or infinite values; recomputing", stacklevel=2
+            )
             return None
     return arrays
 

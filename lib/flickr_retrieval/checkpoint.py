@@ -27,7 +27,18 @@ from .models import ModelSpec, RetrievalModel, build_model
 from .objective import Objective
 
 FORMAT = 3
-_KEYS = ("format", "config", "spec", "state_dict", "sha256", "history", "best_epoch", "seconds", "text_norm", "image_norms")
+_KEYS = (
+    "format",
+    "config",
+    "spec",
+    "state_dict",
+    "sha256",
+    "history",
+    "best_epoch",
+    "seconds",
+    "text_norm",
+    "image_norms",
+)
 
 
 def state_digest(state_dict: dict) -> str:
@@ -43,7 +54,11 @@ def state_digest(state_dict: dict) -> str:
 def _check_state(state: dict) -> None:
     """The checks that need no model: tensors only, digest, finite values, sizes the spec names."""
     tensors = state["state_dict"]
-    if not isinstance(tensors, dict) or not tensors or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+    if (
+        not isinstance(tensors, dict)
+        or not tensors
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items())
+    ):
         raise ValueError("its state_dict is not a dict of named tensors")
     if state["sha256"] != state_digest(tensors):
         raise ValueError("its tensors do not match their SHA-256 (the file was changed or damaged)")
@@ -51,12 +66,15 @@ def _check_state(state: dict) -> None:
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise ValueError(f"tensor {key!r} holds non-finite values (NaN or infinity)")
     spec = state["spec"]
-    if not isinstance(spec, dict) or not all(isinstance(spec.get(k), int) for k in ("text_dim", "image_dim", "hidden_dim", "embed_dim")):
+    if not isinstance(spec, dict) or not all(
+        isinstance(spec.get(k), int) for k in ("text_dim", "image_dim", "hidden_dim", "embed_dim")
+    ):
         raise ValueError("its spec does not give the model's sizes as whole numbers")
     sizes = {int(d) for t in tensors.values() for d in t.shape}
-    used = {"pair_classifier": {"text_dim + image_dim": spec["text_dim"] + spec["image_dim"]},
-            "cosine_projection": {"image_dim": spec["image_dim"], "text_dim": spec["text_dim"]}}.get(
-        spec.get("kind"), {k: spec[k] for k in ("text_dim", "image_dim", "hidden_dim", "embed_dim")})
+    used = {
+        "pair_classifier": {"text_dim + image_dim": spec["text_dim"] + spec["image_dim"]},
+        "cosine_projection": {"image_dim": spec["image_dim"], "text_dim": spec["text_dim"]},
+    }.get(spec.get("kind"), {k: spec[k] for k in ("text_dim", "image_dim", "hidden_dim", "embed_dim")})
     for name, value in used.items():  # before anything is built: a spec cannot ask for more than the file holds
         if value not in sizes:
             raise ValueError(f"its spec's {name}={value} matches no tensor of the file")
@@ -119,7 +137,7 @@ class TrainedModel:
                 os.remove(tmp)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainedModel":
+    def load(cls, path: str | Path) -> TrainedModel:
         """Read a checkpoint written by :meth:`save`; raise :class:`CheckpointError` naming the file
         when it is missing, damaged, from another version, or does not fit the model it describes."""
         path = Path(path)
@@ -127,14 +145,19 @@ class TrainedModel:
             raise FileNotFoundError(f"no checkpoint at {path}: run the notebook that trains it first (see README)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a damaged file raises anything from EOFError to struct.error: all the same to the caller
+        except (
+            Exception
+        ) as exc:  # a damaged file raises anything from EOFError to struct.error: all the same to the caller
+            first_line = str(exc).splitlines()[0] if str(exc) else "truncated or damaged"
             raise CheckpointError(
-                f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'truncated or damaged'}). "
+                f"{path} is not a readable checkpoint ({type(exc).__name__}: {first_line}). "
                 "Checkpoints are loaded as data only; re-run the notebook that trains this run to write it again."
             ) from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             found = state.get("format", "none") if isinstance(state, dict) else type(state).__name__
-            raise CheckpointError(f"{path}: checkpoint format {found!r}, expected {FORMAT}: re-run the notebook that trains this run")
+            raise CheckpointError(
+                f"{path}: checkpoint format {found!r}, expected {FORMAT}: re-run the notebook that trains this run"
+            )
         missing = [k for k in _KEYS if k not in state]
         if missing:
             raise CheckpointError(f"{path}: checkpoint lacks {missing}: re-run the notebook that trains this run")
@@ -144,14 +167,22 @@ class TrainedModel:
             spec = ModelSpec.from_dict(state["spec"])
             objective = Objective(build_model(spec), config)
             objective.load_state_dict(state["state_dict"], strict=True)
-            text_norm = None if state["text_norm"] is None else Normaliser.from_state(state["text_norm"], spec.text_dim if spec.kind != "text_tuned" else None)
-            image_norms = None if state["image_norms"] is None else [Normaliser.from_state(s) for s in state["image_norms"]]
+            text_norm = (
+                None
+                if state["text_norm"] is None
+                else Normaliser.from_state(state["text_norm"], spec.text_dim if spec.kind != "text_tuned" else None)
+            )
+            image_norms = (
+                None if state["image_norms"] is None else [Normaliser.from_state(s) for s in state["image_norms"]]
+            )
             history, best_epoch, seconds = list(state["history"]), int(state["best_epoch"]), float(state["seconds"])
             if not any(isinstance(h, dict) and h.get("epoch") == best_epoch for h in history):
                 raise ValueError(f"its kept epoch {best_epoch} is not in its history")
         except CheckpointError:
             raise
         except Exception as exc:
-            raise CheckpointError(f"{path}: the checkpoint does not describe a valid model ({type(exc).__name__}: {exc})") from None
+            raise CheckpointError(
+                f"{path}: the checkpoint does not describe a valid model ({type(exc).__name__}: {exc})"
+            ) from None
         objective.eval()
         return cls(config, objective, history, best_epoch, seconds, text_norm, image_norms)

@@ -36,13 +36,17 @@ def seed_offset() -> int:
         raise ValueError(f"{SEED_OFFSET_VARIABLE} must be from 0 to 2**31 - 1, got {value}")
     return value
 
+
 #: The (model, loss) -> negatives combinations that train something. ``triplet`` with ``in_batch``
 #: sums every violation (VSE0); with ``hardest_in_batch`` it keeps the hardest (VSE++). ``random``
 #: draws a caption's random negative image again every epoch; ``random_once`` draws it once for the
 #: whole training, as the report built its pair data set.
 ALLOWED = {
     **{("pair_classifier", loss): ("none", "random") for loss in PAIR_LOSSES},
-    **{(model, "cosine_embedding"): ("random", "random_once", "most_different") for model in ("dual_encoder", "cosine_projection")},
+    **{
+        (model, "cosine_embedding"): ("random", "random_once", "most_different")
+        for model in ("dual_encoder", "cosine_projection")
+    },
     **{(model, "triplet"): ("in_batch", "hardest_in_batch") for model in ("dual_encoder", "cosine_projection")},
     **{(model, "infonce"): ("in_batch",) for model in ("dual_encoder", "cosine_projection")},
 }
@@ -119,7 +123,9 @@ class RunConfig:
                 f"the allowed combinations are: {allowed_combinations()}"
             )
         if self.model != "dual_encoder" and self.similarity != "cosine":
-            raise ValueError(f"similarity {self.similarity!r} needs model 'dual_encoder' ({self.model!r} scores with its own function)")
+            raise ValueError(
+                f"similarity {self.similarity!r} needs model 'dual_encoder' ({self.model!r} scores with its own function)"
+            )
         if self.finetune_text and (self.model, self.loss) != ("dual_encoder", "infonce"):
             raise ValueError("finetune_text trains a 'dual_encoder' with loss 'infonce' (negatives 'in_batch')")
         for name in ("lr", "text_lr", "temperature"):
@@ -140,14 +146,14 @@ class RunConfig:
     def backbones(self) -> list[str]:
         return self.image_backbone.split("+")
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "RunConfig":
+    def from_dict(cls, values: dict) -> RunConfig:
         return from_known_fields(cls, values)
 
 

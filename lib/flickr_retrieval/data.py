@@ -223,8 +223,10 @@ def read_text_lines(path: Path) -> list[str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DatasetError(f"{path}:{line}: byte {raw[exc.start:exc.start + 1]!r} is not UTF-8 text: "
-                           f"re-save the file as UTF-8, or get a clean copy. {HOW_TO_GET}") from None
+        raise DatasetError(
+            f"{path}:{line}: byte {raw[exc.start : exc.start + 1]!r} is not UTF-8 text: "
+            f"re-save the file as UTF-8, or get a clean copy. {HOW_TO_GET}"
+        ) from None
     return [line.rstrip("\r") for line in text.split("\n")]
 
 
@@ -306,7 +308,9 @@ def _validate(data: Flickr8k, expected: ExpectedCounts | None) -> None:
             )
         for name, size in expected.splits:
             if len(data.split_images[name]) != size:
-                problems.append(f"{data.text_dir / SPLIT_FILES[name]}: {len(data.split_images[name])} images, expected {size}")
+                problems.append(
+                    f"{data.text_dir / SPLIT_FILES[name]}: {len(data.split_images[name])} images, expected {size}"
+                )
     names = list(data.split_images)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:

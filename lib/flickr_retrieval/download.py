@@ -24,8 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import paths
-from .errors import cli_errors
 from .data import FLICKR8K, TOKEN_FILE, DatasetError, ExpectedCounts, load_flickr8k
+from .errors import cli_errors
 
 ARCHIVES = {
     "images": "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/Flickr8k_Dataset.zip",
@@ -88,8 +88,10 @@ def fetch(url: str, target: Path, timeout: float = 60.0, deadline: float = DEADL
         partial.replace(target)
     except (OSError, ValueError) as exc:  # URLError, timeouts and refused connections are OSErrors
         partial.unlink(missing_ok=True)
-        raise DatasetError(f"could not download {url} ({type(exc).__name__}: {exc}); this step needs internet "
-                           f"(each connection and read waits at most {timeout:g} s)") from exc
+        raise DatasetError(
+            f"could not download {url} ({type(exc).__name__}: {exc}); this step needs internet "
+            f"(each connection and read waits at most {timeout:g} s)"
+        ) from exc
     return target
 
 
@@ -170,7 +172,10 @@ def download(
                 archives[kind] = kept
                 continue
             if kept.is_file():
-                warnings.warn(f"ignoring {kept}: not a complete zip archive (an interrupted download?); downloading it again")
+                warnings.warn(
+                    f"ignoring {kept}: not a complete zip archive (an interrupted download?); downloading it again",
+                    stacklevel=2,
+                )
             archives[kind] = fetched[kind] = fetch(url, staging / name, timeout)
             if not complete_zip(archives[kind]):
                 raise DatasetError(f"{url} did not give a complete zip archive; {dest} is unchanged")
@@ -202,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download and validate Flickr8k (needs internet).")
     parser.add_argument("--dest", default=None, help="target folder (default: data/flickr8k)")
     parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded .zip files")
-    parser.add_argument("--timeout", type=_timeout_arg, default=60.0, help="seconds to wait for a connection or a read (default 60)")
+    parser.add_argument(
+        "--timeout", type=_timeout_arg, default=60.0, help="seconds to wait for a connection or a read (default 60)"
+    )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-download"):
         data = download(Path(args.dest) if args.dest else None, keep_archives=args.keep_archives, timeout=args.timeout)

@@ -38,8 +38,17 @@ def cli_errors(prog: str):
 
     try:
         yield
-    except (DatasetError, WeightsUnavailableError, UnreadableImageError, CheckpointError, RunNameError, QueryError, IndexWriteError,
-            FileNotFoundError, PermissionError) as exc:
+    except (
+        DatasetError,
+        WeightsUnavailableError,
+        UnreadableImageError,
+        CheckpointError,
+        RunNameError,
+        QueryError,
+        IndexWriteError,
+        FileNotFoundError,
+        PermissionError,
+    ) as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"{prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None

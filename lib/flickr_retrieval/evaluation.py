@@ -25,7 +25,9 @@ def evaluate(model: RetrievalModel, split: SplitFeatures, n_boot: int = 1000, se
     return retrieval_metrics(similarity(model, split), split.caption_image, n_boot=n_boot, seed=seed)
 
 
-def matched_and_random_scores(model: RetrievalModel, split: SplitFeatures, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def matched_and_random_scores(
+    model: RetrievalModel, split: SplitFeatures, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """The model's score of each caption with its own image, and with one random other image.
 
     For the pair classifier the scores are logits (``sigmoid`` gives its predicted similarity).

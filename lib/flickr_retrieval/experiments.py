@@ -22,12 +22,12 @@ import pandas as pd
 
 from . import analysis, metrics, records, results, verdicts
 from .checkpoint import TrainedModel
-from .records import RunRecord
 from .config import RunConfig
 from .data import Flickr8k
 from .evaluation import similarity
 from .inputs import FeatureSpace, SplitFeatures
 from .metrics import selection_score
+from .records import RunRecord
 from .runs import train_cached
 
 #: Targets set for the study's reference recipe and its seed ensemble on the standard test split
@@ -116,7 +116,8 @@ class Row:
 
     def __repr__(self) -> str:
         t = self.t2i
-        return f"Row({self.name!r}: seeds {self.seeds}, t2i R@1 {t['R@1']:.1f}, R@5 {t['R@5']:.1f}, R@10 {t['R@10']:.1f}, medr {t['medr']:.0f})"
+        recalls = f"R@1 {t['R@1']:.1f}, R@5 {t['R@5']:.1f}, R@10 {t['R@10']:.1f}, medr {t['medr']:.0f}"
+        return f"Row({self.name!r}: seeds {self.seeds}, t2i {recalls})"
 
 
 @dataclass
@@ -134,7 +135,13 @@ class Experiment:
     # ------------------------------------------------------------------ training and testing
 
     def features(self, config: RunConfig) -> tuple[FeatureSpace, dict[str, SplitFeatures]]:
-        key = (config.image_backbone, config.text_encoder, config.text_pooling, config.feature_norm, config.pretrained_images)
+        key = (
+            config.image_backbone,
+            config.text_encoder,
+            config.text_pooling,
+            config.feature_norm,
+            config.pretrained_images,
+        )
         if key not in self._spaces:
             space = FeatureSpace(config, self.data)
             self._spaces[key] = (space, {name: space.split(name) for name in ("train", "dev", "test")})
@@ -202,7 +209,9 @@ class Experiment:
         return row
 
     def _train_now(self, spec: RowSpec, seed: int, init: TrainedModel | None = None) -> TrainedModel:
-        config = spec.config.replace(name=f"{spec.config.name}-seed{seed}" if seed != spec.config.seed else spec.config.name, seed=seed)
+        config = spec.config.replace(
+            name=f"{spec.config.name}-seed{seed}" if seed != spec.config.seed else spec.config.name, seed=seed
+        )
         space, feats = self.features(config)
         return train_cached(config, feats, init=init, text_norm=space.text_norm, image_norms=space.image_norms)
 
@@ -215,7 +224,9 @@ class Experiment:
     def describe(self, row_id: str) -> str:
         """One line: the row's mean test numbers over its seeds, kept epochs, training time."""
         row = self.rows[row_id]
-        t = {k: np.mean([row.results[s]["strict"]["t2i"][k] for s in row.seeds]) for k in ("R@1", "R@5", "R@10", "medr")}
+        t = {
+            k: np.mean([row.results[s]["strict"]["t2i"][k] for s in row.seeds]) for k in ("R@1", "R@5", "R@10", "medr")
+        }
         if row.is_ensemble:
             how = f"mean of {len(row.members)} models' scores; dev R@1+R@5+R@10 {row.ensemble_dev_rsum:.1f}"
         else:
@@ -223,11 +234,13 @@ class Experiment:
             caps = sum(at_cap(r) for r in runs)
             cached = sum(getattr(r, "from_cache", False) for r in runs)
             recorded = sum(isinstance(r, RunRecord) for r in runs)
-            how = (f"kept epochs {[r.best_epoch for r in runs]} of {runs[0].config.max_epochs}"
-                   + (f", {caps} within patience of the cap" if caps else "")
-                   + f"; {sum(r.seconds for r in runs) / 60:.1f} min of training"
-                   + (f", {cached} read from the run cache" if cached else "")
-                   + (f", {recorded} read from committed run records" if recorded else ""))
+            how = (
+                f"kept epochs {[r.best_epoch for r in runs]} of {runs[0].config.max_epochs}"
+                + (f", {caps} within patience of the cap" if caps else "")
+                + f"; {sum(r.seconds for r in runs) / 60:.1f} min of training"
+                + (f", {cached} read from the run cache" if cached else "")
+                + (f", {recorded} read from committed run records" if recorded else "")
+            )
         seeds = f"seed {row.seeds[0]}" if len(row.seeds) == 1 else f"mean of seeds {', '.join(map(str, row.seeds))}"
         return f"{row.name} ({seeds}): R@1 {t['R@1']:.1f}  R@5 {t['R@5']:.1f}  R@10 {t['R@10']:.1f}  medr {t['medr']:.1f}  ({how})"
 
@@ -237,7 +250,9 @@ class Experiment:
         a run record (no weights here), the ensemble is read from its own committed record."""
         _, feats = self.features(members[0].config)
         if not all(isinstance(m, TrainedModel) for m in members) and not self._ensemble_record_fits(spec.id, members):
-            members = [m if isinstance(m, TrainedModel) else self._retrain(m) for m in members]  # the committed ensemble is of other runs
+            members = [
+                m if isinstance(m, TrainedModel) else self._retrain(m) for m in members
+            ]  # the committed ensemble is of other runs
         if all(isinstance(m, TrainedModel) for m in members):
             dev_sims = [similarity(m.model, self.features(m.config)[1]["dev"]) for m in members]
             test_sims = [similarity(m.model, self.features(m.config)[1]["test"]) for m in members]
@@ -247,8 +262,14 @@ class Experiment:
             dev_score = selection_score(dev)
             if self.notebook is not None:
                 history = [{"epoch": 0, **{f"dev_{k}": v for k, v in dev.items()}}]
-                RunRecord(members[0].config, result["ranks"], history, 0, 0.0,
-                          members=[records.member_id(m.config) for m in members]).save(records.record_path(self.notebook, spec.id, 0))
+                RunRecord(
+                    members[0].config,
+                    result["ranks"],
+                    history,
+                    0,
+                    0.0,
+                    members=[records.member_id(m.config) for m in members],
+                ).save(records.record_path(self.notebook, spec.id, 0))
         else:
             path = records.committed_record_path(self.notebook or "-", spec.id, 0)
             record = RunRecord.load(path, len(feats["test"].caption_ids), len(feats["test"].image_ids))
@@ -265,7 +286,9 @@ class Experiment:
             return False
         test = self.features(members[0].config)[1]["test"]
         record = RunRecord.load(path, len(test.caption_ids), len(test.image_ids))
-        return record.members == [records.member_id(m.config) for m in members]  # the same models, not only the same kind
+        return record.members == [
+            records.member_id(m.config) for m in members
+        ]  # the same models, not only the same kind
 
     def _retrain(self, record: RunRecord) -> TrainedModel:
         """Train now the run a record stands for (the row whose runs hold it, same seed)."""
@@ -314,8 +337,12 @@ class Experiment:
                 raise ValueError(f"rows {row_id!r} and {row.spec.parent!r} share no seed")
             ranks_a, ranks_b = self.ranks(row_id, common), self.ranks(parent.spec.id, common)
         seed_sd = None if len(common) >= 2 else np.sqrt(2.0) * self.pooled_seed_sd(ks)
-        return {"row": row_id, "vs": parent.spec.id, "seed_list": list(common),
-                **verdicts.seed_paired(ranks_a, ranks_b, caption_image, ks, seed_sd=seed_sd)}
+        return {
+            "row": row_id,
+            "vs": parent.spec.id,
+            "seed_list": list(common),
+            **verdicts.seed_paired(ranks_a, ranks_b, caption_image, ks, seed_sd=seed_sd),
+        }
 
     def comparisons(self, ks: tuple[int, ...] = CRITERION) -> dict[str, dict]:
         """:meth:`compare` for every row that has a parent in the table."""
@@ -335,11 +362,15 @@ class Experiment:
                 self.ensure_seeds(row.spec.parent, seeds)
                 self.ensure_seeds(row_id, seeds)
                 after = self.compare(row_id)
-                said.append(f"{row.name}: close call on seeds {c['seed_list']} ({verdicts.describe(c)}); "
-                            f"seeds {after['seed_list']}: {verdicts.describe(after)}")
+                said.append(
+                    f"{row.name}: close call on seeds {c['seed_list']} ({verdicts.describe(c)}); "
+                    f"seeds {after['seed_list']}: {verdicts.describe(after)}"
+                )
         return said
 
-    def stability(self, first: tuple[int, ...], second: tuple[int, ...], ks: tuple[int, ...] = CRITERION) -> pd.DataFrame:
+    def stability(
+        self, first: tuple[int, ...], second: tuple[int, ...], ks: tuple[int, ...] = CRITERION
+    ) -> pd.DataFrame:
         """Each compared row's verdict from two disjoint seed sets (the seeds of each set that the row
         and its parent both have), and whether they agree; a row not trained on the second set says
         so (its verdict was clear on the first)."""
@@ -354,8 +385,14 @@ class Experiment:
             out[row.name] = {
                 "vs": row.spec.parent,
                 f"first set ({', '.join(map(str, first))})": f"seeds {', '.join(map(str, a['seed_list']))}: {verdicts.describe(a)}",
-                f"second set ({', '.join(map(str, second))})": f"seeds {', '.join(map(str, b['seed_list']))}: {verdicts.describe(b)}" if b else "not trained",
-                "verdicts": verdicts.stability(a, b) if b else "clear on the first set" if not verdicts.needs_more_seeds(a, CLOSE_CALL_MARGIN) else "not checked",
+                f"second set ({', '.join(map(str, second))})": f"seeds {', '.join(map(str, b['seed_list']))}: {verdicts.describe(b)}"
+                if b
+                else "not trained",
+                "verdicts": verdicts.stability(a, b)
+                if b
+                else "clear on the first set"
+                if not verdicts.needs_more_seeds(a, CLOSE_CALL_MARGIN)
+                else "not checked",
             }
         return pd.DataFrame.from_dict(out, orient="index")
 
@@ -378,29 +415,49 @@ class Experiment:
         top = max(scores.values())
         tied = [r for r in candidates if scores[r.spec.id] >= top - tolerance]
         chosen = min(tied, key=lambda r: complexity(r.trained.config))  # min keeps the first of equals
-        return {"chosen": chosen.spec.id, "chosen_name": chosen.name, "within_tolerance": [r.spec.id for r in tied],
-                "tolerance": round(tolerance, 3), "dev_rsum_mean": {i: round(v, 2) for i, v in scores.items()},
-                "seeds": {r.spec.id: r.seeds for r in candidates}}
+        return {
+            "chosen": chosen.spec.id,
+            "chosen_name": chosen.name,
+            "within_tolerance": [r.spec.id for r in tied],
+            "tolerance": round(tolerance, 3),
+            "dev_rsum_mean": {i: round(v, 2) for i, v in scores.items()},
+            "seeds": {r.spec.id: r.seeds for r in candidates},
+        }
 
     def export_choice(self, selection: dict, extra: dict | None = None, run: str = "best") -> Path:
         """Export the first-seed run of the row ``selection`` chose as ``run`` (checkpoint, test
         similarity, metrics with ``extra``): whatever row it is (a fine-tuned one included)."""
         chosen = self.rows[selection["chosen"]]
         if chosen.is_ensemble or not isinstance(chosen.trained, TrainedModel):
-            raise ValueError(f"row {chosen.name!r} is an ensemble or was not trained here: the export is one trained model")
+            raise ValueError(
+                f"row {chosen.name!r} is an ensemble or was not trained here: the export is one trained model"
+            )
         best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name=run))
         _, feats = self.features(best.config)
         result = chosen.result
         return results.export_run(
-            best, result["similarity"], feats["test"].caption_ids, feats["test"].image_ids,
+            best,
+            result["similarity"],
+            feats["test"].caption_ids,
+            feats["test"].image_ids,
             {k: v for k, v in result.items() if k not in ("similarity", "seconds")},
             timings={"train": best.seconds, **result.get("seconds", {})},
-            extra={"row": chosen.spec.id, "row_name": chosen.name, "seed": chosen.seeds[0], "selection": selection, **(extra or {})},
+            extra={
+                "row": chosen.spec.id,
+                "row_name": chosen.name,
+                "seed": chosen.seeds[0],
+                "selection": selection,
+                **(extra or {}),
+            },
         )
 
     def best_frozen_row(self) -> Row:
         """The frozen-feature dual encoder with the best mean dev score over its seeds."""
-        frozen = [r for r in self.rows.values() if r.trained.config.model == "dual_encoder" and not r.trained.config.finetune_text and not r.is_ensemble]
+        frozen = [
+            r
+            for r in self.rows.values()
+            if r.trained.config.model == "dual_encoder" and not r.trained.config.finetune_text and not r.is_ensemble
+        ]
         return max(frozen, key=lambda r: r.mean_dev_rsum())
 
     def table(self) -> pd.DataFrame:
@@ -414,13 +471,18 @@ class Experiment:
             line = {"id": row_id, "changed from": r.spec.parent or "-", "seeds": len(r.seeds)}
             for key, value in per_seed[0].items():
                 line[key] = value if isinstance(value, str) else round(float(np.mean([p[key] for p in per_seed])), 2)
-            line["R@1 seed sd"] = round(float(np.std([p["R@1"] for p in per_seed], ddof=1)), 2) if len(per_seed) > 1 else None
+            line["R@1 seed sd"] = (
+                round(float(np.std([p["R@1"] for p in per_seed], ddof=1)), 2) if len(per_seed) > 1 else None
+            )
             if r.is_ensemble:
                 line["epochs kept"] = f"{len(r.members)} models"
             else:
                 runs = [r.runs[s] for s in r.seeds]
-                line["epochs kept"] = ", ".join(str(t.best_epoch) for t in runs) + f" of {runs[0].config.max_epochs}" + (
-                    " (cap)" if any(at_cap(t) for t in runs) else "")
+                line["epochs kept"] = (
+                    ", ".join(str(t.best_epoch) for t in runs)
+                    + f" of {runs[0].config.max_epochs}"
+                    + (" (cap)" if any(at_cap(t) for t in runs) else "")
+                )
             c = comps.get(row_id)
             line[f"vs parent, {verdicts.criterion_name(CRITERION)}"] = verdicts.describe(c) if c else "-"
             line["what changed"] = r.note or r.spec.change
@@ -429,15 +491,22 @@ class Experiment:
 
     def verdicts(self) -> list[str]:
         """One line per compared row: the difference on the criterion, its interval and verdict."""
-        return [f"{self.rows[i].name} vs {c['vs']} (seeds {', '.join(map(str, c['seed_list']))}): "
-                f"{verdicts.criterion_name(CRITERION)} {verdicts.describe(c)}" for i, c in self.comparisons().items()]
+        return [
+            f"{self.rows[i].name} vs {c['vs']} (seeds {', '.join(map(str, c['seed_list']))}): "
+            f"{verdicts.criterion_name(CRITERION)} {verdicts.describe(c)}"
+            for i, c in self.comparisons().items()
+        ]
 
     def seed_spread(self) -> dict[str, float]:
         """The seed-to-seed standard deviation of each test number (t2i R@1/5/10, medr), pooled over
         the rows with two or more seeds: the yardstick of the regression checks (tests_exports)."""
         out = {}
         for key in ("R@1", "R@5", "R@10", "medr"):
-            groups = [[r.results[s]["strict"]["t2i"][key] for s in r.seeds] for r in self.rows.values() if not r.is_ensemble and len(r.seeds) >= 2]
+            groups = [
+                [r.results[s]["strict"]["t2i"][key] for s in r.seeds]
+                for r in self.rows.values()
+                if not r.is_ensemble and len(r.seeds) >= 2
+            ]
             out[key] = round(verdicts.pooled_sd(groups)[0], 3)
         return out
 

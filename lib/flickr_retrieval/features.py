@@ -22,9 +22,16 @@ import torch
 from tqdm import tqdm
 
 from . import cache
-from .errors import cli_errors
-from .backbones import BACKBONES, INFERENCE_PATH, OFFLINE_BACKBONES, ImageBackbone, inference_module, load_image_backbone
+from .backbones import (
+    BACKBONES,
+    INFERENCE_PATH,
+    OFFLINE_BACKBONES,
+    ImageBackbone,
+    inference_module,
+    load_image_backbone,
+)
 from .data import Flickr8k, load_flickr8k
+from .errors import cli_errors
 from .images import ImageFiles
 from .text import clean_caption
 from .text_encoders import OFFLINE_TEXT_ENCODERS, POOLINGS, TEXT_ENCODERS, encode_texts, load_text_encoder
@@ -79,8 +86,14 @@ class FeatureTable:
 
 @torch.inference_mode()
 def extract_image_features(
-    backbone: ImageBackbone, files: list[Path], batch_size: int | None = None, hflip: bool = False, *, module: torch.nn.Module | None = None,
-    bf16: bool = False, show_progress: bool = True,
+    backbone: ImageBackbone,
+    files: list[Path],
+    batch_size: int | None = None,
+    hflip: bool = False,
+    *,
+    module: torch.nn.Module | None = None,
+    bf16: bool = False,
+    show_progress: bool = True,
 ) -> np.ndarray:
     """Run ``backbone`` over image files in batches; (len(files), dim) float32.
 
@@ -146,7 +159,9 @@ def image_features(
         weights = loaded.weights
     else:
         weights = "random-init seed=0"
-    parts = image_cache_parts(backbone, weights, {**spec.preprocessing.__dict__, "hflip": hflip}, ids, data.content_fingerprint(ids))
+    parts = image_cache_parts(
+        backbone, weights, {**spec.preprocessing.__dict__, "hflip": hflip}, ids, data.content_fingerprint(ids)
+    )
 
     def compute():
         model = loaded or load_image_backbone(backbone, pretrained=False, seed=0)
@@ -190,7 +205,9 @@ def caption_features(
 
     dim = loaded.model.config.hidden_size
     arrays, path, hit = cache.cached(f"text-{encoder}", parts, compute, expect={p: (len(texts), dim) for p in POOLINGS})
-    return FeatureTable(list(caption_ids), arrays[pooling], {**parts, "pooling": pooling}, path, hit, time.perf_counter() - t0)
+    return FeatureTable(
+        list(caption_ids), arrays[pooling], {**parts, "pooling": pooling}, path, hit, time.perf_counter() - t0
+    )
 
 
 def dataset_caption_features(data: Flickr8k, encoder: str = "minilm", pooling: str = "mean") -> FeatureTable:
@@ -201,9 +218,23 @@ def dataset_caption_features(data: Flickr8k, encoder: str = "minilm", pooling: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Extract and cache Flickr8k features (all images, all captions).")
-    parser.add_argument("--images", nargs="*", default=OFFLINE_BACKBONES, choices=list(BACKBONES), help=f"backbones among {list(BACKBONES)}")
-    parser.add_argument("--text", nargs="*", default=OFFLINE_TEXT_ENCODERS, choices=list(TEXT_ENCODERS), help=f"text encoders among {list(TEXT_ENCODERS)}")
-    parser.add_argument("--data", default=None, help="Flickr8k folder (default: FLICKR8K_DIR, data/flickr8k, ../shared/flickr8k)")
+    parser.add_argument(
+        "--images",
+        nargs="*",
+        default=OFFLINE_BACKBONES,
+        choices=list(BACKBONES),
+        help=f"backbones among {list(BACKBONES)}",
+    )
+    parser.add_argument(
+        "--text",
+        nargs="*",
+        default=OFFLINE_TEXT_ENCODERS,
+        choices=list(TEXT_ENCODERS),
+        help=f"text encoders among {list(TEXT_ENCODERS)}",
+    )
+    parser.add_argument(
+        "--data", default=None, help="Flickr8k folder (default: FLICKR8K_DIR, data/flickr8k, ../shared/flickr8k)"
+    )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-features"):
         _extract_all(args)
@@ -216,11 +247,13 @@ def _extract_all(args) -> None:
     for name in args.images:
         table = image_features(data, name)
         rate = len(table.ids) / table.seconds
-        print(f"{name}: {table.vectors.shape} in {table.seconds:.1f} s ({'cache' if table.from_cache else f'{rate:.1f} images/s'}) -> {table.cache_file}")
+        how = "cache" if table.from_cache else f"{rate:.1f} images/s"
+        print(f"{name}: {table.vectors.shape} in {table.seconds:.1f} s ({how}) -> {table.cache_file}")
     for name in args.text:
         table = dataset_caption_features(data, name)
         rate = len(table.ids) / table.seconds
-        print(f"{name}: {table.vectors.shape} in {table.seconds:.1f} s ({'cache' if table.from_cache else f'{rate:.1f} captions/s'}) -> {table.cache_file}")
+        how = "cache" if table.from_cache else f"{rate:.1f} captions/s"
+        print(f"{name}: {table.vectors.shape} in {table.seconds:.1f} s ({how}) -> {table.cache_file}")
 
 
 if __name__ == "__main__":

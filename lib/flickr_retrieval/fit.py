@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -97,7 +97,12 @@ def fit(
             objective.after_step()
             total += loss.item() * len(batch)
             count += len(batch)
-        row = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start, "lr": optimizer.param_groups[-1]["lr"]}
+        row = {
+            "epoch": epoch,
+            "loss": total / count,
+            "seconds": time.perf_counter() - start,
+            "lr": optimizer.param_groups[-1]["lr"],
+        }
         values, score = dev_score()
         history.append({**row, **values})
         if stopper.step(epoch, score, objective):

@@ -24,9 +24,9 @@ import re
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -87,13 +87,17 @@ def flickr8k_gallery(data: Flickr8k, split: str) -> Gallery:
     if split not in FLICKR8K_COLLECTIONS:
         raise QueryError(f"unknown Flickr8k split {split!r}; choose one of {list(FLICKR8K_COLLECTIONS)}")
     ids = data.split(split).image_ids
-    return Gallery(split, ids, [data.image_path(i) for i in ids], {i: data.captions[i] for i in ids}, root=data.image_dir)
+    return Gallery(
+        split, ids, [data.image_path(i) for i in ids], {i: data.captions[i] for i in ids}, root=data.image_dir
+    )
 
 
 def check_collection_name(name: str) -> str:
     """``name`` when it is a plain name (letters, digits, ``._+=-``) that is not a Flickr8k split."""
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise QueryError(f"invalid collection name {name!r}: use letters, digits and . _ + = - only (a name, not a path), at most 64 characters")
+        raise QueryError(
+            f"invalid collection name {name!r}: use letters, digits and . _ + = - only (a name, not a path), at most 64 characters"
+        )
     if name in FLICKR8K_COLLECTIONS:
         raise QueryError(f"{name!r} is a Flickr8k split; give your collection another name")
     return name
@@ -135,8 +139,11 @@ class IndexReport:
     changes: IndexChanges = field(default_factory=IndexChanges)
 
     def lines(self) -> list[str]:
-        out = [f"indexed {self.images} image(s) of {self.folder} as {self.name!r} with {', '.join(self.backbones)} in {self.seconds:.1f} s -> {self.manifest}",
-               self.changes.summary()]
+        out = [
+            f"indexed {self.images} image(s) of {self.folder} as {self.name!r} with {', '.join(self.backbones)} "
+            f"in {self.seconds:.1f} s -> {self.manifest}",
+            self.changes.summary(),
+        ]
         if self.unreadable:
             out.append(f"{len(self.unreadable)} file(s) not indexed (not readable images):")
             out += [f"  {u['file']}: {u['reason']}" for u in self.unreadable]
@@ -153,7 +160,13 @@ def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
         base = Path(folder)
         for d in list(dirs):
             if (base / d).is_symlink():
-                out.append(((base / d).relative_to(root).as_posix(), base / d, "a link to a folder: not followed (index its target folder itself)"))
+                out.append(
+                    (
+                        (base / d).relative_to(root).as_posix(),
+                        base / d,
+                        "a link to a folder: not followed (index its target folder itself)",
+                    )
+                )
         dirs[:] = sorted(d for d in dirs if not (base / d).is_symlink())
         for f in files:
             path = base / f
@@ -203,6 +216,7 @@ def _progress_printer(total: int, show: bool):
 
         def update(done, _total):
             bar.update(done - bar.n)
+
         return update, bar.close
     started, marks = time.perf_counter(), set()
 
@@ -211,11 +225,18 @@ def _progress_printer(total: int, show: bool):
         if mark not in marks:
             marks.add(mark)
             rate = done / max(time.perf_counter() - started, 1e-9)
-            print(f"indexing: {done}/{total_} files ({rate:.1f}/s, about {(total_ - done) / max(rate, 1e-9):.0f} s left)", file=sys.stderr, flush=True)
+            print(
+                f"indexing: {done}/{total_} files ({rate:.1f}/s, about {(total_ - done) / max(rate, 1e-9):.0f} s left)",
+                file=sys.stderr,
+                flush=True,
+            )
+
     return update, lambda: None
 
 
-def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_progress: bool = False, workers: int = 1) -> IndexReport:
+def index_folder(
+    folder: str | Path, name: str, backbones: list[str], *, show_progress: bool = False, workers: int = 1
+) -> IndexReport:
     """Index every readable image under ``folder`` (recursively) with ``backbones`` as collection
     ``name``, incrementally: a file whose size and modification time are those of the previous
     index is not read again, a file whose content was embedded before (here or in any collection)
@@ -245,7 +266,11 @@ def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_pr
         except OSError as exc:
             unreadable.append({"file": relative, "reason": f"cannot be read ({exc.strerror})"})
             continue
-        if old and (old["size"], old["mtime_ns"]) == (info.st_size, info.st_mtime_ns) and all(old["sha256"] in s for s in stores):
+        if (
+            old
+            and (old["size"], old["mtime_ns"]) == (info.st_size, info.st_mtime_ns)
+            and all(old["sha256"] in s for s in stores)
+        ):
             entries[relative] = old  # the fast path: not read again
         else:
             to_read.append((relative, path))
@@ -258,12 +283,16 @@ def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_pr
         for s in stores:
             s.flush()
         kept = sum(len(s) - b for s, b in zip(stores, before))
-        print(f"interrupted: {kept} new vector(s) kept; run the same command again to resume (the previous index of {name!r} is unchanged)",
-              file=sys.stderr)
+        print(
+            f"interrupted: {kept} new vector(s) kept; run the same command again to resume (the previous index of {name!r} is unchanged)",
+            file=sys.stderr,
+        )
         raise
     except OSError as exc:
-        raise IndexWriteError(f"could not write the index of {name!r} ({exc.strerror or exc}); the previous index is unchanged, and the "
-                              "images finished so far are kept: free some space and run the same command again") from None
+        raise IndexWriteError(
+            f"could not write the index of {name!r} ({exc.strerror or exc}); the previous index is unchanged, and the "
+            "images finished so far are kept: free some space and run the same command again"
+        ) from None
     finally:
         close()
     for (relative, _), d in zip(to_read, decoded):
@@ -279,8 +308,14 @@ def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_pr
     if not entries:
         raise QueryError(f"no readable image under {root} ({len(unreadable)} other file(s))")
     files = [entries[k] for k in sorted(entries)]
-    manifest = {"format": INDEX_FORMAT, "name": name, "folder": str(root), "backbones": list(backbones), "files": files,
-                "unreadable": sorted(unreadable, key=lambda u: u["file"])}
+    manifest = {
+        "format": INDEX_FORMAT,
+        "name": name,
+        "folder": str(root),
+        "backbones": list(backbones),
+        "files": files,
+        "unreadable": sorted(unreadable, key=lambda u: u["file"]),
+    }
     out = collections_dir() / f"{name}.json"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -288,8 +323,12 @@ def index_folder(folder: str | Path, name: str, backbones: list[str], *, show_pr
         tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         tmp.replace(out)
     except OSError as exc:
-        raise IndexWriteError(f"could not write the index of {name!r} at {out} ({exc.strerror or exc}); the previous index is unchanged") from None
-    return IndexReport(name, root, len(files), manifest["unreadable"], list(backbones), time.perf_counter() - start, out, changes)
+        raise IndexWriteError(
+            f"could not write the index of {name!r} at {out} ({exc.strerror or exc}); the previous index is unchanged"
+        ) from None
+    return IndexReport(
+        name, root, len(files), manifest["unreadable"], list(backbones), time.perf_counter() - start, out, changes
+    )
 
 
 def forget_collection(name: str) -> bool:
@@ -307,8 +346,10 @@ def load_collection(name: str) -> Gallery:
     name = check_collection_name(name)
     path = collections_dir() / f"{name}.json"
     if not path.is_file():
-        raise QueryError(f"unknown collection {name!r}: index a folder first (flickr-retrieval-index DIR --name {name}); "
-                         f"indexed here: {indexed_collections() or 'none'}")
+        raise QueryError(
+            f"unknown collection {name!r}: index a folder first (flickr-retrieval-index DIR --name {name}); "
+            f"indexed here: {indexed_collections() or 'none'}"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if manifest.get("format") != INDEX_FORMAT:
@@ -318,11 +359,15 @@ def load_collection(name: str) -> Gallery:
         shas = [str(e["sha256"]) for e in manifest["files"]]
         unreadable = [{"file": str(u["file"]), "reason": str(u["reason"])} for u in manifest.get("unreadable", [])]
     except (ValueError, KeyError, TypeError) as exc:
-        raise QueryError(f"collection {name!r}: {path} is not a collection index ({exc}); index the folder again") from None
+        raise QueryError(
+            f"collection {name!r}: {path} is not a collection index ({exc}); index the folder again"
+        ) from None
     resolved = []
     for f in files:
         p = (root / f).resolve()
-        if Path(f).is_absolute() or not p.is_relative_to(root) or not p.is_file():  # an edited manifest never reaches outside its folder
+        if (
+            Path(f).is_absolute() or not p.is_relative_to(root) or not p.is_file()
+        ):  # an edited manifest never reaches outside its folder
             raise QueryError(f"collection {name!r}: {f} is missing or outside {root}; index the folder again")
         resolved.append(p)
     computed: dict[str, np.ndarray] = {}
@@ -336,7 +381,9 @@ def load_collection(name: str) -> Gallery:
             if missing:  # a backbone the index did not run, or a store cleared since: embed those files now
                 found = embed_files([resolved[n] for n in missing], loaded, [store])
                 if any(d.error or d.sha256 != shas[n] for d, n in zip(found, missing)):
-                    raise QueryError(f"collection {name!r}: files changed since they were indexed; index the folder again")
+                    raise QueryError(
+                        f"collection {name!r}: files changed since they were indexed; index the folder again"
+                    )
             computed[backbone] = store.get(shas)
         return computed[backbone]
 
@@ -358,8 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Index a folder of your own images, to search it with a trained run.")
     parser.add_argument("folder", help="a folder of images (searched recursively)")
     parser.add_argument("--name", required=True, help="the collection's name (letters, digits, . _ + = -)")
-    parser.add_argument("--run", default=None, help="embed with this trained run's image backbone(s) (default: field_best if notebook 10 made it, else best)")
-    parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's")
+    parser.add_argument(
+        "--run",
+        default=None,
+        help="embed with this trained run's image backbone(s) (default: field_best if notebook 10 made it, else best)",
+    )
+    parser.add_argument(
+        "--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's"
+    )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-index"):
         if args.backbones:

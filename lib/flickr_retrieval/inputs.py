@@ -36,7 +36,7 @@ class Queries:
     def __len__(self) -> int:
         return len(self._vectors) if self._vectors is not None else len(self.sentences or [])
 
-    def __getitem__(self, idx) -> "Queries":
+    def __getitem__(self, idx) -> Queries:
         idx = np.asarray(idx)
         return Queries(
             None if self._vectors is None else self._vectors[torch.from_numpy(idx)],
@@ -86,7 +86,7 @@ class Normaliser:
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
 
-    def fit(self, train: np.ndarray) -> "Normaliser":
+    def fit(self, train: np.ndarray) -> Normaliser:
         if self.how == "standardize":
             self.mean, self.std = train.mean(axis=0), train.std(axis=0) + 1e-6
         return self
@@ -109,7 +109,7 @@ class Normaliser:
         return state
 
     @classmethod
-    def from_state(cls, state: dict, dim: int | None = None) -> "Normaliser":
+    def from_state(cls, state: dict, dim: int | None = None) -> Normaliser:
         norm = cls(str(state["how"]))
         if "mean" in state:
             norm.mean, norm.std = state["mean"].numpy(), state["std"].numpy()
@@ -134,7 +134,13 @@ class FeatureSpace:
     only.
     """
 
-    def __init__(self, config: RunConfig, data: Flickr8k, text_norm: Normaliser | None = None, image_norms: list[Normaliser] | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        data: Flickr8k,
+        text_norm: Normaliser | None = None,
+        image_norms: list[Normaliser] | None = None,
+    ):
         self.config, self.data = config, data
         self._text_table: FeatureTable | None = None
         self._image_tables: list[FeatureTable] | None = None
@@ -149,7 +155,9 @@ class FeatureSpace:
     @property
     def image_tables(self) -> list[FeatureTable]:
         if self._image_tables is None:
-            self._image_tables = [image_features(self.data, b, pretrained=self.config.pretrained_images) for b in self.config.backbones]
+            self._image_tables = [
+                image_features(self.data, b, pretrained=self.config.pretrained_images) for b in self.config.backbones
+            ]
         return self._image_tables
 
     @property
@@ -163,7 +171,9 @@ class FeatureSpace:
     def image_norms(self) -> list[Normaliser]:
         if self._image_norms is None:
             train = self.data.split("train")
-            self._image_norms = [Normaliser(self.config.feature_norm).fit(t.rows(train.image_ids)) for t in self.image_tables]
+            self._image_norms = [
+                Normaliser(self.config.feature_norm).fit(t.rows(train.image_ids)) for t in self.image_tables
+            ]
         return self._image_norms
 
     def text(self, caption_ids: list[str]) -> np.ndarray:
@@ -178,19 +188,29 @@ class FeatureSpace:
         """Model inputs from raw backbone features (one array per backbone of the config, in order):
         each normalised with its training statistics, then concatenated."""
         if len(raw) != len(self.config.backbones):
-            raise ValueError(f"{len(raw)} feature arrays for {len(self.config.backbones)} backbones {self.config.backbones}")
+            raise ValueError(
+                f"{len(raw)} feature arrays for {len(self.config.backbones)} backbones {self.config.backbones}"
+            )
         return np.concatenate([norm(r) for norm, r in zip(self.image_norms, raw)], axis=1)
 
     def split(self, name: str) -> SplitFeatures:
         part = self.data.split(name)
         image, raw = self.images(part.image_ids)
         return SplitFeatures(
-            name, part.image_ids, part.caption_ids, as_tensor(self.text(part.caption_ids)), as_tensor(image),
-            part.caption_image, raw, [clean_caption(c) for c in part.captions],
+            name,
+            part.image_ids,
+            part.caption_ids,
+            as_tensor(self.text(part.caption_ids)),
+            as_tensor(image),
+            part.caption_image,
+            raw,
+            [clean_caption(c) for c in part.captions],
         )
 
 
-def load_split_features(config: RunConfig, data: Flickr8k, splits: tuple[str, ...] = ("train", "dev", "test")) -> dict[str, SplitFeatures]:
+def load_split_features(
+    config: RunConfig, data: Flickr8k, splits: tuple[str, ...] = ("train", "dev", "test")
+) -> dict[str, SplitFeatures]:
     """The :class:`SplitFeatures` of each split, normalised as the config says (training statistics)."""
     space = FeatureSpace(config, data)
     return {name: space.split(name) for name in splits}

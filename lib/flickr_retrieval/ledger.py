@@ -69,7 +69,10 @@ def record(notebook: str, claims: list[Claim], folder: Path | None = None) -> Pa
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate claim ids in {notebook}: {ids}")
     path = folder / f"{paths.check_run_name(notebook)}.json"
-    path.write_text(json.dumps({"notebook": notebook, "claims": [asdict(c) for c in claims]}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps({"notebook": notebook, "claims": [asdict(c) for c in claims]}, indent=1, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -114,8 +117,12 @@ def to_markdown(claims: list[Claim], link=lambda notebook: f"{notebook}.html") -
     rows = ["| section | the report says | verdict | why | evidence |", "| --- | --- | --- | --- | --- |"]
     cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
     for c in claims:
-        evidence = "<br>".join(f"[{e.notebook}]({link(e.notebook)}): {cell(e.what)} = **{cell(e.value)}**" for e in c.evidence)
-        rows.append(f"| {c.section} | *« {cell(c.french)} »*<br>{cell(c.english)} | **{c.verdict}** | {cell(c.why)} | {evidence} |")
+        evidence = "<br>".join(
+            f"[{e.notebook}]({link(e.notebook)}): {cell(e.what)} = **{cell(e.value)}**" for e in c.evidence
+        )
+        rows.append(
+            f"| {c.section} | *« {cell(c.french)} »*<br>{cell(c.english)} | **{c.verdict}** | {cell(c.why)} | {evidence} |"
+        )
     return "\n".join(rows)
 
 
@@ -124,8 +131,16 @@ def to_html(claims: list[Claim], link=lambda notebook: f"{notebook}.html") -> st
     esc = html.escape
     rows = []
     for c in claims:
-        evidence = "<br>".join(f'<a href="{esc(link(e.notebook))}">{esc(e.notebook)}</a>: {esc(e.what)} = <b>{esc(e.value)}</b>' for e in c.evidence)
-        rows.append(f'<tr class="{c.verdict.replace(" ", "-")}"><td>{esc(c.section)}</td><td><i>« {esc(c.french)} »</i><br>{esc(c.english)}</td>'
-                    f"<td><b>{esc(c.verdict)}</b></td><td>{esc(c.why)}</td><td>{evidence}</td></tr>")
-    return ("<table class=\"ledger\"><thead><tr><th>section</th><th>the report says</th><th>verdict</th><th>why</th><th>evidence</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+        evidence = "<br>".join(
+            f'<a href="{esc(link(e.notebook))}">{esc(e.notebook)}</a>: {esc(e.what)} = <b>{esc(e.value)}</b>'
+            for e in c.evidence
+        )
+        rows.append(
+            f'<tr class="{c.verdict.replace(" ", "-")}"><td>{esc(c.section)}</td><td><i>« {esc(c.french)} »</i><br>{esc(c.english)}</td>'
+            f"<td><b>{esc(c.verdict)}</b></td><td>{esc(c.why)}</td><td>{evidence}</td></tr>"
+        )
+    return (
+        '<table class="ledger"><thead><tr><th>section</th><th>the report says</th><th>verdict</th><th>why</th>'
+        "<th>evidence</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )

@@ -17,7 +17,9 @@ def same_image_mask(image_index: torch.Tensor) -> torch.Tensor:
     return image_index[:, None] == image_index[None, :]
 
 
-def cosine_embedding(text: torch.Tensor, image: torch.Tensor, target: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+def cosine_embedding(
+    text: torch.Tensor, image: torch.Tensor, target: torch.Tensor, margin: float = 0.0
+) -> torch.Tensor:
     """``torch.nn.CosineEmbeddingLoss`` on rows: 1 - cos for target 1, max(0, cos - margin) for -1.
 
     PyTorch applies no term at all to any other target value: a 0 target (the report's first labels)
@@ -26,7 +28,9 @@ def cosine_embedding(text: torch.Tensor, image: torch.Tensor, target: torch.Tens
     return F.cosine_embedding_loss(text, image, target, margin=margin)
 
 
-def triplet(scores: torch.Tensor, positive: torch.Tensor, margin: float = 0.2, max_violation: bool = True) -> torch.Tensor:
+def triplet(
+    scores: torch.Tensor, positive: torch.Tensor, margin: float = 0.2, max_violation: bool = True
+) -> torch.Tensor:
     """VSE++ (Faghri et al. 2018) hinge in both directions, mean over the batch.
 
     For caption i: ``[margin + s(i, j) - s(i, i)]+`` over negative images j; for image j:

@@ -24,10 +24,14 @@ def _check(similarity: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarra
     similarity = np.asarray(similarity)
     raw = np.asarray(caption_image)
     if raw.size and raw.dtype.kind not in "iu":
-        raise ValueError(f"caption_image must hold integer image indices, got dtype {raw.dtype} (a float map would be silently truncated)")
+        raise ValueError(
+            f"caption_image must hold integer image indices, got dtype {raw.dtype} (a float map would be silently truncated)"
+        )
     caption_image = raw.astype(np.int64)
     if similarity.ndim != 2 or caption_image.shape != (similarity.shape[0],):
-        raise ValueError(f"need a (Q, N) similarity and a (Q,) caption_image; got {similarity.shape} and {caption_image.shape}")
+        raise ValueError(
+            f"need a (Q, N) similarity and a (Q,) caption_image; got {similarity.shape} and {caption_image.shape}"
+        )
     if similarity.shape[0] == 0 or similarity.shape[1] == 0:
         raise ValueError(f"the similarity matrix is empty ({similarity.shape}): no queries or no images to rank")
     if caption_image.min(initial=0) < 0 or caption_image.max(initial=0) >= similarity.shape[1]:
@@ -96,7 +100,9 @@ def summarize_ranks(ranks: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, fl
     return out
 
 
-def _resampled(ranks: np.ndarray, groups: np.ndarray | None, n_boot: int, rng: np.random.Generator) -> list[np.ndarray] | np.ndarray:
+def _resampled(
+    ranks: np.ndarray, groups: np.ndarray | None, n_boot: int, rng: np.random.Generator
+) -> list[np.ndarray] | np.ndarray:
     """``n_boot`` bootstrap resamples of ``ranks``: of single queries (``groups`` None), or of
     groups (test images) with all their queries (``groups[q]``: the group of query q)."""
     if groups is None:
@@ -116,7 +122,12 @@ def _resampled(ranks: np.ndarray, groups: np.ndarray | None, n_boot: int, rng: n
 
 
 def bootstrap_recall(
-    ranks: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, level: float = 0.95, seed: int = 0, groups: np.ndarray | None = None
+    ranks: np.ndarray,
+    ks: tuple[int, ...] = KS,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap interval of each R@K and of the median rank (seeded).
 
@@ -136,7 +147,14 @@ def bootstrap_recall(
     return out
 
 
-def summaries_from_ranks(t2i: np.ndarray, i2t: np.ndarray, caption_image: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, seed: int = 0) -> dict:
+def summaries_from_ranks(
+    t2i: np.ndarray,
+    i2t: np.ndarray,
+    caption_image: np.ndarray,
+    ks: tuple[int, ...] = KS,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """The strict protocol from the ranks: ``t2i`` and ``i2t`` summaries, each with 95% bootstrap
     intervals that resample test images (t2i: each image with all its captions)."""
     out = {}
@@ -147,13 +165,25 @@ def summaries_from_ranks(t2i: np.ndarray, i2t: np.ndarray, caption_image: np.nda
     return out
 
 
-def retrieval_metrics(similarity: np.ndarray, caption_image: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, seed: int = 0) -> dict:
+def retrieval_metrics(
+    similarity: np.ndarray, caption_image: np.ndarray, ks: tuple[int, ...] = KS, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """The strict protocol in one dict: ``t2i`` and ``i2t`` summaries with 95% bootstrap intervals
     over test images (:func:`summaries_from_ranks`)."""
-    return summaries_from_ranks(t2i_ranks(similarity, caption_image), i2t_ranks(similarity, caption_image), caption_image, ks, n_boot, seed)
+    return summaries_from_ranks(
+        t2i_ranks(similarity, caption_image), i2t_ranks(similarity, caption_image), caption_image, ks, n_boot, seed
+    )
 
 
-def paired_bootstrap(ranks_a: np.ndarray, ranks_b: np.ndarray, caption_image: np.ndarray, k: int = 1, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+def paired_bootstrap(
+    ranks_a: np.ndarray,
+    ranks_b: np.ndarray,
+    caption_image: np.ndarray,
+    k: int = 1,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
     """The difference R@k(a) - R@k(b) of two models on the same t2i queries, with a paired
     bootstrap interval that resamples *images* with all their captions (the same resamples for both
     models), since the captions of one image are not independent queries.
@@ -164,7 +194,9 @@ def paired_bootstrap(ranks_a: np.ndarray, ranks_b: np.ndarray, caption_image: np
     ranks_a, ranks_b = np.asarray(ranks_a), np.asarray(ranks_b)
     caption_image = np.asarray(caption_image, dtype=np.int64)
     if ranks_a.shape != ranks_b.shape or ranks_a.shape != caption_image.shape:
-        raise ValueError(f"need ranks of the same queries: got {ranks_a.shape}, {ranks_b.shape} and caption_image {caption_image.shape}")
+        raise ValueError(
+            f"need ranks of the same queries: got {ranks_a.shape}, {ranks_b.shape} and caption_image {caption_image.shape}"
+        )
     if not len(ranks_a):
         raise ValueError("no queries to compare")
     n_images = int(caption_image.max()) + 1
@@ -216,27 +248,39 @@ def lenient_positives(caption_image: np.ndarray, image_cosine: np.ndarray, thres
     return mask
 
 
-def lenient_ranks(similarity: np.ndarray, caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7) -> np.ndarray:
+def lenient_ranks(
+    similarity: np.ndarray, caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7
+) -> np.ndarray:
     """Per caption, the rank of the best-scored image that the report's criterion accepts (CNN
     cosine above ``threshold`` with the caption's own image, or the image itself). Ties count
     against the model, as in the strict ranks."""
     similarity, caption_image = _check(similarity, caption_image)
     image_cosine = np.asarray(image_cosine)
     if image_cosine.shape != (similarity.shape[1], similarity.shape[1]):
-        raise ValueError(f"image_cosine must be ({similarity.shape[1]}, {similarity.shape[1]}), got {image_cosine.shape}")
+        raise ValueError(
+            f"image_cosine must be ({similarity.shape[1]}, {similarity.shape[1]}), got {image_cosine.shape}"
+        )
     if np.isnan(image_cosine).any():
         raise ValueError("image_cosine contains NaN (an all-zero or broken image feature?)")
     return best_positive_rank(similarity, lenient_positives(caption_image, image_cosine, threshold))
 
 
-def lenient_recall(similarity: np.ndarray, caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7, ks: tuple[int, ...] = KS) -> dict[str, float]:
+def lenient_recall(
+    similarity: np.ndarray,
+    caption_image: np.ndarray,
+    image_cosine: np.ndarray,
+    threshold: float = 0.7,
+    ks: tuple[int, ...] = KS,
+) -> dict[str, float]:
     """The report's criterion (section X): found at K when one of the top K images has CNN-feature
     cosine above ``threshold`` with the expected image. Ties count against the model, as above."""
     ranks = lenient_ranks(similarity, caption_image, image_cosine, threshold)
     return {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
 
 
-def lenient_chance(caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7, ks: tuple[int, ...] = KS) -> dict[str, float]:
+def lenient_chance(
+    caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7, ks: tuple[int, ...] = KS
+) -> dict[str, float]:
     """Exact lenient R@K of a uniformly random ranking: with m acceptable images out of N, a random
     top K misses them all with the hypergeometric probability C(N-m, K) / C(N, K)."""
     positives = lenient_positives(caption_image, image_cosine, threshold)

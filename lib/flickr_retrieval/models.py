@@ -62,17 +62,26 @@ class ModelSpec:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_config(cls, config, text_dim: int, image_dim: int) -> "ModelSpec":
+    def from_config(cls, config, text_dim: int, image_dim: int) -> ModelSpec:
         kind = "text_tuned" if config.finetune_text else config.model
-        return cls(kind, int(text_dim), int(image_dim), config.hidden_dim, config.embed_dim, config.dropout,
-                   "cosine" if kind in ("cosine_projection", "pair_classifier") else config.similarity,
-                   config.text_encoder if kind == "text_tuned" else "", config.text_pooling, config.feature_norm)
+        return cls(
+            kind,
+            int(text_dim),
+            int(image_dim),
+            config.hidden_dim,
+            config.embed_dim,
+            config.dropout,
+            "cosine" if kind in ("cosine_projection", "pair_classifier") else config.similarity,
+            config.text_encoder if kind == "text_tuned" else "",
+            config.text_pooling,
+            config.feature_norm,
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ModelSpec":
+    def from_dict(cls, values: dict) -> ModelSpec:
         return from_known_fields(cls, values)
 
 
@@ -156,7 +165,10 @@ class PairClassifier(RetrievalModel):
         return image @ self.hidden.weight[:, self.spec.text_dim :].T
 
     def scores(self, query_emb: torch.Tensor, image_emb: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-        rows = [F.relu(query_emb[s : s + chunk, None, :] + image_emb[None]) @ self.out.weight[0] + self.out.bias for s in range(0, len(query_emb), chunk)]
+        rows = [
+            F.relu(query_emb[s : s + chunk, None, :] + image_emb[None]) @ self.out.weight[0] + self.out.bias
+            for s in range(0, len(query_emb), chunk)
+        ]
         return torch.cat(rows)
 
     def pair_scores(self, queries: Queries, image: torch.Tensor) -> torch.Tensor:
@@ -301,7 +313,12 @@ class TextTunedDualEncoder(RetrievalModel):
         return self.head.embed_images(image)
 
 
-_BUILDERS = {"pair_classifier": PairClassifier, "cosine_projection": CosineProjection, "dual_encoder": DualEncoder, "text_tuned": TextTunedDualEncoder}
+_BUILDERS = {
+    "pair_classifier": PairClassifier,
+    "cosine_projection": CosineProjection,
+    "dual_encoder": DualEncoder,
+    "text_tuned": TextTunedDualEncoder,
+}
 
 
 def build_model(spec: ModelSpec) -> RetrievalModel:

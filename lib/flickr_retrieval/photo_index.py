@@ -149,8 +149,14 @@ def view_bytes(data: bytes, size: int = THUMBNAIL_SIZE, folder: Path | None = No
 def store_key(backbone: ImageBackbone) -> dict:
     """Everything that makes a photo's vector: the backbone, its weights, its preprocessing, the
     inference path and the decoding."""
-    return {"model": backbone.name, "weights": backbone.weights, "preprocessing": dict(backbone.spec.preprocessing.__dict__),
-            "inference": INFERENCE_PATH, "decode": DECODE_VERSION, "dim": backbone.spec.dim}
+    return {
+        "model": backbone.name,
+        "weights": backbone.weights,
+        "preprocessing": dict(backbone.spec.preprocessing.__dict__),
+        "inference": INFERENCE_PATH,
+        "decode": DECODE_VERSION,
+        "dim": backbone.spec.dim,
+    }
 
 
 class FeatureStore:
@@ -171,7 +177,12 @@ class FeatureStore:
             try:
                 with np.load(shard, allow_pickle=False) as z:
                     shas, vectors = z["sha256"], z["vectors"]
-                if vectors.ndim != 2 or vectors.shape != (len(shas), self.dim) or vectors.dtype != np.float32 or shas.dtype.kind != "S":
+                if (
+                    vectors.ndim != 2
+                    or vectors.shape != (len(shas), self.dim)
+                    or vectors.dtype != np.float32
+                    or shas.dtype.kind != "S"
+                ):
                     raise ValueError(f"shapes {shas.shape} {vectors.shape}")
             except Exception:  # a damaged shard is ignored (its images are embedded again), never trusted
                 continue
@@ -228,7 +239,11 @@ class FeatureStore:
         if len(shards) <= MAX_SHARDS:
             return
         shas = sorted(self._rows)
-        merged = self._write(f"shard-{time.time_ns()}-merged.npz", np.array([s.encode("ascii") for s in shas], dtype="S64"), self.get(shas))
+        merged = self._write(
+            f"shard-{time.time_ns()}-merged.npz",
+            np.array([s.encode("ascii") for s in shas], dtype="S64"),
+            self.get(shas),
+        )
         for shard in shards:
             if shard != merged:
                 shard.unlink(missing_ok=True)
@@ -297,15 +312,29 @@ def _single_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)  # the worker decodes; the main process's threads run the CNN
 
 
-def embed_files(files: list[Path], backbones: list[ImageBackbone], stores: list[FeatureStore], *, workers: int = 1,
-                batch_size: int = 4, thumbnails: Path | None = None, on_progress=None) -> list[Decoded]:
+def embed_files(
+    files: list[Path],
+    backbones: list[ImageBackbone],
+    stores: list[FeatureStore],
+    *,
+    workers: int = 1,
+    batch_size: int = 4,
+    thumbnails: Path | None = None,
+    on_progress=None,
+) -> list[Decoded]:
     """Read, hash and (where needed) embed ``files``: every vector a store lacks is computed and
     added to it (flushed shard by shard). Returns one :class:`Decoded` per file, in order (their
     ``inputs`` dropped). ``on_progress(done, total)`` is called as files complete."""
     known = set.intersection(*[set(s._rows) for s in stores]) if stores else set()
     reader = PhotoReader(files, [b.spec.preprocessing.transform() for b in backbones], known, thumbnails)
-    loader = torch.utils.data.DataLoader(reader, batch_size=batch_size, num_workers=workers, collate_fn=list,
-                                         worker_init_fn=_single_thread if workers else None, prefetch_factor=4 if workers else None)
+    loader = torch.utils.data.DataLoader(
+        reader,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+        worker_init_fn=_single_thread if workers else None,
+        prefetch_factor=4 if workers else None,
+    )
     modules = [inference_module(b) for b in backbones]
     results: list[Decoded] = []
     with torch.inference_mode():
@@ -337,5 +366,7 @@ class IndexChanges:
     embedded: int = 0  # vectors computed (per backbone) in this run
 
     def summary(self) -> str:
-        return (f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, {self.unchanged} unchanged; "
-                f"{self.embedded} embedded in this run")
+        return (
+            f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, {self.unchanged} unchanged; "
+            f"{self.embedded} embedded in this run"
+        )

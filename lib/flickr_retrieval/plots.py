@@ -14,7 +14,6 @@ from . import paths
 from .images import load_image
 
 
-
 def styled(draw):
     """Draw inside the study's seaborn style, without changing matplotlib's global settings
     (importing this module or drawing a figure leaves a user's own theme alone)."""
@@ -46,7 +45,14 @@ def caption_lengths(lengths_by_split: dict[str, np.ndarray]) -> plt.Figure:
 
 
 @styled
-def image_grid(paths_: list[Path], titles: list[str], ncols: int = 4, width: float = 16, wrap: int = 48, marks: list[bool] | None = None) -> plt.Figure:
+def image_grid(
+    paths_: list[Path],
+    titles: list[str],
+    ncols: int = 4,
+    width: float = 16,
+    wrap: int = 48,
+    marks: list[bool] | None = None,
+) -> plt.Figure:
     """Images with wrapped titles; ``marks`` draws a green frame around the True ones."""
     nrows = int(np.ceil(len(paths_) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, width / ncols * nrows * 1.35), squeeze=False)
@@ -68,7 +74,9 @@ def image_grid(paths_: list[Path], titles: list[str], ncols: int = 4, width: flo
 
 
 @styled
-def cosine_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]], labels=("same image", "different images"), title: str = "") -> plt.Figure:
+def cosine_histograms(
+    panels: dict[str, tuple[np.ndarray, np.ndarray]], labels=("same image", "different images"), title: str = ""
+) -> plt.Figure:
     """One panel per feature set: histograms of 'same' and 'different' cosines, AUC in the title."""
     from .sanity import separability
 
@@ -121,7 +129,9 @@ def training_curves(histories: dict[str, list[dict]], best_epochs: dict[str, int
             if "dev_medr" in kept:
                 ax_rank.plot([best], [kept["dev_medr"]], "o", color=colour)
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
-    ax_r.set(xlabel="epoch", ylabel="dev text-to-image recall (%)", title="Dev R@1 (dotted), R@5 (dashed), R@10 (solid)")
+    ax_r.set(
+        xlabel="epoch", ylabel="dev text-to-image recall (%)", title="Dev R@1 (dotted), R@5 (dashed), R@10 (solid)"
+    )
     ax_rank.set(xlabel="epoch", ylabel="dev median rank (lower is better)", title="Dev median rank")
     ax_loss.legend(fontsize=8)
     fig.tight_layout()
@@ -152,7 +162,11 @@ def lenient_curves(thresholds: np.ndarray, curves: dict[str, dict[str, np.ndarra
     for i, (name, curve) in enumerate(curves.items()):
         ax.plot(thresholds, curve["model"], color=f"C{i}", label=f"{name}: model")
         ax.plot(thresholds, curve["chance"], "--", color=f"C{i}", label=f"{name}: random ranking")
-    ax.set(xlabel="CNN-feature cosine threshold", ylabel=f"lenient R@{k} (%)", title=f"The report's lenient criterion at K={k}")
+    ax.set(
+        xlabel="CNN-feature cosine threshold",
+        ylabel=f"lenient R@{k} (%)",
+        title=f"The report's lenient criterion at K={k}",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -168,7 +182,9 @@ def bar_table(table, value: str, error: tuple[str, str] | None = None, title: st
     if error is not None:
         xerr = np.vstack([table[value] - table[error[0]], table[error[1]] - table[value]])
         if (xerr < -0.01).any():
-            raise ValueError(f"an interval of {error} does not contain its row's {value}: {table.index[(xerr < -0.01).any(axis=0)].tolist()}")
+            raise ValueError(
+                f"an interval of {error} does not contain its row's {value}: {table.index[(xerr < -0.01).any(axis=0)].tolist()}"
+            )
         xerr = np.clip(xerr, 0.0, None)  # a mean rounded to 0.01 may sit a hair outside the range it came from
     ax.barh(y, table[value], xerr=xerr, color="tab:blue", alpha=0.8, capsize=3)
     ax.set_yticks(y, table.index)

@@ -52,25 +52,43 @@ class RunRecord:
     best_epoch: int
     seconds: float
     seed_offset: int = 0
-    members: list[str] = field(default_factory=list)  # an ensemble's: one description per member (see :func:`member_id`)
+    members: list[str] = field(
+        default_factory=list
+    )  # an ensemble's: one description per member (see :func:`member_id`)
 
     def kept(self) -> dict:
         return next(h for h in self.history if h["epoch"] == self.best_epoch)
 
     @classmethod
-    def of(cls, trained: TrainedModel, ranks: dict[str, np.ndarray]) -> "RunRecord":
+    def of(cls, trained: TrainedModel, ranks: dict[str, np.ndarray]) -> RunRecord:
         history = [{k: v for k, v in h.items() if k != "seconds"} for h in trained.history]
-        return cls(trained.config, {k: np.asarray(v) for k, v in ranks.items()}, history, trained.best_epoch, trained.seconds, seed_offset())
+        return cls(
+            trained.config,
+            {k: np.asarray(v) for k, v in ranks.items()},
+            history,
+            trained.best_epoch,
+            trained.seconds,
+            seed_offset(),
+        )
 
     def save(self, path: Path) -> None:
-        meta = {"format": FORMAT, "config": self.config.to_dict(), "history": rounded(self.history), "best_epoch": self.best_epoch,
-                "seconds": round(self.seconds, 2), "seed_offset": self.seed_offset,  # the config exactly: a learning rate of 2e-5 is not 0
-                "members": list(self.members)}
-        arrays = {f"ranks_{k}": np.asarray(v, dtype=np.int16 if np.max(v) < 2**15 else np.int32) for k, v in self.ranks.items()}
+        meta = {
+            "format": FORMAT,
+            "config": self.config.to_dict(),
+            "history": rounded(self.history),
+            "best_epoch": self.best_epoch,
+            "seconds": round(self.seconds, 2),
+            "seed_offset": self.seed_offset,  # the config exactly: a learning rate of 2e-5 is not 0
+            "members": list(self.members),
+        }
+        arrays = {
+            f"ranks_{k}": np.asarray(v, dtype=np.int16 if np.max(v) < 2**15 else np.int32)
+            for k, v in self.ranks.items()
+        }
         cache.save_arrays(path, {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays})
 
     @classmethod
-    def load(cls, path: Path, n_captions: int, n_images: int) -> "RunRecord":
+    def load(cls, path: Path, n_captions: int, n_images: int) -> RunRecord:
         """Read a record; :class:`CheckpointError` naming the file when it is damaged or does not
         fit a test split of ``n_captions`` captions and ``n_images`` images."""
         try:
@@ -83,7 +101,12 @@ class RunRecord:
             expected = {"t2i": n_captions, "i2t": n_images, "lenient": n_captions}
             for k, n in expected.items():
                 r = ranks[k]
-                if r.shape != (n,) or r.dtype.kind not in "iu" or r.min(initial=1) < 1 or r.max(initial=1) > (n_images if k != "i2t" else n_captions):
+                if (
+                    r.shape != (n,)
+                    or r.dtype.kind not in "iu"
+                    or r.min(initial=1) < 1
+                    or r.max(initial=1) > (n_images if k != "i2t" else n_captions)
+                ):
                     raise ValueError(f"ranks_{k} has shape {r.shape} or values outside 1..N")
             history = list(meta["history"])
             best = int(meta["best_epoch"])
@@ -92,7 +115,9 @@ class RunRecord:
             members = [str(m) for m in meta.get("members", [])]
             return cls(config, ranks, history, best, float(meta["seconds"]), int(meta.get("seed_offset", 0)), members)
         except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path}: not a valid run record ({type(exc).__name__}: {exc}); re-run ./run_all.sh to write it again") from None
+            raise CheckpointError(
+                f"{path}: not a valid run record ({type(exc).__name__}: {exc}); re-run ./run_all.sh to write it again"
+            ) from None
 
 
 def member_id(config: RunConfig) -> str:

@@ -50,7 +50,9 @@ def export_run(
     (``seconds``) are left out of ``metrics.json``."""
     metrics = {k: v for k, v in metrics.items() if k not in ("similarity", "ranks", "seconds")}
     if similarity.shape != (len(caption_ids), len(image_ids)):
-        raise ValueError(f"similarity {similarity.shape} does not match {len(caption_ids)} captions x {len(image_ids)} images")
+        raise ValueError(
+            f"similarity {similarity.shape} does not match {len(caption_ids)} captions x {len(image_ids)} images"
+        )
     folder = paths.results_dir(trained.config.name)
     folder.mkdir(parents=True, exist_ok=True)
     trained.save(folder / "model.pt")
@@ -68,7 +70,10 @@ def export_run(
             "best_epoch": trained.best_epoch,
             "epochs_run": len(trained.history),
             "temperature": trained.temperature,
-            "history": [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "seconds"} for row in trained.history],
+            "history": [
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "seconds"}
+                for row in trained.history
+            ],
         },
         "seed_offset": seed_offset(),  # RCP217_SEED_OFFSET when it was trained (0: the study's own seeds)
         "timings_s": timings or {},

@@ -11,6 +11,7 @@ cache off.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -29,15 +30,48 @@ from .inputs import SplitFeatures
 from .train import train
 
 #: The modules whose code decides what training produces.
-TRAINING_MODULES = ("config", "inputs", "models", "losses", "objective", "sampling", "metrics", "evaluation", "fit", "train", "checkpoint", "text_encoders")
+TRAINING_MODULES = (
+    "config",
+    "inputs",
+    "models",
+    "losses",
+    "objective",
+    "sampling",
+    "metrics",
+    "evaluation",
+    "fit",
+    "train",
+    "checkpoint",
+    "text_encoders",
+)
 
 
 def code_version() -> str:
-    """A digest of the source of :data:`TRAINING_MODULES` and the torch version."""
+    """A digest of the code of :data:`TRAINING_MODULES` and the torch version.
+
+    The code is read as a syntax tree without docstrings, so that reformatting a module or editing a
+    comment or docstring does not retrain anything, while any change to what runs does.
+    """
     digest = hashlib.sha256(torch.__version__.encode())
     for name in TRAINING_MODULES:
-        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+        digest.update(code_digest((Path(__file__).parent / f"{name}.py").read_text()).encode())
     return digest.hexdigest()[:16]
+
+
+def code_digest(source: str) -> str:
+    """SHA-256 of the syntax tree of ``source`` with comments, layout and docstrings left out."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 
 
 def features_digest(features: dict[str, SplitFeatures], splits: tuple[str, ...] = ("train", "dev")) -> str:
@@ -46,7 +80,12 @@ def features_digest(features: dict[str, SplitFeatures], splits: tuple[str, ...] 
     digest = hashlib.sha256()
     for name in splits:
         f = features[name]
-        for array in (f.text.numpy(), f.image.numpy(), np.asarray(f.caption_image), np.asarray(f.image_cnn, dtype=np.float32)):
+        for array in (
+            f.text.numpy(),
+            f.image.numpy(),
+            np.asarray(f.caption_image),
+            np.asarray(f.image_cnn, dtype=np.float32),
+        ):
             digest.update(str(array.shape).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(cache.sha256_lines(f.caption_ids + f.image_ids + list(f.sentences)).encode())
@@ -76,7 +115,9 @@ def enabled() -> bool:
     return os.environ.get("RCP217_RUN_CACHE", "1") != "0"
 
 
-def train_cached(config: RunConfig, features: dict[str, SplitFeatures], *, init: TrainedModel | None = None, **kwargs) -> TrainedModel:
+def train_cached(
+    config: RunConfig, features: dict[str, SplitFeatures], *, init: TrainedModel | None = None, **kwargs
+) -> TrainedModel:
     """:func:`flickr_retrieval.train.train`, or the same run read back from the run cache.
 
     The returned run carries ``from_cache`` (True when read) and ``run_key``.
@@ -88,13 +129,17 @@ def train_cached(config: RunConfig, features: dict[str, SplitFeatures], *, init:
         try:
             trained = TrainedModel.load(path)
         except CheckpointError as exc:
-            warnings.warn(f"ignoring run-cache entry {path} ({exc}); training again")
+            warnings.warn(f"ignoring run-cache entry {path} ({exc}); training again", stacklevel=2)
         else:
             if {k: v for k, v in trained.config.to_dict().items() if k != "name"} == parts["config"]:
                 return dataclasses.replace(trained, config=config, from_cache=True, run_key=key)
-            warnings.warn(f"ignoring run-cache entry {path}: its config differs from its key; training again")
+            warnings.warn(
+                f"ignoring run-cache entry {path}: its config differs from its key; training again", stacklevel=2
+            )
     trained = dataclasses.replace(train(config, features, init=init, **kwargs), run_key=key)
     if enabled():
         trained.save(path)
-        path.with_suffix(".json").write_text(json.dumps({**parts, "name": config.name}, indent=1, sort_keys=True) + "\n")
+        path.with_suffix(".json").write_text(
+            json.dumps({**parts, "name": config.name}, indent=1, sort_keys=True) + "\n"
+        )
     return trained

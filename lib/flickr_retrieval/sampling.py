@@ -5,8 +5,8 @@ Every draw takes an explicit ``numpy.random.Generator``; nothing reads global ra
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,7 +31,9 @@ def most_different_images(image_cnn: np.ndarray) -> np.ndarray:
     return cosine_matrix(image_cnn).argmin(axis=1)
 
 
-def epoch_batches(caption_image: np.ndarray, captions_per_image: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def epoch_batches(
+    caption_image: np.ndarray, captions_per_image: int, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """One epoch's batches of caption positions: ``captions_per_image`` captions of every training
     image, drawn without replacement, in a random order.
 
@@ -119,7 +121,9 @@ class BatchSampler:
         elif config.negatives == "random_once":  # the report's pair data set: one random image per caption, drawn once
             self.fixed = random_negatives(train.caption_image, len(train.image_ids), np.random.default_rng([seed, 1]))
         self.lengths = np.array([len(s.split()) for s in train.sentences]) if config.finetune_text else None
-        self.queries = Queries(None if config.finetune_text else train.text, train.sentences if config.finetune_text else None)
+        self.queries = Queries(
+            None if config.finetune_text else train.text, train.sentences if config.finetune_text else None
+        )
 
     def batches_per_epoch(self) -> int:
         """How many batches :meth:`epoch` yields (for a learning-rate schedule)."""

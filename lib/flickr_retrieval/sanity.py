@@ -53,11 +53,15 @@ def different_group_pairs(groups: np.ndarray, n: int, seed: int = 0) -> tuple[np
     return left, right
 
 
-def group_cosines(vectors: np.ndarray, groups: np.ndarray, n_different: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def group_cosines(
+    vectors: np.ndarray, groups: np.ndarray, n_different: int = 50_000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Cosines of all same-group pairs and of ``n_different`` random different-group pairs."""
     same = same_group_pairs(groups)
     different = different_group_pairs(groups, n_different, seed)
-    return rowwise_cosine(vectors[same[0]], vectors[same[1]]), rowwise_cosine(vectors[different[0]], vectors[different[1]])
+    return rowwise_cosine(vectors[same[0]], vectors[same[1]]), rowwise_cosine(
+        vectors[different[0]], vectors[different[1]]
+    )
 
 
 def separability(same: np.ndarray, different: np.ndarray) -> float:
@@ -76,7 +80,9 @@ def summary(same: np.ndarray, different: np.ndarray) -> dict[str, float]:
     }
 
 
-def text_pipeline_cosines(data, split: str = "dev", encoder: str = "minilm", vocab_size: int = 1000, n_different: int = 50_000, seed: int = 0) -> tuple[dict, "HeavyPipeline"]:
+def text_pipeline_cosines(
+    data, split: str = "dev", encoder: str = "minilm", vocab_size: int = 1000, n_different: int = 50_000, seed: int = 0
+) -> tuple[dict, HeavyPipeline]:
     """Same-image versus different-image caption cosines under the report's two pipelines.
 
     Returns ``({name: (same, different)}, fitted heavy pipeline)`` for: the final pipeline through
@@ -101,7 +107,9 @@ def text_pipeline_cosines(data, split: str = "dev", encoder: str = "minilm", voc
     return panels, heavy
 
 
-def image_cosines(features: np.ndarray, mirrored: np.ndarray, n_different: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def image_cosines(
+    features: np.ndarray, mirrored: np.ndarray, n_different: int = 50_000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Cosine of each image with its mirror image, and of ``n_different`` random pairs of different images."""
     left, right = different_group_pairs(np.arange(len(features)), n_different, seed)
     return rowwise_cosine(features, mirrored), rowwise_cosine(features[left], features[right])
@@ -116,7 +124,14 @@ def sentence_similarity(encoder: str, pairs: list[tuple[str, str, str]], pooling
     enc = load_text_encoder(encoder)
     a = encode_texts(enc, [p[0] for p in pairs])[pooling]
     b = encode_texts(enc, [p[1] for p in pairs])[pooling]
-    return pd.DataFrame({"sentence A": [p[0] for p in pairs], "sentence B": [p[1] for p in pairs], "relation": [p[2] for p in pairs], "cosine": rowwise_cosine(a, b).round(3)})
+    return pd.DataFrame(
+        {
+            "sentence A": [p[0] for p in pairs],
+            "sentence B": [p[1] for p in pairs],
+            "relation": [p[2] for p in pairs],
+            "cosine": rowwise_cosine(a, b).round(3),
+        }
+    )
 
 
 def ordered_by_relation(table, order: tuple[str, ...] = ("paraphrase", "related", "unrelated")) -> bool:

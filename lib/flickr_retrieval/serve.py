@@ -59,7 +59,12 @@ MAX_K = 100
 MAX_IMAGE_BYTES = 50 * 2**20
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 #: Image types the page serves, decided from the first bytes of the file, never from its name.
-_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
+_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
 
 
 def image_type(head: bytes) -> str | None:
@@ -141,7 +146,9 @@ class SearchService:
                 if name not in self._encoders:
                     self._encoders[name] = (load_text_encoder(name), threading.Lock())
                 encoder, lock = self._encoders[name]
-                self._searchers[key] = Searcher(trained, collection, data=self.data, encoder=encoder, tokenizer_lock=lock)
+                self._searchers[key] = Searcher(
+                    trained, collection, data=self.data, encoder=encoder, tokenizer_lock=lock
+                )
                 while len(self._searchers) > self.max_loaded:
                     self._searchers.popitem(last=False)
                 used = {s.encoder.name for s in self._searchers.values()}
@@ -167,8 +174,15 @@ class SearchService:
         start = time.perf_counter()
         with self._lock:  # the first call embeds every caption of the collection: once, not once per waiting request
             captions = searcher.describe(image_id, k)
-        return {"id": image_id, "run": run, "collection": collection, "ms": round(1000 * (time.perf_counter() - start), 2),
-                "captions": [{"rank": n + 1, "caption": c, "score": round(score, 5)} for n, (c, score) in enumerate(captions)]}
+        return {
+            "id": image_id,
+            "run": run,
+            "collection": collection,
+            "ms": round(1000 * (time.perf_counter() - start), 2),
+            "captions": [
+                {"rank": n + 1, "caption": c, "score": round(score, 5)} for n, (c, score) in enumerate(captions)
+            ],
+        }
 
     def _answer(self, how: str, query: str, k: int, run: str, collection: str) -> dict:
         searcher = self.searcher(run, collection)
@@ -176,10 +190,19 @@ class SearchService:
         hits = searcher.search(query, k) if how == "search" else searcher.similar(query, k)
         ms = 1000 * (time.perf_counter() - start)
         return {
-            "query": query, "run": run, "collection": collection, "images": len(searcher.image_ids), "ms": round(ms, 2),
+            "query": query,
+            "run": run,
+            "collection": collection,
+            "images": len(searcher.image_ids),
+            "ms": round(ms, 2),
             "hits": [
-                {"rank": h.rank, "id": h.image_id, "score": round(h.score, 5), "image": f"/image/{collection}/{searcher.position(h.image_id)}",
-                 "captions": searcher.captions(h.image_id)}
+                {
+                    "rank": h.rank,
+                    "id": h.image_id,
+                    "score": round(h.score, 5),
+                    "image": f"/image/{collection}/{searcher.position(h.image_id)}",
+                    "captions": searcher.captions(h.image_id),
+                }
                 for h in hits
             ],
         }
@@ -197,7 +220,9 @@ def parse_k(value: str | None, default: int = 8) -> int:
     return k
 
 
-def create_app(service: SearchService | None = None, run: str = "best", collection: str = "all", host: str = "127.0.0.1") -> Flask:
+def create_app(
+    service: SearchService | None = None, run: str = "best", collection: str = "all", host: str = "127.0.0.1"
+) -> Flask:
     """The Flask app; ``run`` and ``collection`` are the page's defaults; requests must name
     a loopback host or ``host`` (the address the server was asked to bind)."""
     service = service or SearchService()
@@ -219,7 +244,8 @@ def create_app(service: SearchService | None = None, run: str = "best", collecti
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Content-Security-Policy"] = (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self'; connect-src 'self'; "
-            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Frame-Options"] = "DENY"
         return response
@@ -228,26 +254,42 @@ def create_app(service: SearchService | None = None, run: str = "best", collecti
     def errors(exc: Exception):
         """JSON for every error of /api/..., never Flask's HTML page (the page reads the message)."""
         code = exc.code if isinstance(exc, HTTPException) else 500
-        message = exc.description if isinstance(exc, HTTPException) else f"the server could not answer: {type(exc).__name__}: {exc}"
+        message = (
+            exc.description
+            if isinstance(exc, HTTPException)
+            else f"the server could not answer: {type(exc).__name__}: {exc}"
+        )
         if request.path.startswith("/api/"):
             return jsonify(error=str(message).replace("\n", " ")), code
-        return (exc if isinstance(exc, HTTPException) else Response("internal error", 500, mimetype="text/plain"))
+        return exc if isinstance(exc, HTTPException) else Response("internal error", 500, mimetype="text/plain")
 
     @app.get("/")
     def page():
         runs = trained_runs()
-        return render_template("search.html", runs=runs or [run], collections=collections(), run=run, collection=collection, max_k=MAX_K, nonce=g.nonce)
+        return render_template(
+            "search.html",
+            runs=runs or [run],
+            collections=collections(),
+            run=run,
+            collection=collection,
+            max_k=MAX_K,
+            nonce=g.nonce,
+        )
 
     def answer(how: str, key: str):
         try:
             query = request.args.get(key, "")
             k = parse_k(request.args.get("k"))
-            result = getattr(service, how)(query, k, request.args.get("run") or run, request.args.get("collection") or collection)
+            result = getattr(service, how)(
+                query, k, request.args.get("run") or run, request.args.get("collection") or collection
+            )
         except (QueryError, RunNameError) as exc:
             return jsonify(error=str(exc)), 400
         scores = [h["score"] for h in result.get("hits", result.get("captions", []))]
         if not all(math.isfinite(x) for x in scores):
-            return jsonify(error=f"run {result['run']!r} gives scores that are not numbers (damaged weights?): train or export it again"), 500
+            return jsonify(
+                error=f"run {result['run']!r} gives scores that are not numbers (damaged weights?): train or export it again"
+            ), 500
         return jsonify(result)
 
     @app.get("/api/search")
@@ -284,25 +326,46 @@ def create_app(service: SearchService | None = None, run: str = "best", collecti
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A local web page to search images with a sentence.")
-    parser.add_argument("--run", default=None, help="the trained run the page starts with (default: field_best if notebook 10 made it, else best)")
-    parser.add_argument("--collection", default="all", help="a Flickr8k split, all (default), or a folder indexed with flickr-retrieval-index")
+    parser.add_argument(
+        "--run",
+        default=None,
+        help="the trained run the page starts with (default: field_best if notebook 10 made it, else best)",
+    )
+    parser.add_argument(
+        "--collection",
+        default="all",
+        help="a Flickr8k split, all (default), or a folder indexed with flickr-retrieval-index",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=check_port, default=DEFAULT_PORT, help=f"port, 1 to 65535 (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=check_port, default=DEFAULT_PORT, help=f"port, 1 to 65535 (default {DEFAULT_PORT})"
+    )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-serve"):
         args.run = args.run or default_run()
         if args.host not in LOOPBACK_HOSTS:
-            print(f"warning: --host {args.host} makes the page reachable from other machines: anyone who can reach this address can "
-                  "search the indexed collections and see their images (read-only). Use 127.0.0.1 unless that is what you want.",
-                  file=sys.stderr)
+            print(
+                f"warning: --host {args.host} makes the page reachable from other machines: anyone who can reach this address can "
+                "search the indexed collections and see their images (read-only). Use 127.0.0.1 unless that is what you want.",
+                file=sys.stderr,
+            )
         service = SearchService()
         start = time.perf_counter()
         searcher = service.searcher(args.run, args.collection)  # loaded once, before the first request
-        print(f"loaded run {args.run!r} and {len(searcher.image_ids)} images of {args.collection!r} in {time.perf_counter() - start:.1f} s")
+        print(
+            f"loaded run {args.run!r} and {len(searcher.image_ids)} images of {args.collection!r} in {time.perf_counter() - start:.1f} s"
+        )
         app = create_app(service, args.run, args.collection, host=args.host)
         print(f"open http://{args.host}:{args.port}/  (Ctrl+C to stop)")
-        app.run(host=args.host, port=args.port, threaded=True, debug=False, use_debugger=False, use_reloader=False,
-                request_handler=TimeoutRequestHandler)
+        app.run(
+            host=args.host,
+            port=args.port,
+            threaded=True,
+            debug=False,
+            use_debugger=False,
+            use_reloader=False,
+            request_handler=TimeoutRequestHandler,
+        )
     return 0
 
 

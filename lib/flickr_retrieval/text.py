@@ -47,7 +47,7 @@ class HeavyPipeline:
     vectorizer: TfidfVectorizer | None = field(default=None, repr=False)
     vocabulary: list[str] = field(default_factory=list, repr=False)
 
-    def fit(self, train_captions: list[str]) -> "HeavyPipeline":
+    def fit(self, train_captions: list[str]) -> HeavyPipeline:
         docs = [" ".join(heavy_tokens(c)) for c in train_captions]
         full = TfidfVectorizer(token_pattern=r"\S+").fit(docs)
         weight = np.asarray(full.transform(docs).sum(axis=0)).ravel()

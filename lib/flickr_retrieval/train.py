@@ -38,11 +38,15 @@ def _optimizer(objective: Objective, config: RunConfig) -> torch.optim.Optimizer
         text = list(objective.model.text_model.parameters())
         text_ids = {id(p) for p in text}
         rest = [p for p in objective.parameters() if id(p) not in text_ids]
-        return torch.optim.AdamW([{"params": text, "lr": config.text_lr}, {"params": rest, "lr": config.lr}], weight_decay=0.0, fused=True)
+        return torch.optim.AdamW(
+            [{"params": text, "lr": config.text_lr}, {"params": rest, "lr": config.lr}], weight_decay=0.0, fused=True
+        )
     return torch.optim.Adam(objective.parameters(), lr=config.lr, fused=True)
 
 
-def _schedule(optimizer: torch.optim.Optimizer, config: RunConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def _schedule(
+    optimizer: torch.optim.Optimizer, config: RunConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """``cosine``: every learning rate decayed from its start to 0 over ``max_epochs`` epochs, one
     step per batch (torch's ``CosineAnnealingLR``); ``constant``: none."""
     if config.lr_schedule == "constant":
@@ -84,7 +88,9 @@ def train(
             model.head.load_state_dict(init.model.state_dict())
             norm = text_norm or init.text_norm
             if config.feature_norm == "standardize" and (norm is None or norm.mean is None):
-                raise ValueError("fine-tuning with standardised text features needs the fitted text normaliser: pass text_norm=")
+                raise ValueError(
+                    "fine-tuning with standardised text features needs the fitted text normaliser: pass text_norm="
+                )
             if norm is not None:
                 model.set_text_normaliser(norm.mean, norm.std)
             objective = Objective(model, config, temperature=init.temperature)
@@ -114,7 +120,11 @@ def train(
             scheduler=_schedule(optimizer, config, sampler.batches_per_epoch()),
         )
     return TrainedModel(
-        config, objective, history, kept, time.perf_counter() - t0,
+        config,
+        objective,
+        history,
+        kept,
+        time.perf_counter() - t0,
         text_norm or (init.text_norm if init else None),
         image_norms or (init.image_norms if init else None),
     )

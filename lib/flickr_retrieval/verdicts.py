@@ -22,7 +22,7 @@ HELPS, HURTS, NO_DIFFERENCE = "helps", "hurts", "no measurable difference"
 
 
 def verdict(lo: float, hi: float) -> str:
-    """"helps" when the interval is above 0, "hurts" when below, else "no measurable difference"."""
+    """ "helps" when the interval is above 0, "hurts" when below, else "no measurable difference"."""
     if lo > hi:
         raise ValueError(f"interval ends in the wrong order: {lo} > {hi}")
     return HELPS if lo > 0 else HURTS if hi < 0 else NO_DIFFERENCE
@@ -88,7 +88,9 @@ def seed_paired(
     for a, b in zip(ranks_a, ranks_b):
         a, b = np.asarray(a), np.asarray(b)
         if a.shape != b.shape or a.shape != caption_image.shape:
-            raise ValueError(f"need ranks of the same queries: {a.shape}, {b.shape}, caption_image {caption_image.shape}")
+            raise ValueError(
+                f"need ranks of the same queries: {a.shape}, {b.shape}, caption_image {caption_image.shape}"
+            )
         per_seed_hits.append(hits(a, ks) - hits(b, ks))
     per_seed = np.array([h.mean() for h in per_seed_hits])
     n = len(per_seed)
@@ -147,7 +149,7 @@ def needs_more_seeds(comparison: dict, margin: float) -> bool:
 
 
 def stability(first: dict, second: dict) -> str:
-    """"stable" when two comparisons from disjoint seed sets give the same verdict, else "unstable"."""
+    """ "stable" when two comparisons from disjoint seed sets give the same verdict, else "unstable"."""
     return "stable" if first["verdict"] == second["verdict"] else "unstable"
 
 

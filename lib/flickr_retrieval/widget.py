@@ -32,23 +32,31 @@ def thumbnail_uri(path, size: int = THUMBNAIL_SIZE) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(view_bytes(data, size)).decode("ascii")
 
 
-def results_html(searcher: Searcher, query: str, hits: list[Hit], with_captions: bool = False, seconds: float | None = None) -> str:
+def results_html(
+    searcher: Searcher, query: str, hits: list[Hit], with_captions: bool = False, seconds: float | None = None
+) -> str:
     """The grid of ``hits``: image, rank, score, id; the reference captions under each when asked."""
     cells = []
     for h in hits:
         captions = ""
         if with_captions:
             found = searcher.captions(h.image_id)
-            items = "".join(f"<li>{html.escape(c)}</li>" for c in found) or "<li><i>no reference captions (not a Flickr8k image)</i></li>"
+            items = (
+                "".join(f"<li>{html.escape(c)}</li>" for c in found)
+                or "<li><i>no reference captions (not a Flickr8k image)</i></li>"
+            )
             captions = f'<ol style="font-size:80%;padding-left:1.2em;margin:2px 0">{items}</ol>'
         cells.append(
             f'<figure class="hit" data-score="{h.score:.5f}" style="margin:0;width:{THUMBNAIL}px">'
-            f'<img src="{thumbnail_uri(searcher.image_path(h.image_id))}" alt="{html.escape(h.image_id)}" style="width:{THUMBNAIL}px">'
-            f'<figcaption style="font-size:85%">#{h.rank} &nbsp; {h.score:.3f} &nbsp; {html.escape(h.image_id)}</figcaption>{captions}</figure>'
+            f'<img src="{thumbnail_uri(searcher.image_path(h.image_id))}" alt="{html.escape(h.image_id)}" '
+            f'style="width:{THUMBNAIL}px"><figcaption style="font-size:85%">#{h.rank} &nbsp; {h.score:.3f} &nbsp; '
+            f"{html.escape(h.image_id)}</figcaption>{captions}</figure>"
         )
     timing = f", {1000 * seconds:.0f} ms" if seconds is not None else ""
-    head = (f"<p><b>{html.escape(query)}</b>: top {len(hits)} of {len(searcher.image_ids)} images of "
-            f"{html.escape(searcher.collection)}, run {html.escape(searcher.trained.config.name)}{timing}</p>")
+    head = (
+        f"<p><b>{html.escape(query)}</b>: top {len(hits)} of {len(searcher.image_ids)} images of "
+        f"{html.escape(searcher.collection)}, run {html.escape(searcher.trained.config.name)}{timing}</p>"
+    )
     return head + f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>'
 
 
@@ -60,7 +68,9 @@ class SearchBox(widgets.VBox):
         runs = trained_runs() or [run]
         self.data = data
         self._searchers: dict[tuple[str, str], Searcher] = {}
-        self.query = widgets.Text(placeholder="two dogs play in the snow", description="Sentence", layout=widgets.Layout(width="32em"))
+        self.query = widgets.Text(
+            placeholder="two dogs play in the snow", description="Sentence", layout=widgets.Layout(width="32em")
+        )
         self.k = widgets.IntSlider(value=k, min=1, max=48, description="k")
         self.collection = widgets.Dropdown(options=collections(), value=collection, description="Collection")
         self.run = widgets.Dropdown(options=runs if run in runs else [run, *runs], value=run, description="Run")
@@ -72,7 +82,13 @@ class SearchBox(widgets.VBox):
         self.query.continuous_update = False
         self.query.observe(lambda change: self.search(), names="value")
         self.with_captions.observe(lambda change: self.search() if self.query.value else None, names="value")
-        super().__init__([widgets.HBox([self.query, self.button]), widgets.HBox([self.k, self.collection, self.run, self.with_captions]), self.results])
+        super().__init__(
+            [
+                widgets.HBox([self.query, self.button]),
+                widgets.HBox([self.k, self.collection, self.run, self.with_captions]),
+                self.results,
+            ]
+        )
 
     def searcher(self) -> Searcher:
         key = (self.run.value, self.collection.value)
@@ -91,7 +107,9 @@ class SearchBox(widgets.VBox):
             searcher = self.searcher()
             start = time.perf_counter()
             self._hits = searcher.search(self.query.value, self.k.value)
-            self.last_html = results_html(searcher, self.query.value, self._hits, self.with_captions.value, time.perf_counter() - start)
+            self.last_html = results_html(
+                searcher, self.query.value, self._hits, self.with_captions.value, time.perf_counter() - start
+            )
         except (QueryError, RunNameError) as exc:
             self._hits = []
             self.last_html = f'<p style="color:#a11"><b>{html.escape(str(exc))}</b></p>'

@@ -1,0 +1,26 @@
+"""The code is lint-clean and formatted (ruff, settings in pyproject.toml): run `ruff format .` and
+`ruff check --fix .` to make it so."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ruff(*args: str) -> subprocess.CompletedProcess:
+    assert importlib.util.find_spec("ruff"), (
+        "ruff is not installed: it is pinned in requirements.txt (pip install -r requirements.txt)"
+    )
+    return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_ruff_finds_nothing():
+    result = _ruff("check", "--output-format", "concise", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_code_is_formatted():
+    result = _ruff("format", "--check", ".")
+    assert result.returncode == 0, f"run `ruff format .`:\n{result.stdout}{result.stderr}"
