@@ -6,12 +6,13 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from .losses import LOSS_SPECS, loss_spec
+
 MODELS = ("dual_encoder", "cosine_projection", "pair_classifier")
-LOSSES = ("cosine_embedding", "triplet", "infonce", "mse", "gaussian_nll", "bce")
+LOSSES = tuple(LOSS_SPECS)
 NEGATIVES = ("none", "random", "random_once", "most_different", "in_batch", "hardest_in_batch")
 SIMILARITIES = ("cosine", "dot", "euclidean")
 FEATURE_NORMS = ("none", "l2", "standardize")
-PAIR_LOSSES = ("mse", "gaussian_nll", "bce")
 PRECISIONS = ("float32", "bfloat16")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -37,23 +38,12 @@ def seed_offset() -> int:
     return value
 
 
-#: The (model, loss) -> negatives combinations that train something. ``triplet`` with ``in_batch``
-#: sums every violation (VSE0); with ``hardest_in_batch`` it keeps the hardest (VSE++). ``random``
-#: draws a caption's random negative image again every epoch; ``random_once`` draws it once for the
-#: whole training, as the report built its pair data set.
-ALLOWED = {
-    **{("pair_classifier", loss): ("none", "random") for loss in PAIR_LOSSES},
-    **{
-        (model, "cosine_embedding"): ("random", "random_once", "most_different")
-        for model in ("dual_encoder", "cosine_projection")
-    },
-    **{(model, "triplet"): ("in_batch", "hardest_in_batch") for model in ("dual_encoder", "cosine_projection")},
-    **{(model, "infonce"): ("in_batch",) for model in ("dual_encoder", "cosine_projection")},
-}
-
-
 def allowed_combinations() -> str:
-    return "; ".join(f"{m} + {loss}: negatives {' or '.join(negs)}" for (m, loss), negs in ALLOWED.items())
+    """What each loss trains, as the losses declare it (:data:`flickr_retrieval.losses.LOSS_SPECS`)."""
+    return "; ".join(
+        f"{' or '.join(spec.models)} + {name}: negatives {' or '.join(spec.negatives)}"
+        for name, spec in LOSS_SPECS.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -116,18 +106,23 @@ class RunConfig:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
         if not 1 <= self.captions_per_image <= 5:
             raise ValueError(f"captions_per_image must be 1 to 5, got {self.captions_per_image}")
-        negatives = ALLOWED.get((self.model, self.loss))
-        if negatives is None or self.negatives not in negatives:
+        spec = loss_spec(self.loss)  # the loss says what it trains
+        if self.model not in spec.models or self.negatives not in spec.negatives:
             raise ValueError(
                 f"model {self.model!r} with loss {self.loss!r} and negatives {self.negatives!r} cannot be trained; "
                 f"the allowed combinations are: {allowed_combinations()}"
+            )
+        if self.label_scheme not in spec.label_schemes:
+            raise ValueError(
+                f"loss {self.loss!r} takes label_scheme {' or '.join(spec.label_schemes)}, not {self.label_scheme!r}"
             )
         if self.model != "dual_encoder" and self.similarity != "cosine":
             raise ValueError(
                 f"similarity {self.similarity!r} needs model 'dual_encoder' ({self.model!r} scores with its own function)"
             )
-        if self.finetune_text and (self.model, self.loss) != ("dual_encoder", "infonce"):
-            raise ValueError("finetune_text trains a 'dual_encoder' with loss 'infonce' (negatives 'in_batch')")
+        if self.finetune_text and not (self.model == "dual_encoder" and spec.finetunes_text):
+            trainable = [name for name, s in LOSS_SPECS.items() if s.finetunes_text]
+            raise ValueError(f"finetune_text trains a 'dual_encoder' with loss {' or '.join(map(repr, trainable))}")
         for name in ("lr", "text_lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")

@@ -8,6 +8,9 @@ as negatives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -69,3 +72,83 @@ def pair_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Te
     if kind == "gaussian_nll":
         return F.gaussian_nll_loss(p, labels, torch.ones_like(p), full=True)
     raise ValueError(f"unknown pair loss {kind!r}")
+
+
+# --------------------------------------------------------------------------- what each loss trains on
+
+#: How a batch reaches a loss: ``pairs``, a score per (caption, image) pair against 0/1 labels (the
+#: pair classifier); ``one_negative``, each caption with its image and one negative image (a cosine
+#: loss on rows); ``batch``, the (B, B) score matrix of the batch's captions and images.
+INPUTS = ("pairs", "one_negative", "batch")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss and what it accepts: the models it trains, the negatives and label schemes it takes,
+    how a batch reaches it, whether it learns a temperature and may fine-tune the text encoder.
+
+    Adding a loss is one entry in :data:`LOSS_SPECS` (and its function above): the config checks a
+    run against it, the objective and the sampler read it; nothing else compares loss names.
+    """
+
+    name: str
+    inputs: str
+    models: tuple[str, ...]
+    negatives: tuple[str, ...]
+    label_schemes: tuple[str, ...] = ("pm1",)
+    learns_temperature: bool = False
+    finetunes_text: bool = False
+    batch_loss: Callable | None = None  # for ``batch`` inputs: (scores, positive, margin=, hardest=, temperature=)
+
+    def __post_init__(self):
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if (self.inputs == "batch") != (self.batch_loss is not None):
+            raise ValueError(f"loss {self.name!r}: a batch_loss is given exactly for 'batch' inputs")
+
+
+def _triplet_of_batch(scores, positive, *, margin, hardest, temperature):
+    return triplet(scores, positive, margin, max_violation=hardest)
+
+
+def _info_nce_of_batch(scores, positive, *, margin, hardest, temperature):
+    return info_nce(scores, positive, temperature)
+
+
+_EMBEDDING_MODELS = ("dual_encoder", "cosine_projection")
+
+#: Every trainable loss. ``triplet`` with ``in_batch`` negatives sums every violation (VSE0), with
+#: ``hardest_in_batch`` it keeps the hardest (VSE++). ``random`` draws a caption's negative image
+#: again every epoch; ``random_once`` draws it once for the whole training, as the report built its
+#: pair data set; ``most_different`` fixes it to the image least like the caption's own.
+LOSS_SPECS: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in (
+        LossSpec(
+            "cosine_embedding",
+            "one_negative",
+            _EMBEDDING_MODELS,
+            ("random", "random_once", "most_different"),
+            label_schemes=("pm1", "01"),
+        ),
+        LossSpec("triplet", "batch", _EMBEDDING_MODELS, ("in_batch", "hardest_in_batch"), batch_loss=_triplet_of_batch),
+        LossSpec(
+            "infonce",
+            "batch",
+            _EMBEDDING_MODELS,
+            ("in_batch",),
+            learns_temperature=True,
+            finetunes_text=True,
+            batch_loss=_info_nce_of_batch,
+        ),
+        *(LossSpec(kind, "pairs", ("pair_classifier",), ("none", "random")) for kind in ("mse", "gaussian_nll", "bce")),
+    )
+}
+
+
+def loss_spec(name: str) -> LossSpec:
+    """The :class:`LossSpec` of ``name`` (ValueError naming the known losses otherwise)."""
+    try:
+        return LOSS_SPECS[name]
+    except KeyError:
+        raise ValueError(f"loss must be one of {tuple(LOSS_SPECS)}, got {name!r}") from None

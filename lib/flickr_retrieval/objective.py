@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import losses
-from .config import PAIR_LOSSES, RunConfig
+from .config import RunConfig
 from .models import RetrievalModel
 from .sampling import Batch
 
@@ -24,8 +24,9 @@ class Objective(nn.Module):
         super().__init__()
         self.model = model
         self.loss_name, self.negatives = config.loss, config.negatives
+        self.spec = losses.loss_spec(config.loss)  # what the loss takes, as it declares it
         self.margin, self.label_scheme = config.margin, config.label_scheme
-        if config.loss == "infonce":  # CLIP's learned temperature, as log(1 / T)
+        if self.spec.learns_temperature:  # CLIP's learned temperature, as log(1 / T)
             start = temperature if temperature is not None else config.temperature
             self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / start)), requires_grad=config.learn_temperature)
         else:
@@ -42,8 +43,8 @@ class Objective(nn.Module):
                 self.log_scale.clamp_(0.0, MAX_LOGIT_SCALE)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        model, q, own = self.model, batch.queries, batch.own
-        if self.loss_name in PAIR_LOSSES:
+        model, q, own, inputs = self.model, batch.queries, batch.own, self.spec.inputs
+        if inputs == "pairs":
             positive = model.pair_scores(q, batch.images[own])
             if batch.negatives is None:  # positives only, as the report first did
                 return losses.pair_loss(positive, torch.ones(len(batch)), self.loss_name)
@@ -53,7 +54,7 @@ class Objective(nn.Module):
         t = model.embed_queries(q)
         images, inverse = torch.unique(own, return_inverse=True)
         own_emb = model.embed_images(batch.images[images])[inverse]  # each image embedded once per batch
-        if self.loss_name == "cosine_embedding":
+        if inputs == "one_negative":
             if batch.in_batch is not None:
                 neg_emb = own_emb[batch.in_batch]
             else:  # a fixed image per caption (most_different)
@@ -62,7 +63,11 @@ class Objective(nn.Module):
             target = torch.cat([torch.ones(len(batch)), torch.full((len(batch),), negative_label)])
             return losses.cosine_embedding(torch.cat([t, t]), torch.cat([own_emb, neg_emb]), target, self.margin)
         scores = model.scores(t, own_emb)
-        positive = losses.same_image_mask(own)
-        if self.loss_name == "triplet":
-            return losses.triplet(scores, positive, self.margin, max_violation=self.negatives == "hardest_in_batch")
-        return losses.info_nce(scores, positive, torch.exp(-self.log_scale))
+        temperature = None if self.log_scale is None else torch.exp(-self.log_scale)
+        return self.spec.batch_loss(
+            scores,
+            losses.same_image_mask(own),
+            margin=self.margin,
+            hardest=self.negatives == "hardest_in_batch",
+            temperature=temperature,
+        )

@@ -13,6 +13,7 @@ import torch
 
 from .config import RunConfig
 from .inputs import Queries, SplitFeatures
+from .losses import loss_spec
 from .metrics import cosine_matrix
 
 
@@ -135,12 +136,13 @@ class BatchSampler:
     def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
         config, train = self.config, self.train
         negatives = self.fixed
-        if config.model == "pair_classifier" and config.negatives == "random":  # redrawn every epoch
+        inputs = loss_spec(config.loss).inputs
+        if inputs == "pairs" and config.negatives == "random":  # redrawn every epoch, over all training images
             negatives = random_negatives(train.caption_image, len(train.image_ids), rng)
         batches = epoch_batches(train.caption_image, config.captions_per_image, config.batch_size, rng)
         if self.lengths is not None:
             batches = length_bucketed(batches, self.lengths, rng)
-        draw_in_batch = config.loss == "cosine_embedding" and config.negatives == "random"
+        draw_in_batch = inputs == "one_negative" and config.negatives == "random"  # from the batch's other images
         for idx in batches:
             own = train.caption_image[idx]
             yield Batch(
