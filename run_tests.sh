@@ -51,4 +51,4 @@ export RCP217_RETRAIN="${RCP217_RETRAIN:-sample}"
 export RCP217_GIT_STATUS_BEFORE="$scratch/git-status-before"
 git status --porcelain > "$RCP217_GIT_STATUS_BEFORE" 2>/dev/null || true
 mkdir -p "$RCP217_RESULTS"
-python -m pytest --nbval-lax --nbval-cell-timeout=3600 -p no:cacheprovider "$@"
+python -m pytest --nbval-lax --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout=3600 -p no:cacheprovider "$@"

@@ -16,7 +16,7 @@ import time
 from flickr_retrieval.config import RunConfig
 from flickr_retrieval.data import load_flickr8k
 from flickr_retrieval.inputs import FeatureSpace
-from flickr_retrieval.metrics import selection_score
+from flickr_retrieval.metrics import dev_selection_score
 from flickr_retrieval.train import train
 
 
@@ -38,10 +38,10 @@ def main(backbone: str, candidates: dict, seeds: list[int]) -> None:
         for seed in seeds:
             start = time.perf_counter()
             run = train(base.replace(seed=seed, **changes), feats)
-            curve = [round(selection_score({k: h[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")}), 1) for h in run.history]
+            curve = [round(dev_selection_score(h), 1) for h in run.history]
             kept = run.kept()
             print(
-                f"{name} seed {seed}: dev R@1+R@5+R@10 {selection_score({k: kept[f'dev_{k}'] for k in ('R@1', 'R@5', 'R@10')}):.1f}, "
+                f"{name} seed {seed}: dev R@1+R@5+R@10 {dev_selection_score(kept):.1f}, "
                 f"dev R@1 {kept['dev_R@1']:.1f}, kept epoch {run.best_epoch} of {len(run.history)}, "
                 f"{time.perf_counter() - start:.0f} s; per epoch {curve}",
                 flush=True,

@@ -5,7 +5,6 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from flickr_retrieval import losses
 from flickr_retrieval.config import LOSSES, NEGATIVES, RunConfig
 from flickr_retrieval.losses import LOSS_SPECS, LossSpec
@@ -48,9 +47,8 @@ def test_the_config_lists_the_declared_losses():
 
 def test_a_new_loss_is_one_registry_entry(monkeypatch):
     """A loss added to the registry alone trains: config, sampler and objective take it as declared."""
-    from test_training import _toy_splits
-
     from flickr_retrieval.train import train
+    from test_training import _toy_splits
 
     calls = []
 
@@ -97,3 +95,14 @@ def test_no_module_but_losses_compares_loss_names():
                 if constants & names:
                     found.append(f"{path.name}:{node.lineno}")
     assert not found, f"loss names compared outside losses.py: {found}"
+
+
+def test_the_export_says_which_config_fields_a_model_and_loss_do_not_read():
+    projection = RunConfig(model="cosine_projection", early_stopping=False)
+    assert {"hidden_dim", "dropout", "embed_dim", "temperature", "patience"} <= set(projection.unused_fields())
+    assert "margin" not in projection.unused_fields()  # CosineEmbeddingLoss reads its margin
+    infonce = RunConfig(loss="infonce", negatives="in_batch")
+    assert {"margin", "label_scheme", "text_lr"} == set(infonce.unused_fields())
+    assert not {"hidden_dim", "dropout", "temperature", "patience"} & set(infonce.unused_fields())
+    pair = RunConfig(model="pair_classifier", loss="bce", negatives="random")
+    assert {"hidden_dim", "dropout", "margin", "temperature"} <= set(pair.unused_fields())

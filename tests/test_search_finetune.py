@@ -119,6 +119,7 @@ def test_experiment_table_verdicts_and_best_export(tiny_run, tmp_path, monkeypat
     )
     assert folder == tmp_path / "results" / "best" and (folder / "metrics.json").is_file()
     assert results.load_metrics("best")["config"]["name"] == "best"
+    assert results.load_metrics("best")["config_unused"] == best.config.unused_fields()
     assert experiments.target_check({"R@1": 30, "R@5": 50, "R@10": 70, "medr": 5}, experiments.ENSEMBLE_TARGETS) == {
         "R@1": True,
         "R@5": False,

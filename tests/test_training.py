@@ -8,9 +8,9 @@ from flickr_retrieval import losses, metrics
 from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.config import RunConfig
 from flickr_retrieval.evaluation import evaluate
-from flickr_retrieval.inputs import Queries, SplitFeatures
-from flickr_retrieval.models import DualEncoder, ModelSpec, PairClassifier
+from flickr_retrieval.models import DualEncoder, ModelSpec, PairClassifier, Queries
 from flickr_retrieval.sampling import most_different_images, random_negatives
+from flickr_retrieval.split_features import SplitFeatures
 from flickr_retrieval.train import train
 
 

@@ -167,10 +167,11 @@ def test_a_checkpoint_with_wrong_shapes_or_keys_is_a_clear_error(tmp_path):
 
 
 def _imports(module: Path) -> set[str]:
-    """Package modules imported at module level (imports inside functions are deferred on purpose)."""
+    """Package modules imported anywhere in ``module``: at module level and inside functions (a
+    deferred import only hides a cycle until the function runs)."""
     tree = ast.parse(module.read_text())
     out = set()
-    for node in tree.body:
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             if node.module:
                 out.add(node.module.split(".")[0])
@@ -198,6 +199,23 @@ def test_the_package_import_graph_has_no_cycle():
     assert "train" not in graph["models"] and "checkpoint" not in graph["models"]
 
 
+def test_the_training_core_does_not_import_feature_extraction():
+    """models, objective, fit, evaluation, train and checkpoint take feature tensors; they never pull
+    in the CNNs, the text encoders or the data set reader."""
+    graph = {p.stem: _imports(p) for p in PACKAGE.glob("*.py")}
+
+    def reach(node, seen):
+        for nxt in graph.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                reach(nxt, seen)
+        return seen
+
+    for core in ("models", "objective", "fit", "evaluation", "train", "checkpoint", "sampling"):
+        pulled = reach(core, set()) & {"features", "backbones", "data", "inputs", "images"}
+        assert not pulled, f"{core} imports {sorted(pulled)}"
+
+
 def test_importing_and_drawing_change_no_global_state():
     code = (
         "import matplotlib; matplotlib.use('Agg'); import matplotlib as mpl, torch\n"
@@ -206,8 +224,11 @@ def test_importing_and_drawing_change_no_global_state():
         "plots.caption_lengths({'a': [1, 2, 2, 3]})\n"
         "from flickr_retrieval.models import ModelSpec, build_model\n"
         "build_model(ModelSpec('dual_encoder', 4, 4, 8, 4))\n"
+        "from flickr_retrieval.backbones import load_image_backbone\n"
+        "load_image_backbone('mobilenet_v2', pretrained=False, seed=3)\n"
         "changed = [k for k, v in mpl.rcParams.items() if before.get(k) != v and k != 'backend']\n"
         "assert not changed, changed\n"
+        "assert torch.equal(torch.random.get_rng_state(), rng), 'the global random state changed'\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -395,3 +416,30 @@ def test_the_bench_times_every_training_path_and_marks_the_package_one():
     assert [r["path"] for r in rows] == [label for label, _ in TRAINING_PATHS]
     assert [r["package"] for r in rows] == [False] * (len(rows) - 1) + [True]
     assert all(r["rate"] > 0 and r["model"] == "dual encoder training, batch 8" for r in rows)
+
+
+def test_building_or_loading_a_model_leaves_the_global_random_state_as_it_was(tmp_path):
+    """Only training draws from torch's generator (inside its own fork); building a model, loading a
+    checkpoint or a backbone with random weights changes nothing a caller would see."""
+    from flickr_retrieval.backbones import load_image_backbone
+    from flickr_retrieval.checkpoint import TrainedModel
+    from flickr_retrieval.config import RunConfig
+    from flickr_retrieval.models import ModelSpec, build_model, build_model_drawing
+    from flickr_retrieval.train import train
+    from test_training import _toy_splits
+
+    trained = train(
+        RunConfig(loss="infonce", negatives="in_batch", hidden_dim=8, embed_dim=4, max_epochs=1), _toy_splits()
+    )
+    trained.save(tmp_path / "model.pt")
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = build_model(ModelSpec("dual_encoder", 4, 4, 8, 4))
+    TrainedModel.load(tmp_path / "model.pt")
+    load_image_backbone("mobilenet_v2", pretrained=False, seed=5)
+    train(RunConfig(loss="infonce", negatives="in_batch", hidden_dim=8, embed_dim=4, max_epochs=1), _toy_splits())
+    assert torch.equal(torch.random.get_rng_state(), before)
+    second = build_model(ModelSpec("dual_encoder", 4, 4, 8, 4))  # the same draw again: nothing advanced
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    build_model_drawing(ModelSpec("dual_encoder", 4, 4, 8, 4))  # the training primitive does advance it
+    assert not torch.equal(torch.random.get_rng_state(), before)

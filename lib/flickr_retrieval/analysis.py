@@ -11,8 +11,9 @@ import torch
 from . import metrics
 from .checkpoint import TrainedModel
 from .evaluation import matched_and_random_scores, similarity
-from .inputs import SplitFeatures
+from .helpers import auc
 from .sanity import different_group_pairs, rowwise_cosine
+from .split_features import SplitFeatures
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -22,11 +23,8 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def pair_classifier_summary(trained: TrainedModel, split: SplitFeatures, seed: int = 0) -> dict:
     """Predicted similarity (sigmoid) on matched and random pairs, and the pair ROC AUC."""
     matched, random = (sigmoid(s) for s in matched_and_random_scores(trained.model, split, seed))
-    from sklearn.metrics import roc_auc_score
-
-    auc = roc_auc_score(np.r_[np.ones(len(matched)), np.zeros(len(random))], np.r_[matched, random])
     return {
-        "pair ROC AUC": round(float(auc), 3),
+        "pair ROC AUC": round(auc(matched, random), 3),
         "matched: mean p": round(float(matched.mean()), 3),
         "random: mean p": round(float(random.mean()), 3),
         "all: std p": round(float(np.r_[matched, random].std()), 3),

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .cache import sha256_file
 from .errors import WeightsUnavailableError
+from .helpers import sha256_file
 from .images import ImagePreprocessing
 
 
@@ -176,28 +176,28 @@ def _torchvision_state_dict(weights) -> dict:
         ) from exc
 
 
-def _build_resnet18(pretrained: bool) -> tuple[nn.Module, str]:
-    from torchvision.models import ResNet18_Weights, resnet18
+def _build_torchvision(architecture: str, weights_name: str, pretrained: bool) -> tuple[nn.Module, str]:
+    """A torchvision model built with random weights, then (``pretrained``) loaded from its ImageNet
+    file: ``(model, tag)``."""
+    import torchvision.models as tvm
 
-    net = resnet18(weights=None)
+    net = getattr(tvm, architecture)(weights=None)
     tag = "random-init"
     if pretrained:
-        weights = ResNet18_Weights.IMAGENET1K_V1
+        weights = getattr(tvm, weights_name).IMAGENET1K_V1
         net.load_state_dict(_torchvision_state_dict(weights), strict=True)
         tag = f"torchvision {weights} ({os.path.basename(weights.url)})"
+    return net, tag
+
+
+def _build_resnet18(pretrained: bool) -> tuple[nn.Module, str]:
+    net, tag = _build_torchvision("resnet18", "ResNet18_Weights", pretrained)
     net.fc = nn.Identity()  # 512-d pooled features
     return net, tag
 
 
 def _build_vgg19(pretrained: bool) -> tuple[nn.Module, str]:
-    from torchvision.models import VGG19_Weights, vgg19
-
-    net = vgg19(weights=None)
-    tag = "random-init"
-    if pretrained:
-        weights = VGG19_Weights.IMAGENET1K_V1
-        net.load_state_dict(_torchvision_state_dict(weights), strict=True)
-        tag = f"torchvision {weights} ({os.path.basename(weights.url)})"
+    net, tag = _build_torchvision("vgg19", "VGG19_Weights", pretrained)
     net.classifier = net.classifier[:5]  # fc6, ReLU, Dropout, fc7, ReLU -> 4096-d fc7
     return net, tag
 

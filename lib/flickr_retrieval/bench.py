@@ -29,6 +29,7 @@ from .backbones import BACKBONES, OFFLINE_BACKBONES, inference_module, load_imag
 from .data import load_flickr8k
 from .errors import cli_errors
 from .features import extract_image_features
+from .helpers import l2_normalise
 from .images import load_image
 from .text import clean_caption
 from .text_encoders import OFFLINE_TEXT_ENCODERS, TEXT_ENCODERS, encode_texts, load_text_encoder, pool
@@ -60,9 +61,7 @@ def _timed(fn):
 
 
 def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float((a * b).sum(1).min())
+    return float((l2_normalise(a) * l2_normalise(b)).sum(1).min())
 
 
 BATCH_SIZES = (1, 2, 4, 8, 16)
@@ -231,8 +230,8 @@ def _training_step_timer(batch: int, steps: int, bf16: bool, fast_dropout: bool,
     from torch import nn
 
     from .config import RunConfig
-    from .inputs import Queries
-    from .models import ModelSpec, build_model
+    from .fit import training_step
+    from .models import ModelSpec, Queries, build_model
     from .objective import Objective
     from .sampling import Batch
 
@@ -258,12 +257,7 @@ def _training_step_timer(batch: int, steps: int, bf16: bool, fast_dropout: bool,
         objective.train()
         start = time.perf_counter()
         for b in batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = objective(b)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            objective.after_step()
+            training_step(objective, optimizer, b, bf16)  # the study's own step
         return time.perf_counter() - start
 
     return timed

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -19,15 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from .helpers import atomic_write
 
 
 def sha256_lines(lines: list[str]) -> str:
@@ -73,15 +63,7 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray], parts: dict | None = 
     killed runs in the same folder are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is meant to be read by others too
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda handle: np.savez(handle, **arrays), suffix=".tmp.npz")
     if parts is not None:
         path.with_suffix(".json").write_text(json.dumps(parts, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -13,8 +13,6 @@ and the image features without the caption features.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +20,10 @@ import torch
 
 from .config import RunConfig
 from .errors import CheckpointError
-from .inputs import Normaliser
+from .helpers import atomic_write
 from .models import ModelSpec, RetrievalModel, build_model
 from .objective import Objective
+from .split_features import Normaliser
 
 FORMAT = 3
 _KEYS = (
@@ -87,7 +86,7 @@ class TrainedModel:
     config: RunConfig
     objective: Objective
     history: list[dict]
-    best_epoch: int
+    best_epoch: int  # the kept epoch: the dev-best one with early stopping, else the last (see kept_epoch)
     seconds: float
     text_norm: Normaliser | None = None  # None: fitted again from the training features when needed
     image_norms: list[Normaliser] | None = None
@@ -105,6 +104,13 @@ class TrainedModel:
     @property
     def temperature(self) -> float | None:
         return self.objective.temperature
+
+    @property
+    def kept_epoch(self) -> int:
+        """The epoch whose weights these are: the dev-best epoch under early stopping, the last epoch
+        without it, 0 for a fine-tuning that kept its start. (``best_epoch`` is the same number under
+        the name the checkpoints and exports have always used.)"""
+        return self.best_epoch
 
     def kept(self) -> dict:
         """The history row of the epoch whose weights were kept."""
@@ -127,14 +133,7 @@ class TrainedModel:
             "text_norm": None if self.text_norm is None else self.text_norm.to_state(),
             "image_norms": None if self.image_norms is None else [n.to_state() for n in self.image_norms],
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(state, handle)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, lambda handle: torch.save(state, handle))
 
     @classmethod
     def load(cls, path: str | Path) -> TrainedModel:

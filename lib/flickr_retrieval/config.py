@@ -132,6 +132,26 @@ class RunConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
+    def unused_fields(self) -> list[str]:
+        """The fields this run's model and loss do not read (their values are defaults, not settings):
+        a projection or a pair classifier has no hidden layer, dropout or embedding size; only a loss
+        with a margin reads ``margin``; only a learned-temperature loss its temperature; ..."""
+        spec = loss_spec(self.loss)
+        unused = []
+        if self.model != "dual_encoder":
+            unused += ["hidden_dim", "embed_dim", "dropout", "similarity"]
+        if not spec.uses_margin:
+            unused.append("margin")
+        if not spec.learns_temperature:
+            unused += ["temperature", "learn_temperature"]
+        if len(spec.label_schemes) == 1:
+            unused.append("label_scheme")
+        if not self.finetune_text:
+            unused.append("text_lr")
+        if not self.early_stopping:
+            unused.append("patience")
+        return unused
+
     @property
     def training_seed(self) -> int:
         """The seed training actually uses: ``seed`` plus :func:`seed_offset`."""

@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image
 
 from . import paths
+from .errors import DatasetError
+from .helpers import sha256_file
 
 TOKEN_FILE = "Flickr8k.token.txt"
 SPLIT_FILES = {
@@ -46,10 +48,6 @@ HOW_TO_GET = (
 )
 
 _TOKEN_LINE = re.compile(r"^(?P<image>[^#\t]+)#(?P<n>\d+)\t(?P<text>.*)$")
-
-
-class DatasetError(RuntimeError):
-    """Flickr8k is missing, incomplete or malformed. The message says where and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +181,7 @@ def _file_digest(path: Path) -> bytes:
         raise DatasetError(f"cannot read image {path}: {exc}. {HOW_TO_GET}") from exc
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
-        _DIGESTS[key] = hashlib.sha256(path.read_bytes()).digest()
+        _DIGESTS[key] = bytes.fromhex(sha256_file(path))
     return _DIGESTS[key]
 
 

@@ -26,6 +26,10 @@ class IndexWriteError(RuntimeError):
     """An index that could not be written (a full disk, a read-only cache); the previous one is kept."""
 
 
+class DatasetError(RuntimeError):
+    """Flickr8k is missing, incomplete or malformed. The message says where and how to fix it."""
+
+
 class QueryError(ValueError):
     """A query or a search parameter that cannot be answered; the message says why."""
 
@@ -34,8 +38,6 @@ class QueryError(ValueError):
 def cli_errors(prog: str):
     """For command-line entry points: the package's own errors (and missing or unwritable files)
     become one line on stderr and exit status 2, instead of a traceback."""
-    from .data import DatasetError
-
     try:
         yield
     except (

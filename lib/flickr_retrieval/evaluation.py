@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
-from .inputs import SplitFeatures
+from .helpers import auc
 from .metrics import retrieval_metrics, selection_score, summarize_ranks, t2i_ranks
 from .models import RetrievalModel
 from .sampling import random_negatives
+from .split_features import SplitFeatures
 
 
 def similarity(model: RetrievalModel, split: SplitFeatures) -> np.ndarray:
@@ -48,7 +48,7 @@ def matched_and_random_scores(
 def pair_auc(model: RetrievalModel, split: SplitFeatures, seed: int = 0) -> float:
     """ROC AUC of the model's score on each caption's own image versus one random other image."""
     matched, random = matched_and_random_scores(model, split, seed)
-    return float(roc_auc_score(np.r_[np.ones(len(matched)), np.zeros(len(random))], np.r_[matched, random]))
+    return auc(matched, random)
 
 
 def dev_scores(model: RetrievalModel, dev: SplitFeatures, criterion: str, seed: int = 0) -> tuple[dict, float]:

@@ -26,7 +26,7 @@ from .config import RunConfig
 from .data import Flickr8k
 from .evaluation import similarity
 from .inputs import FeatureSpace, SplitFeatures
-from .metrics import selection_score
+from .metrics import dev_selection_score, selection_score
 from .records import RunRecord
 from .runs import train_cached
 
@@ -274,7 +274,7 @@ class Experiment:
             path = records.committed_record_path(self.notebook or "-", spec.id, 0)
             record = RunRecord.load(path, len(feats["test"].caption_ids), len(feats["test"].image_ids))
             result = self._test_record(record)
-            dev_score = selection_score({k: record.kept()[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")})
+            dev_score = dev_selection_score(record.kept())
         row = Row(spec, results={0: result}, members=tuple(members), ensemble_dev_rsum=dev_score)
         self.rows[spec.id] = row
         print(self.describe(spec.id))
@@ -528,7 +528,7 @@ def at_cap(trained: TrainedModel) -> bool:
 def dev_rsum(trained: TrainedModel) -> float:
     """Dev t2i R@1+R@5+R@10 at the kept epoch."""
     kept = trained.kept()
-    return selection_score({k: kept[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")})
+    return dev_selection_score(kept)
 
 
 def target_check(t2i: dict, targets: dict[str, float] = TARGETS) -> dict[str, bool]:

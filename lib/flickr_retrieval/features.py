@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import cache
 from .backbones import (
@@ -32,18 +31,12 @@ from .backbones import (
 )
 from .data import Flickr8k, load_flickr8k
 from .errors import cli_errors
+from .helpers import progress
 from .images import ImageFiles
 from .text import clean_caption
 from .text_encoders import OFFLINE_TEXT_ENCODERS, POOLINGS, TEXT_ENCODERS, encode_texts, load_text_encoder
 
 FEATURE_CODE_VERSION = 1  # bump when a change of this module changes the numbers
-
-
-def progress(iterable, desc: str, total: int | None = None, unit: str = "it"):
-    """A progress bar that stays readable in notebooks and logs (few refreshes)."""
-    # disable=None: no bar when the output is not a terminal (notebooks run by papermill, logs), where
-    # a bar would only leave a stack of lines; callers print the time a step took once.
-    return tqdm(iterable, desc=desc, total=total, unit=unit, mininterval=10.0, ncols=80, disable=None)
 
 
 @dataclass
@@ -256,10 +249,6 @@ def _extract_all(args) -> None:
         print(f"{name}: {table.vectors.shape} in {table.seconds:.1f} s ({how}) -> {table.cache_file}")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def describe(tables: dict[str, FeatureTable]):
     """A DataFrame of feature tables: shape, weights, cache use and time (rates only when computed)."""
     import pandas as pd
@@ -277,3 +266,7 @@ def describe(tables: dict[str, FeatureTable]):
             "cache file": t.cache_file.name if t.cache_file else None,
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

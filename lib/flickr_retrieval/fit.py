@@ -53,6 +53,25 @@ class EarlyStopping:
         return self.best_epoch
 
 
+def training_step(
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    bf16: bool = False,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> float:
+    """One optimiser step on ``batch`` (forward under bfloat16 autocast when ``bf16``); the batch's loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = objective(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    objective.after_step()
+    return loss.item()
+
+
 def fit(
     objective: Objective,
     batches: Callable[[np.random.Generator], Iterable[Batch]],
@@ -87,15 +106,8 @@ def fit(
         objective.train()
         total, count = 0.0, 0
         for batch in batches(rng):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = objective(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            objective.after_step()
-            total += loss.item() * len(batch)
+            loss = training_step(objective, optimizer, batch, bf16, scheduler)
+            total += loss * len(batch)
             count += len(batch)
         row = {
             "epoch": epoch,

@@ -34,6 +34,7 @@ from . import paths
 from .backbones import BACKBONES, load_image_backbone
 from .data import SPLITS, Flickr8k
 from .errors import IndexWriteError, QueryError, cli_errors
+from .helpers import atomic_write
 from .photo_index import IndexChanges
 
 FLICKR8K_COLLECTIONS = (*SPLITS, "all")
@@ -319,9 +320,7 @@ def index_folder(
     out = collections_dir() / f"{name}.json"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(out)
+        atomic_write(out, lambda handle: handle.write((json.dumps(manifest, indent=1) + "\n").encode("utf-8")))
     except OSError as exc:
         raise IndexWriteError(
             f"could not write the index of {name!r} at {out} ({exc.strerror or exc}); the previous index is unchanged"
@@ -418,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.backbones:
             backbones = args.backbones
         else:
-            from .search import default_run, load_run
+            from .results import default_run, load_run
 
             backbones = list(load_run(args.run or default_run()).config.backbones)
         report = index_folder(args.folder, args.name, backbones, show_progress=True)

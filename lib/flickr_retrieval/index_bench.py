@@ -63,8 +63,9 @@ def embedded_flickr8k(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str
     """The run's embeddings of all 8091 images, of 500 dev captions and of 1000 test captions
     (from the cached caption features), and its similarity."""
     from .data import load_flickr8k
-    from .inputs import FeatureSpace, Normaliser, Queries, as_tensor
-    from .search import load_run
+    from .inputs import FeatureSpace, Normaliser, as_tensor
+    from .models import Queries
+    from .results import load_run
 
     trained = load_run(run)
     config, model = trained.config, trained.model.eval()
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timed", type=int, default=100, help="single queries timed per size (median reported)")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-bench-index"):
-        from .search import default_run
+        from .results import default_run
 
         for line in run(args.run or default_run(), args.sizes, args.noise, args.timed):
             print(line, flush=True)

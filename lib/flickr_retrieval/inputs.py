@@ -1,127 +1,19 @@
 """Model inputs: the cached features of a config, normalised with training statistics, split by split.
 
-Nothing here trains or scores; :mod:`models`, :mod:`sampling` and :mod:`evaluation` take these
-containers.
+Nothing here trains or scores. The containers it fills (:class:`SplitFeatures`, :class:`Normaliser`)
+live in :mod:`flickr_retrieval.split_features`, so that the training core (:mod:`models`,
+:mod:`sampling`, :mod:`evaluation`, :mod:`train`) takes them without importing feature extraction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
-import torch
 
 from .config import RunConfig
 from .data import Flickr8k
 from .features import FeatureTable, dataset_caption_features, image_features
+from .split_features import Normaliser, SplitFeatures, as_tensor
 from .text import clean_caption
-
-
-class Queries:
-    """Caption queries in the forms a model may need: feature vectors of a frozen text encoder
-    (``vectors``, (Q, d_text)) and the sentences themselves (for a model that encodes text itself).
-    A model takes what it needs; callers never ask which kind of model they hold. ``encode``
-    (sentences -> vectors) computes the vectors only if a model asks for them.
-    """
-
-    def __init__(self, vectors: torch.Tensor | None = None, sentences: list[str] | None = None, encode=None):
-        self._vectors, self.sentences, self._encode = vectors, sentences, encode
-
-    @property
-    def vectors(self) -> torch.Tensor | None:
-        if self._vectors is None and self._encode is not None and self.sentences is not None:
-            self._vectors = self._encode(self.sentences)
-        return self._vectors
-
-    def __len__(self) -> int:
-        return len(self._vectors) if self._vectors is not None else len(self.sentences or [])
-
-    def __getitem__(self, idx) -> Queries:
-        idx = np.asarray(idx)
-        return Queries(
-            None if self._vectors is None else self._vectors[torch.from_numpy(idx)],
-            None if self.sentences is None else [self.sentences[i] for i in idx],
-            self._encode,
-        )
-
-
-@dataclass
-class SplitFeatures:
-    """The model inputs of one split.
-
-    Attributes
-    ----------
-    text : torch.Tensor
-        (Q, d_text) caption features, normalised as the config says.
-    image : torch.Tensor
-        (N, d_image) image features, normalised as the config says.
-    caption_image : np.ndarray
-        (Q,) index of each caption's image.
-    image_cnn : np.ndarray
-        (N, d) the raw CNN features (for the lenient criterion and "most different" negatives).
-    sentences : list[str]
-        the captions after the final text pipeline (for models that encode text themselves).
-    """
-
-    name: str
-    image_ids: list[str]
-    caption_ids: list[str]
-    text: torch.Tensor
-    image: torch.Tensor
-    caption_image: np.ndarray
-    image_cnn: np.ndarray = field(repr=False)
-    sentences: list[str] = field(default_factory=list, repr=False)
-
-    @property
-    def queries(self) -> Queries:
-        return Queries(self.text, self.sentences or None)
-
-
-@dataclass
-class Normaliser:
-    """A per-feature-set normalisation fitted on the training split: ``none``, ``l2`` (each vector to
-    unit length) or ``standardize`` (training mean and standard deviation per dimension)."""
-
-    how: str = "none"
-    mean: np.ndarray | None = None
-    std: np.ndarray | None = None
-
-    def fit(self, train: np.ndarray) -> Normaliser:
-        if self.how == "standardize":
-            self.mean, self.std = train.mean(axis=0), train.std(axis=0) + 1e-6
-        return self
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.how == "l2":
-            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        if self.how == "standardize":
-            if self.mean is None:
-                raise RuntimeError("fit() the normaliser on training features first")
-            return (x - self.mean) / self.std
-        return x
-
-    def to_state(self) -> dict:
-        """A checkpoint-safe form (strings and tensors only)."""
-        state = {"how": self.how}
-        if self.mean is not None:
-            state["mean"] = torch.as_tensor(np.asarray(self.mean, dtype=np.float64))
-            state["std"] = torch.as_tensor(np.asarray(self.std, dtype=np.float64))
-        return state
-
-    @classmethod
-    def from_state(cls, state: dict, dim: int | None = None) -> Normaliser:
-        norm = cls(str(state["how"]))
-        if "mean" in state:
-            norm.mean, norm.std = state["mean"].numpy(), state["std"].numpy()
-            if dim is not None and norm.mean.shape != (dim,):
-                raise ValueError(f"normaliser statistics have shape {norm.mean.shape}, expected ({dim},)")
-        elif norm.how == "standardize":
-            raise ValueError("a 'standardize' normaliser without its statistics")
-        return norm
-
-
-def as_tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
 class FeatureSpace:

@@ -97,6 +97,7 @@ class LossSpec:
     negatives: tuple[str, ...]
     label_schemes: tuple[str, ...] = ("pm1",)
     learns_temperature: bool = False
+    uses_margin: bool = False
     finetunes_text: bool = False
     batch_loss: Callable | None = None  # for ``batch`` inputs: (scores, positive, margin=, hardest=, temperature=)
 
@@ -130,8 +131,16 @@ LOSS_SPECS: dict[str, LossSpec] = {
             _EMBEDDING_MODELS,
             ("random", "random_once", "most_different"),
             label_schemes=("pm1", "01"),
+            uses_margin=True,
         ),
-        LossSpec("triplet", "batch", _EMBEDDING_MODELS, ("in_batch", "hardest_in_batch"), batch_loss=_triplet_of_batch),
+        LossSpec(
+            "triplet",
+            "batch",
+            _EMBEDDING_MODELS,
+            ("in_batch", "hardest_in_batch"),
+            uses_margin=True,
+            batch_loss=_triplet_of_batch,
+        ),
         LossSpec(
             "infonce",
             "batch",

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import hypergeom, ttest_ind
 
+from .helpers import l2_normalise
+
 KS = (1, 5, 10)
 
 
@@ -218,6 +220,11 @@ def selection_score(summary: dict) -> float:
     return summary["R@1"] + summary["R@5"] + summary["R@10"]
 
 
+def dev_selection_score(row: dict) -> float:
+    """:func:`selection_score` of a training history row (or a run's kept row): its ``dev_R@k``."""
+    return selection_score({k: row[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")})
+
+
 def rsum(metrics: dict) -> float:
     """:func:`selection_score` of the t2i part of :func:`retrieval_metrics`."""
     return selection_score(metrics["t2i"])
@@ -228,13 +235,10 @@ def rsum(metrics: dict) -> float:
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """Cosine similarity between the rows of ``a`` and of ``b`` (default ``a``)."""
-    a = np.asarray(a, dtype=np.float64)
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    a = l2_normalise(np.asarray(a, dtype=np.float64))
     if b is None:
         return a @ a.T
-    b = np.asarray(b, dtype=np.float64)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
+    return a @ l2_normalise(np.asarray(b, dtype=np.float64)).T
 
 
 def lenient_positives(caption_image: np.ndarray, image_cosine: np.ndarray, threshold: float = 0.7) -> np.ndarray:

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import from_known_fields
-from .inputs import Queries
 
 KINDS = ("dual_encoder", "cosine_projection", "pair_classifier", "text_tuned")
 SIMILARITIES = ("cosine", "dot", "euclidean")
@@ -83,6 +82,34 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, values: dict) -> ModelSpec:
         return from_known_fields(cls, values)
+
+
+class Queries:
+    """Caption queries in the forms a model may need: feature vectors of a frozen text encoder
+    (``vectors``, (Q, d_text)) and the sentences themselves (for a model that encodes text itself).
+    A model takes what it needs; callers never ask which kind of model they hold. ``encode``
+    (sentences -> vectors) computes the vectors only if a model asks for them.
+    """
+
+    def __init__(self, vectors: torch.Tensor | None = None, sentences: list[str] | None = None, encode=None):
+        self._vectors, self.sentences, self._encode = vectors, sentences, encode
+
+    @property
+    def vectors(self) -> torch.Tensor | None:
+        if self._vectors is None and self._encode is not None and self.sentences is not None:
+            self._vectors = self._encode(self.sentences)
+        return self._vectors
+
+    def __len__(self) -> int:
+        return len(self._vectors) if self._vectors is not None else len(self.sentences or [])
+
+    def __getitem__(self, idx) -> Queries:
+        idx = np.asarray(idx)
+        return Queries(
+            None if self._vectors is None else self._vectors[torch.from_numpy(idx)],
+            None if self.sentences is None else [self.sentences[i] for i in idx],
+            self._encode,
+        )
 
 
 def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
@@ -322,5 +349,14 @@ _BUILDERS = {
 
 
 def build_model(spec: ModelSpec) -> RetrievalModel:
-    """The model a spec describes, freshly initialised from torch's current random state."""
+    """The model a spec describes, initialised from torch's current random state, which is left as
+    it was (building a model changes no global state; :func:`build_model_drawing` advances it)."""
+    with torch.random.fork_rng(devices=[]):
+        return build_model_drawing(spec)
+
+
+def build_model_drawing(spec: ModelSpec) -> RetrievalModel:
+    """:func:`build_model` that draws the initial weights from torch's global generator and leaves it
+    advanced, as torch's own layers do: for training, which seeds that generator inside its own
+    ``fork_rng`` so that initialisation, dropout and every later draw follow the run's seed."""
     return _BUILDERS[spec.kind](spec)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .cache import sha256_file
 from .errors import WeightsUnavailableError
+from .helpers import sha256_file
 from .paths import cache_dir
 
 

@@ -53,7 +53,7 @@ def _peak_mb() -> float:
 
 def run(images: int, run_name: str, folder: Path | None, queries: int = 20) -> list[str]:
     from .data import load_flickr8k
-    from .search import load_run
+    from .results import load_run
 
     data = load_flickr8k()
     trained = load_run(run_name)

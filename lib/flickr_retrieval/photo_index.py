@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 
 from . import cache, paths
 from .backbones import INFERENCE_PATH, ImageBackbone, inference_module
+from .helpers import atomic_write
 
 #: What decoding does before the preprocessing (part of the store key): the EXIF orientation, draft
 #: decoding of JPEGs to at least :data:`DECODE_SIZE` pixels a side, RGB.
@@ -118,12 +119,7 @@ def save_thumbnail(image: Image.Image, target: Path, size: int = THUMBNAIL_SIZE)
     small = image.copy()
     small.thumbnail((size, size))
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        small.save(tmp, format="JPEG", quality=85)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(target, lambda handle: small.save(handle, format="JPEG", quality=85))
 
 
 def view_bytes(data: bytes, size: int = THUMBNAIL_SIZE, folder: Path | None = None) -> bytes:
@@ -222,14 +218,7 @@ class FeatureStore:
     def _write(self, name: str, shas: np.ndarray, vectors: np.ndarray) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / name
-        tmp = self.folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, sha256=shas, vectors=vectors)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return target
+        return atomic_write(target, lambda handle: np.savez(handle, sha256=shas, vectors=vectors))
 
     def compact(self) -> None:
         """Merge the shards into one when there are more than :data:`MAX_SHARDS` (the merged shard

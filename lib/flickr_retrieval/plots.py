@@ -12,6 +12,7 @@ import seaborn as sns
 
 from . import paths
 from .images import load_image
+from .metrics import dev_selection_score
 
 
 def styled(draw):
@@ -146,7 +147,7 @@ def dev_criterion_curves(groups: dict[str, list[tuple[list[dict], int]]], title:
     for k, (name, runs) in enumerate(groups.items()):
         for n, (history, kept) in enumerate(runs):
             epochs = [h["epoch"] for h in history]
-            values = [h["dev_R@1"] + h["dev_R@5"] + h["dev_R@10"] for h in history]
+            values = [dev_selection_score(h) for h in history]
             ax.plot(epochs, values, color=f"C{k}", alpha=0.8, label=name if n == 0 else None)
             ax.plot([kept], [values[epochs.index(kept)]], "o", color=f"C{k}")
     ax.set(xlabel="epoch", ylabel="dev R@1+R@5+R@10", title=title or "Dev criterion per epoch (dots: kept epochs)")

@@ -17,6 +17,7 @@ import numpy as np
 from . import paths
 from .checkpoint import TrainedModel
 from .config import seed_offset
+from .errors import RunNameError
 
 PACKAGES = ("torch", "torchvision", "transformers", "numpy", "scikit-learn", "flickr-retrieval")
 
@@ -33,6 +34,31 @@ def package_versions() -> dict[str, str]:
 
 def checkpoint_path(run: str) -> Path:
     return paths.results_dir(run) / "model.pt"
+
+
+def trained_runs() -> list[str]:
+    """Runs under ``results/`` that have a checkpoint."""
+    return sorted(p.parent.name for p in paths.results_dir().glob("*/model.pt"))
+
+
+def load_run(run: str) -> TrainedModel:
+    """The trained run named ``run`` (a name under ``results/``, never a path)."""
+    path = checkpoint_path(paths.check_run_name(run))
+    if not path.is_file():
+        raise RunNameError(
+            f"unknown run {run!r}: no {path}. Trained runs here: {trained_runs() or 'none (run the notebooks first)'}"
+        )
+    return TrainedModel.load(path)
+
+
+#: The runs the search tools start with, in order of preference: notebook 10's dev choice (the
+#: field's encoders), then 07's.
+DEFAULT_RUNS = ("field_best", "best")
+
+
+def default_run() -> str:
+    """The first of :data:`DEFAULT_RUNS` that has a checkpoint here (``best`` when none has)."""
+    return next((run for run in DEFAULT_RUNS if checkpoint_path(run).is_file()), DEFAULT_RUNS[-1])
 
 
 def export_run(
@@ -65,6 +91,7 @@ def export_run(
     record = {
         "run": trained.config.name,
         "config": trained.config.to_dict(),
+        "config_unused": trained.config.unused_fields(),  # read by neither this model nor this loss
         "test": metrics,
         "training": {
             "best_epoch": trained.best_epoch,

@@ -26,13 +26,14 @@ from . import cache, paths
 from .checkpoint import TrainedModel
 from .config import RunConfig, seed_offset
 from .errors import CheckpointError
-from .inputs import SplitFeatures
+from .split_features import SplitFeatures
 from .train import train
 
 #: The modules whose code decides what training produces.
 TRAINING_MODULES = (
     "config",
     "inputs",
+    "split_features",
     "models",
     "losses",
     "objective",

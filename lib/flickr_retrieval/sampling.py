@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .inputs import Queries, SplitFeatures
 from .losses import loss_spec
 from .metrics import cosine_matrix
+from .models import Queries
+from .split_features import SplitFeatures
 
 
 def random_negatives(caption_image: np.ndarray, n_images: int, rng: np.random.Generator) -> np.ndarray:

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+from .helpers import auc, l2_normalise
 
 if TYPE_CHECKING:
     from .text import HeavyPipeline
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float64)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(np.asarray(vectors, dtype=np.float64))
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -66,8 +66,7 @@ def group_cosines(
 
 def separability(same: np.ndarray, different: np.ndarray) -> float:
     """ROC AUC of the cosine as a same-versus-different score (0.5 = chance, 1 = perfect)."""
-    labels = np.r_[np.ones(len(same)), np.zeros(len(different))]
-    return float(roc_auc_score(labels, np.r_[same, different]))
+    return auc(same, different)
 
 
 def summary(same: np.ndarray, different: np.ndarray) -> dict[str, float]:

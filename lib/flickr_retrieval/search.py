@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import paths, results
 from .checkpoint import TrainedModel
 from .data import Flickr8k, load_flickr8k
-from .errors import QueryError, RunNameError, cli_errors
+from .errors import QueryError, cli_errors
 from .gallery import FLICKR8K_COLLECTIONS, Gallery, flickr8k_gallery, indexed_collections, load_collection
-from .inputs import FeatureSpace, Normaliser, Queries, as_tensor
-from .models import RetrievalModel
+from .inputs import FeatureSpace, Normaliser, as_tensor
+from .models import Queries, RetrievalModel
+from .results import DEFAULT_RUNS, default_run, load_run, trained_runs  # noqa: F401  (the search tools' names)
 from .text import clean_caption
 from .text_encoders import TextEncoder, encode_texts, load_text_encoder, pool
 from .vector_index import APPROXIMATE_FROM, ApproximateIndex, ExactIndex, build_index
@@ -51,31 +51,6 @@ class Hit:
     rank: int
     image_id: str
     score: float
-
-
-def trained_runs() -> list[str]:
-    """Runs under ``results/`` that have a checkpoint."""
-    return sorted(p.parent.name for p in paths.results_dir().glob("*/model.pt"))
-
-
-def load_run(run: str) -> TrainedModel:
-    """The trained run named ``run`` (a name under ``results/``, never a path)."""
-    path = results.checkpoint_path(paths.check_run_name(run))
-    if not path.is_file():
-        raise RunNameError(
-            f"unknown run {run!r}: no {path}. Trained runs here: {trained_runs() or 'none (run the notebooks first)'}"
-        )
-    return TrainedModel.load(path)
-
-
-#: The runs the search tools start with, in order of preference: notebook 10's dev choice (the
-#: field's encoders), then 07's.
-DEFAULT_RUNS = ("field_best", "best")
-
-
-def default_run() -> str:
-    """The first of :data:`DEFAULT_RUNS` that has a checkpoint here (``best`` when none has)."""
-    return next((run for run in DEFAULT_RUNS if results.checkpoint_path(run).is_file()), DEFAULT_RUNS[-1])
 
 
 def collections() -> list[str]:

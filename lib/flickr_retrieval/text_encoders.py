@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import sha256_file
 from .errors import WeightsUnavailableError
+from .helpers import sha256_file
 from .packaged_weights import MPNET, mpnet_folder
 
 POOLINGS = ("cls", "mean")

@@ -17,12 +17,12 @@ import torch
 from .checkpoint import TrainedModel
 from .config import RunConfig
 from .evaluation import dev_scores
-from .features import progress
 from .fit import EarlyStopping, fit
-from .inputs import Normaliser, SplitFeatures
-from .models import ModelSpec, build_model
+from .helpers import progress
+from .models import ModelSpec, build_model_drawing
 from .objective import Objective
 from .sampling import BatchSampler
+from .split_features import Normaliser, SplitFeatures
 
 
 def selection_criterion(config: RunConfig) -> str:
@@ -84,7 +84,7 @@ def train(
         rng = np.random.default_rng(seed)
         if config.finetune_text:
             spec = ModelSpec.from_config(config, init.spec.text_dim, init.spec.image_dim)
-            model = build_model(spec)
+            model = build_model_drawing(spec)
             model.head.load_state_dict(init.model.state_dict())
             norm = text_norm or init.text_norm
             if config.feature_norm == "standardize" and (norm is None or norm.mean is None):
@@ -96,7 +96,7 @@ def train(
             objective = Objective(model, config, temperature=init.temperature)
         else:
             spec = ModelSpec.from_config(config, train_split.text.shape[1], train_split.image.shape[1])
-            model = build_model(spec)
+            model = build_model_drawing(spec)
             if init is not None:  # continue training a run (the branches-only control of a fine-tuning)
                 if init.spec != spec:
                     raise ValueError(f"init's model {init.spec} does not match the config's {spec}")
