@@ -211,20 +211,11 @@ def dataset_caption_features(data: Flickr8k, encoder: str = "minilm", pooling: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Extract and cache Flickr8k features (all images, all captions).")
-    parser.add_argument(
-        "--images",
-        nargs="*",
-        default=OFFLINE_BACKBONES,
-        choices=list(BACKBONES),
-        help=f"backbones among {list(BACKBONES)}",
-    )
-    parser.add_argument(
-        "--text",
-        nargs="*",
-        default=OFFLINE_TEXT_ENCODERS,
-        choices=list(TEXT_ENCODERS),
-        help=f"text encoders among {list(TEXT_ENCODERS)}",
-    )
+    for flag, what, known, default in (
+        ("--images", "backbones", list(BACKBONES), OFFLINE_BACKBONES),
+        ("--text", "text encoders", list(TEXT_ENCODERS), OFFLINE_TEXT_ENCODERS),
+    ):
+        parser.add_argument(flag, nargs="*", default=default, choices=known, help=f"{what} among {known}")
     parser.add_argument(
         "--data", default=None, help="Flickr8k folder (default: FLICKR8K_DIR, data/flickr8k, ../shared/flickr8k)"
     )
