@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from flickr_retrieval import records
+from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.errors import CheckpointError
 from flickr_retrieval.experiments import Experiment, RowSpec
 from flickr_retrieval.records import RunRecord
@@ -109,3 +110,41 @@ def test_an_ensemble_record_is_read_only_for_the_same_members(tiny_run, tmp_path
     assert RunRecord.load(records.record_path("nb", "E1", 0), 2 * 5, 2).members == [
         records.member_id(m.config) for m in three.members
     ]
+
+
+def test_a_row_ci_need_not_retrain_is_read_whole_and_trained_when_a_model_is_needed(tiny_run, tmp_path, monkeypatch):
+    """``retrain_in_sample=False``: under RCP217_RETRAIN=sample every seed, the first included, is read
+    from the records (the same comparisons); chosen on dev and exported, or started from by a
+    fine-tuning, it is trained at that point; without a record it is trained as any row."""
+    data, config, *_ = tiny_run
+    monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
+    costly = RowSpec(
+        "5", "costly", "3", "one epoch", config.replace(name="short", max_epochs=1), retrain_in_sample=False
+    )
+    tuned = config.replace(
+        name="tuned", finetune_text=True, max_epochs=1, early_stopping=True, patience=1, text_lr=1e-5
+    )
+
+    def study(fine_tune: bool = False):
+        exp = Experiment(data, n_boot=10, notebook="nb")
+        exp.run(RowSpec("3", "ref", None, "-", config), seeds=(0, 1))
+        exp.run(costly, seeds=(0, 1))
+        if fine_tune:
+            exp.run(RowSpec("8", "tuned", "5", "MiniLM", tuned, init="5"), seeds=(0,))
+        return exp
+
+    monkeypatch.setenv("RCP217_RETRAIN", "sample")
+    unrecorded = study()  # no record yet: trained like any row
+    assert not isinstance(unrecorded.rows["5"].runs[0], RunRecord)
+    monkeypatch.setenv("RCP217_RETRAIN", "all")
+    full = study()
+    monkeypatch.setenv("RCP217_RETRAIN", "sample")
+    sampled = study()
+    assert all(isinstance(sampled.rows["5"].runs[s], RunRecord) for s in (0, 1))
+    assert not isinstance(sampled.rows["3"].runs[0], RunRecord)
+    assert sampled.compare("5")["diff"] == pytest.approx(full.compare("5")["diff"])
+    folder = sampled.export_choice({"chosen": "5"}, run="best")  # the export needs its weights: trained now
+    assert (folder / "model.pt").is_file() and isinstance(sampled.rows["5"].trained, TrainedModel)
+    started = study(fine_tune=True)  # a fine-tuning from it: its start is trained
+    assert isinstance(started.rows["5"].runs[0], TrainedModel) and isinstance(started.rows["8"].runs[0], TrainedModel)

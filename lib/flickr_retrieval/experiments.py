@@ -7,8 +7,11 @@ row starts from its ``init`` row's run of the same seed), tests every run with t
 and compares a row with its parent over the seeds both have (:func:`verdicts.seed_paired`).
 
 With a ``notebook`` name, every run is also written as a run record (:mod:`records`); with
-``RCP217_RETRAIN=sample`` only the first seed of each row is trained and the other seeds are read
-from the committed records.
+``RCP217_RETRAIN=sample`` (CI) only the first seed of each row is trained and the other seeds are read
+from the committed records; a row marked ``retrain_in_sample=False`` (a costly run whose code path
+other rows train) is read whole from its records. A run read from a record that the notebook then
+needs as a model (the dev choice to export, the start of a fine-tuning, an ensemble member whose
+committed ensemble is of other runs) is trained at that point.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ class RowSpec:
     """One row of the table, as data: ``id`` ("5b"), display ``label``, ``parent`` (the id of the
     row it changes, or None), ``change`` (the one factor, in words), ``config`` (its nominal seed is
     replaced by each seed trained), ``init`` (for a fine-tuning: the id of the row whose run of the
-    same seed it starts from)."""
+    same seed it starts from), ``retrain_in_sample`` (False: under ``RCP217_RETRAIN=sample`` the first
+    seed too is read from its committed record, when one of the same setting exists)."""
 
     id: str
     label: str
@@ -63,6 +67,7 @@ class RowSpec:
     change: str
     config: RunConfig | None = None
     init: str | None = None
+    retrain_in_sample: bool = True
 
     @property
     def name(self) -> str:
@@ -96,8 +101,8 @@ class Row:
 
     @property
     def trained(self) -> TrainedModel | RunRecord:
-        """The run of the row's first seed (an ensemble's first member): always trained in this
-        process, never read from a record."""
+        """The run of the row's first seed (an ensemble's first member): trained in this process,
+        or its record for a row marked ``retrain_in_sample=False`` under ``RCP217_RETRAIN=sample``."""
         return self.members[0] if self.is_ensemble else self.runs[self.seeds[0]]
 
     @property
@@ -191,7 +196,8 @@ class Experiment:
         for seed in seeds:
             if seed in row.runs:
                 continue
-            record = self._committed(spec.id, seed) if row.runs else None  # the row's first seed is always trained
+            # the row's first seed is trained, unless the row says CI may read it
+            record = self._committed(spec.id, seed) if row.runs or not spec.retrain_in_sample else None
             if record is not None:
                 row.runs[seed], row.results[seed] = record, self._test_record(record)
                 continue
@@ -428,10 +434,10 @@ class Experiment:
         """Export the first-seed run of the row ``selection`` chose as ``run`` (checkpoint, test
         similarity, metrics with ``extra``): whatever row it is (a fine-tuned one included)."""
         chosen = self.rows[selection["chosen"]]
-        if chosen.is_ensemble or not isinstance(chosen.trained, TrainedModel):
-            raise ValueError(
-                f"row {chosen.name!r} is an ensemble or was not trained here: the export is one trained model"
-            )
+        if chosen.is_ensemble:
+            raise ValueError(f"row {chosen.name!r} is an ensemble: the export is one trained model")
+        if not isinstance(chosen.trained, TrainedModel):  # read from its record: the export needs its weights
+            self._retrain(chosen.trained)
         best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name=run))
         _, feats = self.features(best.config)
         result = chosen.result
