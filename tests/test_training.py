@@ -195,7 +195,7 @@ def test_config_rejects_combinations_that_cannot_train(changes):
     with pytest.raises(ValueError, match="allowed|needs model|finetune_text") as info:
         RunConfig(**changes)
     if "allowed" in str(info.value):
-        assert "dual_encoder + infonce: negatives in_batch" in str(info.value)
+        assert "dual_encoder or cosine_projection + infonce: negatives in_batch" in str(info.value)
 
 
 def test_config_rejects_bad_numbers_and_unknown_fields():

@@ -83,7 +83,9 @@ def test_bad_vectors_are_refused():
     bad = vectors.copy()
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        ExactIndex(bad, "cosine")
+        ApproximateIndex(bad, "cosine", vectors[:5])
+    scores, rows = ExactIndex(bad, "cosine").search(vectors[:2], 100)  # a damaged run: its NaN shows, ranked last
+    assert rows[0, -1] == 3 and np.isnan(scores[0, -1]) and np.isfinite(scores[:, :-1]).all()
     with pytest.raises(ValueError, match="width 32"):
         ExactIndex(vectors, "cosine").search(np.zeros((1, 8), np.float32), 3)
     with pytest.raises(ValueError, match="unknown similarity"):

@@ -34,13 +34,13 @@ CALIBRATION_RECALL = 0.995
 SIMILARITIES = ("cosine", "dot", "euclidean")
 
 
-def _check(vectors: np.ndarray, name: str, dim: int | None = None) -> np.ndarray:
+def _check(vectors: np.ndarray, name: str, dim: int | None = None, finite: bool = True) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or (dim is not None and vectors.shape[1] != dim):
         raise ValueError(
             f"{name} must be a 2-d array{'' if dim is None else f' of width {dim}'}, got shape {vectors.shape}"
         )
-    if not np.isfinite(vectors).all():
+    if finite and not np.isfinite(vectors).all():
         raise ValueError(f"{name} holds NaN or infinite values")
     return vectors
 
@@ -53,7 +53,9 @@ def exact_scores(queries: np.ndarray, vectors: np.ndarray, similarity: str) -> n
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best columns of each row of ``scores``, best first, ties broken by column (the
-    order of a stable sort of ``-scores``): (scores (Q, k), columns (Q, k))."""
+    order of a stable sort of ``-scores``; a NaN ranks below every number and is returned as it is,
+    for the caller to see): (scores (Q, k), columns (Q, k))."""
+    values, scores = scores, np.where(np.isnan(scores), -np.inf, scores)
     n = scores.shape[1]
     if not 1 <= k <= n:
         raise ValueError(f"k must be from 1 to {n}, got {k}")
@@ -68,12 +70,13 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     for q in range(len(scores)):
         columns = np.flatnonzero(scores[q] >= kth[q])
         order[q] = columns[np.lexsort((columns, -scores[q, columns]))][:k]
-    return scores[rows, order], order
+    return values[rows, order], order
 
 
 @dataclass
 class ExactIndex:
-    """Scores every vector: exact, and linear in the number of images."""
+    """Scores every vector: exact, and linear in the number of images. Vectors that are not numbers
+    (a damaged run) give scores that are not numbers, which the caller reports."""
 
     vectors: np.ndarray
     similarity: str
@@ -81,7 +84,7 @@ class ExactIndex:
     kind = "exact"
 
     def __post_init__(self):
-        self.vectors = _check(self.vectors, "vectors")
+        self.vectors = _check(self.vectors, "vectors", finite=False)
         if self.similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {self.similarity!r}; choose one of {SIMILARITIES}")
 
@@ -89,7 +92,7 @@ class ExactIndex:
         return len(self.vectors)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = _check(queries, "queries", self.vectors.shape[1])
+        queries = _check(queries, "queries", self.vectors.shape[1], finite=False)
         return top_k(exact_scores(queries, self.vectors, self.similarity), k)
 
     def nbytes(self) -> int:
