@@ -443,3 +443,27 @@ def test_building_or_loading_a_model_leaves_the_global_random_state_as_it_was(tm
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     build_model_drawing(ModelSpec("dual_encoder", 4, 4, 8, 4))  # the training primitive does advance it
     assert not torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_training_curves_mark_the_kept_epoch_of_a_history_that_starts_at_epoch_0():
+    """A fine-tuning's history starts at epoch 0 (its start): the dot is on the kept epoch's row,
+    not on ``history[best - 1]`` (with best 0, the last row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from flickr_retrieval import plots
+
+    history = [
+        {
+            "epoch": e,
+            "loss": 1.0 / (e + 1),
+            "dev_R@1": 10.0 + e,
+            "dev_R@5": 30.0 + e,
+            "dev_R@10": 40.0 + 10 * e,
+            "dev_medr": 9.0 - e,
+        }
+        for e in range(3)
+    ]
+    fig = plots.training_curves({"tuned": history}, {"tuned": 0})
+    dots = [line for line in fig.axes[1].lines if line.get_marker() == "o"]
+    assert [tuple(d.get_xdata()) for d in dots] == [(0,)] and [tuple(d.get_ydata()) for d in dots] == [(40.0,)]

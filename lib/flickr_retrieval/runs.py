@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import cache, paths
-from .checkpoint import TrainedModel
+from .checkpoint import TrainedModel, state_digest
 from .config import RunConfig, seed_offset
 from .errors import CheckpointError
 from .split_features import SplitFeatures
@@ -98,18 +98,10 @@ def run_key_parts(config: RunConfig, features: dict[str, SplitFeatures], init: T
         "kind": "run",
         "config": {k: v for k, v in config.to_dict().items() if k != "name"},
         "inputs": features_digest(features),
-        "init": None if init is None else (init.run_key or _state_digest(init)),
+        "init": None if init is None else (init.run_key or state_digest(init.objective.state_dict())[:24]),
         "seed_offset": seed_offset(),
         "code": code_version(),
     }
-
-
-def _state_digest(trained: TrainedModel) -> str:
-    digest = hashlib.sha256()
-    for key, value in trained.objective.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:24]
 
 
 def enabled() -> bool:
