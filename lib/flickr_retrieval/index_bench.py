@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import cli_errors
-from .vector_index import ApproximateIndex, ExactIndex, recall_at
+from .vector_index import ApproximateIndex, ExactIndex, exact_top, recall_at
 
 SIZES = (10_000, 100_000, 1_000_000)
 
@@ -49,10 +49,6 @@ def _latency_ms(index, queries: np.ndarray, k: int = 10) -> float:
         index.search(q[None], k)
         times.append(1000 * (time.perf_counter() - t))
     return float(np.median(times))
-
-
-def _exact_top(index: ExactIndex, queries: np.ndarray, k: int = 10, chunk: int = 100) -> np.ndarray:
-    return np.concatenate([index.search(queries[s : s + chunk], k)[1] for s in range(0, len(queries), chunk)])
 
 
 def _peak_mb() -> float:
@@ -99,7 +95,8 @@ def run(run_name: str, sizes=SIZES, noise: float = 0.5, timed: int = 100, seed: 
         start = time.perf_counter()
         approximate = ApproximateIndex(vectors, similarity, calibration, seed=seed)
         build_s = time.perf_counter() - start
-        recall = recall_at(_exact_top(approximate, held_out), _exact_top(exact, held_out))
+        found = np.concatenate([approximate.search(held_out[s : s + 100], 10)[1] for s in range(0, len(held_out), 100)])
+        recall = recall_at(found, exact_top(exact, held_out))
         approximate_ms = _latency_ms(approximate, timed_queries)
         lines.append(
             f"| {n:,} | {exact_ms:.2f} ms | {exact.nbytes() / 2**20:.0f} MB | {build_s:.1f} s | {approximate.cells} / "
