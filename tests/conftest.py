@@ -11,6 +11,20 @@ from PIL import Image
 
 TINY_SPLITS = {"train": 4, "dev": 2, "test": 2}
 TINY = ExpectedCounts(images=8, splits=tuple(TINY_SPLITS.items()))
+#: A small InfoNCE run on the tiny data set (the ``tiny_run`` fixture's; tests vary it with ``**``).
+TINY_CONFIG = dict(
+    name="tiny",
+    image_backbone="mobilenet_v2",
+    loss="infonce",
+    negatives="in_batch",
+    hidden_dim=32,
+    embed_dim=16,
+    lr=1e-3,
+    batch_size=8,
+    captions_per_image=5,
+    max_epochs=3,
+    early_stopping=False,
+)
 COLOURS = ["red", "green", "blue", "yellow", "black", "white", "orange", "purple"]
 
 
@@ -69,19 +83,7 @@ def tiny_run(tiny_root, isolated_cache):
     from flickr_retrieval.train import train
 
     data = load_flickr8k(tiny_root, expected=TINY)
-    config = RunConfig(
-        name="tiny",
-        image_backbone="mobilenet_v2",
-        loss="infonce",
-        negatives="in_batch",
-        hidden_dim=32,
-        embed_dim=16,
-        lr=1e-3,
-        batch_size=8,
-        captions_per_image=5,
-        max_epochs=3,
-        early_stopping=False,
-    )
+    config = RunConfig(**TINY_CONFIG)
     space = FeatureSpace(config, data)
     feats = {name: space.split(name) for name in ("train", "dev", "test")}
     return data, config, space, feats, train(config, feats, text_norm=space.text_norm, image_norms=space.image_norms)

@@ -306,7 +306,7 @@ def test_the_bench_summary_adopts_only_matching_paths_that_are_much_faster():
 
 
 def test_seeds_retrain_and_ensembles_average_the_members_scores(tiny_root, isolated_cache):
-    from conftest import TINY
+    from conftest import TINY, TINY_CONFIG
     from flickr_retrieval.config import RunConfig
     from flickr_retrieval.data import load_flickr8k
     from flickr_retrieval.evaluation import similarity
@@ -314,19 +314,7 @@ def test_seeds_retrain_and_ensembles_average_the_members_scores(tiny_root, isola
 
     data = load_flickr8k(tiny_root, expected=TINY)
     experiment = Experiment(data, n_boot=10)
-    config = RunConfig(
-        name="tiny-seeds",
-        image_backbone="mobilenet_v2",
-        loss="infonce",
-        negatives="in_batch",
-        hidden_dim=32,
-        embed_dim=16,
-        lr=1e-3,
-        batch_size=8,
-        captions_per_image=5,
-        max_epochs=2,
-        early_stopping=False,
-    )
+    config = RunConfig(**{**TINY_CONFIG, "name": "tiny-seeds", "max_epochs": 2})
     from flickr_retrieval.experiments import RowSpec
 
     experiment.run(RowSpec("1", "tiny", None, "-", config), seeds=(0, 1))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import cli_errors
-from .vector_index import ApproximateIndex, ExactIndex, exact_top, recall_at
+from .vector_index import ApproximateIndex, ExactIndex, recall_at, top_rows
 
 SIZES = (10_000, 100_000, 1_000_000)
 
@@ -95,8 +95,7 @@ def run(run_name: str, sizes=SIZES, noise: float = 0.5, timed: int = 100, seed: 
         start = time.perf_counter()
         approximate = ApproximateIndex(vectors, similarity, calibration, seed=seed)
         build_s = time.perf_counter() - start
-        found = np.concatenate([approximate.search(held_out[s : s + 100], 10)[1] for s in range(0, len(held_out), 100)])
-        recall = recall_at(found, exact_top(exact, held_out))
+        recall = recall_at(top_rows(approximate, held_out), top_rows(exact, held_out))
         approximate_ms = _latency_ms(approximate, timed_queries)
         lines.append(
             f"| {n:,} | {exact_ms:.2f} ms | {exact.nbytes() / 2**20:.0f} MB | {build_s:.1f} s | {approximate.cells} / "

@@ -99,9 +99,9 @@ class ExactIndex:
         return self.vectors.nbytes
 
 
-def exact_top(index: ExactIndex, queries: np.ndarray, k: int = 10, chunk: int = 50) -> np.ndarray:
-    """The exact top-``k`` rows of many queries, ``chunk`` queries at a time (the scores of 50
-    queries against 10^6 images take 200 MB; of 500 at once, 2 GB and its copies)."""
+def top_rows(index: ExactIndex | ApproximateIndex, queries: np.ndarray, k: int = 10, chunk: int = 50) -> np.ndarray:
+    """The top-``k`` rows of many queries through ``index``, ``chunk`` queries at a time (exactly, the
+    scores of 50 queries against 10^6 images take 200 MB; of 500 at once, 2 GB and its copies)."""
     return np.concatenate([index.search(queries[s : s + chunk], k)[1] for s in range(0, len(queries), chunk)])
 
 
@@ -161,7 +161,7 @@ class ApproximateIndex:
         self._index.add(vectors)
         self._quantizer = quantizer  # FAISS does not own it: keep it alive as long as the index
         k = min(10, len(vectors))
-        truth = exact_top(ExactIndex(vectors, similarity), queries, k)
+        truth = top_rows(ExactIndex(vectors, similarity), queries, k)
         self.nprobe, self.recall_at_10 = self.cells, 1.0
         for nprobe in sorted({*(2**p for p in range(int(math.log2(self.cells)) + 1)), self.cells}):
             self._index.nprobe = nprobe
