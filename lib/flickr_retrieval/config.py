@@ -15,6 +15,13 @@ SIMILARITIES = ("cosine", "dot", "euclidean")
 FEATURE_NORMS = ("none", "l2", "standardize")
 PRECISIONS = ("float32", "bfloat16")
 LR_SCHEDULES = ("constant", "cosine")
+IMAGE_VIEWS = ("full", "flip", "crops")  # the names of flickr_retrieval.images.VIEW_SETS (tested equal)
+TEST_VIEWS = ("full", "mean")
+
+#: Fields added after run records and exports were first written, with their defaults: written by
+#: :meth:`RunConfig.to_dict` only when set otherwise, so that every earlier config's dict, run-cache
+#: key, record and ensemble member id stays exactly what it was.
+LATER_FIELDS = {"image_views": "full", "test_view": "full", "tune_image_heads": False, "image_head_lr": 1e-4}
 
 #: The environment variable that shifts every training seed (see :func:`seed_offset`).
 SEED_OFFSET_VARIABLE = "RCP217_SEED_OFFSET"
@@ -58,10 +65,19 @@ class RunConfig:
     name: str = "dual_encoder"
     # features
     image_backbone: str = "efficientnet_lite0"  # one backbone, or several joined by "+" (concatenated)
-    text_encoder: str = "minilm"
+    text_encoder: str = "minilm"  # one sentence encoder, or several joined by "+" (features concatenated)
     text_pooling: str = "mean"  # "mean" or "cls"
     feature_norm: str = "none"  # "none", "l2" (each vector), "standardize" (train mean/std per dimension)
     pretrained_images: bool = True  # False: seeded random CNN weights (the report's broken features)
+    # feature augmentation: the views of each training image a run draws from, one per image per epoch
+    # ("full": the image only; "flip": it and its mirror; "crops": 10 views, see images.VIEW_SETS), and
+    # what dev and test score: the whole image ("full") or the mean of the views' CNN features ("mean")
+    image_views: str = "full"
+    test_view: str = "full"
+    # partial fine-tuning: the last layer of each image backbone (its 1x1 head convolution, from the
+    # cached activations that enter it; see head_features) trained with the branches, at image_head_lr
+    tune_image_heads: bool = False
+    image_head_lr: float = 1e-4
     # model
     model: str = "dual_encoder"
     hidden_dim: int = 2048
@@ -101,6 +117,8 @@ class RunConfig:
             (self.label_scheme, ("pm1", "01"), "label_scheme"),
             (self.precision, PRECISIONS, "precision"),
             (self.lr_schedule, LR_SCHEDULES, "lr_schedule"),
+            (self.image_views, IMAGE_VIEWS, "image_views"),
+            (self.test_view, TEST_VIEWS, "test_view"),
         ):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
@@ -120,10 +138,14 @@ class RunConfig:
             raise ValueError(
                 f"similarity {self.similarity!r} needs model 'dual_encoder' ({self.model!r} scores with its own function)"
             )
+        if self.finetune_text and "+" in self.text_encoder:
+            raise ValueError(
+                "finetune_text trains one sentence encoder, not the concatenation " + repr(self.text_encoder)
+            )
         if self.finetune_text and not (self.model == "dual_encoder" and spec.finetunes_text):
             trainable = [name for name, s in LOSS_SPECS.items() if s.finetunes_text]
             raise ValueError(f"finetune_text trains a 'dual_encoder' with loss {' or '.join(map(repr, trainable))}")
-        for name in ("lr", "text_lr", "temperature"):
+        for name in ("lr", "text_lr", "temperature", "image_head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("batch_size", "max_epochs", "patience", "hidden_dim", "embed_dim"):
@@ -131,6 +153,21 @@ class RunConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.test_view == "mean" and self.image_views == "full":
+            raise ValueError("test_view 'mean' averages the views of image_views: set image_views to 'flip' or 'crops'")
+        if self.image_views != "full" and (self.model != "dual_encoder" or not self.pretrained_images):
+            raise ValueError("image_views other than 'full' train a 'dual_encoder' on pretrained image features")
+        if self.tune_image_heads and (
+            self.model != "dual_encoder"
+            or not self.pretrained_images
+            or self.finetune_text
+            or self.feature_norm != "none"
+            or self.image_views != "full"
+        ):
+            raise ValueError(
+                "tune_image_heads trains a 'dual_encoder' on pretrained backbones, with feature_norm 'none', "
+                "image_views 'full' and a frozen text encoder"
+            )
 
     def unused_fields(self) -> list[str]:
         """The fields this run's model and loss do not read (their values are defaults, not settings):
@@ -150,7 +187,12 @@ class RunConfig:
             unused.append("text_lr")
         if not self.early_stopping:
             unused.append("patience")
-        return unused
+        if self.image_views == "full":
+            unused.append("test_view")
+        if not self.tune_image_heads:
+            unused.append("image_head_lr")
+        written = self.to_dict()  # a later field left at its default is not written, so not listed
+        return [name for name in unused if name in written]
 
     @property
     def training_seed(self) -> int:
@@ -161,11 +203,18 @@ class RunConfig:
     def backbones(self) -> list[str]:
         return self.image_backbone.split("+")
 
+    @property
+    def text_encoders(self) -> list[str]:
+        """The sentence encoders whose features are concatenated (``text_encoder`` joined by "+")."""
+        return self.text_encoder.split("+")
+
     def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, but the :data:`LATER_FIELDS` left at their default."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:

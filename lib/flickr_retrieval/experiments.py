@@ -28,6 +28,7 @@ from .checkpoint import TrainedModel
 from .config import RunConfig
 from .data import Flickr8k
 from .evaluation import similarity
+from .images import VIEW_SETS
 from .inputs import FeatureSpace, SplitFeatures
 from .metrics import dev_selection_score, selection_score
 from .records import RunRecord
@@ -48,9 +49,18 @@ CLOSE_CALL_MARGIN = 4.0
 
 
 def complexity(config: RunConfig) -> tuple:
-    """What makes a configuration less simple, in order: a trained text encoder, more backbones, a
-    feature normalisation. Among runs that tie on dev, the least complex wins."""
-    return (config.finetune_text, len(config.backbones), config.feature_norm != "none")
+    """What makes a configuration less simple, in order: a trained text encoder, trained image
+    layers, more backbones, more sentence encoders, a feature normalisation, more augmented views,
+    scoring the mean view. Among runs that tie on dev, the least complex wins."""
+    return (
+        config.finetune_text,
+        config.tune_image_heads,
+        len(config.backbones),
+        len(config.text_encoders),
+        config.feature_norm != "none",
+        len(VIEW_SETS[config.image_views]),
+        config.test_view != "full",
+    )
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,9 @@ class Experiment:
             config.text_pooling,
             config.feature_norm,
             config.pretrained_images,
+            config.image_views,
+            config.test_view,
+            config.tune_image_heads,
         )
         if key not in self._spaces:
             space = FeatureSpace(config, self.data)
@@ -354,12 +367,19 @@ class Experiment:
         """:meth:`compare` for every row that has a parent in the table."""
         return {i: self.compare(i, ks=ks) for i, r in self.rows.items() if r.spec.parent in self.rows}
 
-    def settle(self, seed_ladder: tuple[tuple[int, ...], ...], margin: float = CLOSE_CALL_MARGIN) -> list[str]:
-        """Train close calls with more seeds: for each compared row whose interval ends within
-        ``margin`` of 0, the row and its parent climb ``seed_ladder`` (e.g. ``((0, 1, 2), (0, 1, 2, 3, 4))``)
-        until the verdict is clear or the ladder ends. Returns the lines that say what was added."""
+    def settle(
+        self,
+        seed_ladder: tuple[tuple[int, ...], ...],
+        margin: float = CLOSE_CALL_MARGIN,
+        rows: list[str] | None = None,
+    ) -> list[str]:
+        """Train close calls with more seeds: for each compared row (of ``rows``, default all) whose
+        interval ends within ``margin`` of 0, the row and its parent climb ``seed_ladder`` (e.g.
+        ``((0, 1, 2), (0, 1, 2, 3, 4))``) until the verdict is clear or the ladder ends. Returns the
+        lines that say what was added."""
         said = []
-        for row_id in [i for i, r in self.rows.items() if r.spec.parent in self.rows and not r.is_ensemble]:
+        compared = [i for i, r in self.rows.items() if r.spec.parent in self.rows and not r.is_ensemble]
+        for row_id in [i for i in compared if rows is None or i in rows]:
             row = self.rows[row_id]
             for seeds in seed_ladder:
                 c = self.compare(row_id)

@@ -7,6 +7,7 @@ with the same inputs reads the cache; anything else recomputes.
 Command line (all 8091 images and 40455 captions, offline models by default)::
 
     flickr-retrieval-features --images efficientnet_lite0 mobilenet_v2 --text minilm
+    flickr-retrieval-features --images efficientnet_lite0 mobilenet_v2 --text --views crops  # + 9 augmented views
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .backbones import (
 from .data import Flickr8k, load_flickr8k
 from .errors import cli_errors
 from .helpers import progress
-from .images import ImageFiles
+from .images import CROP_SCALE, VIEW_SETS, VIEWS, ImageFiles
 from .text import clean_caption
 from .text_encoders import OFFLINE_TEXT_ENCODERS, POOLINGS, TEXT_ENCODERS, encode_texts, load_text_encoder
 
@@ -84,6 +85,7 @@ def extract_image_features(
     batch_size: int | None = None,
     hflip: bool = False,
     *,
+    crop: str | None = None,
     module: torch.nn.Module | None = None,
     bf16: bool = False,
     show_progress: bool = True,
@@ -91,14 +93,15 @@ def extract_image_features(
     """Run ``backbone`` over image files in batches; (len(files), dim) float32.
 
     ``batch_size`` defaults to the backbone's (:attr:`BackboneSpec.batch_size`, the fastest measured).
-    ``module`` (default: :func:`backbones.inference_module`) and ``bf16`` (bfloat16 autocast) let the
+    ``hflip``/``crop``: the view (:meth:`ImagePreprocessing.transform`). ``module`` (default:
+    :func:`backbones.inference_module`) and ``bf16`` (bfloat16 autocast) let the
     benchmark compare paths on the same loop.
     """
     from dataclasses import replace
 
     batch_size = batch_size or backbone.spec.batch_size
     preprocessing = replace(backbone.spec.preprocessing, hflip=hflip)
-    loader = torch.utils.data.DataLoader(ImageFiles(files, preprocessing), batch_size=batch_size, num_workers=0)
+    loader = torch.utils.data.DataLoader(ImageFiles(files, preprocessing, crop), batch_size=batch_size, num_workers=0)
     module = module if module is not None else inference_module(backbone)
     out = np.zeros((len(files), backbone.spec.dim), dtype=np.float32)
     start = 0
@@ -134,12 +137,14 @@ def image_features(
     *,
     pretrained: bool = True,
     hflip: bool = False,
+    crop: str | None = None,
     batch_size: int | None = None,
 ) -> FeatureTable:
     """Features of ``image_ids`` (default: all 8091 images) through a backbone, cached.
 
     ``pretrained=False`` runs seeded random weights on purpose (the report's broken features);
-    ``hflip=True`` mirrors every image first.
+    ``hflip=True`` mirrors every image first; ``crop`` takes one corner crop instead of the whole
+    image (see :func:`view_features`).
     """
     t0 = time.perf_counter()
     ids = list(image_ids) if image_ids is not None else data.image_ids
@@ -152,16 +157,29 @@ def image_features(
         weights = loaded.weights
     else:
         weights = "random-init seed=0"
-    parts = image_cache_parts(
-        backbone, weights, {**spec.preprocessing.__dict__, "hflip": hflip}, ids, data.content_fingerprint(ids)
-    )
+    preprocessing = {**spec.preprocessing.__dict__, "hflip": hflip}
+    if crop is not None:  # only then: the keys of whole-image features stay what they were
+        preprocessing.update(crop=crop, crop_scale=CROP_SCALE)
+    parts = image_cache_parts(backbone, weights, preprocessing, ids, data.content_fingerprint(ids))
 
     def compute():
         model = loaded or load_image_backbone(backbone, pretrained=False, seed=0)
-        return {"vectors": extract_image_features(model, [data.image_path(i) for i in ids], batch_size, hflip)}
+        files = [data.image_path(i) for i in ids]
+        return {"vectors": extract_image_features(model, files, batch_size, hflip, crop=crop)}
 
     arrays, path, hit = cache.cached(f"image-{backbone}", parts, compute, expect={"vectors": (len(ids), spec.dim)})
     return FeatureTable(ids, arrays["vectors"], parts, path, hit, time.perf_counter() - t0)
+
+
+def view_features(
+    data: Flickr8k, backbone: str, view: str = "full", image_ids: list[str] | None = None
+) -> FeatureTable:
+    """Features of one augmented view (:data:`flickr_retrieval.images.VIEWS`) of every image, cached
+    like :func:`image_features`; ``full`` is the whole image, the features every other run uses."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; choose one of {list(VIEWS)}")
+    v = VIEWS[view]
+    return image_features(data, backbone, image_ids, hflip=v.hflip, crop=v.crop)
 
 
 def caption_features(
@@ -217,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     ):
         parser.add_argument(flag, nargs="*", default=default, choices=known, help=f"{what} among {known}")
     parser.add_argument(
+        "--views",
+        default="full",
+        choices=list(VIEW_SETS),
+        help="augmented views of every image to extract too (crops: 6 views, flip: 2); default: the image only",
+    )
+    parser.add_argument(
         "--data", default=None, help="Flickr8k folder (default: FLICKR8K_DIR, data/flickr8k, ../shared/flickr8k)"
     )
     args = parser.parse_args(argv)
@@ -229,10 +253,12 @@ def _extract_all(args) -> None:
     data = load_flickr8k(args.data)
     print(f"Flickr8k at {data.root} ({data.layout}): {data.summary()}")
     for name in args.images:
-        table = image_features(data, name)
-        rate = len(table.ids) / table.seconds
-        how = "cache" if table.from_cache else f"{rate:.1f} images/s"
-        print(f"{name}: {table.vectors.shape} in {table.seconds:.1f} s ({how}) -> {table.cache_file}")
+        for view in VIEW_SETS[args.views]:
+            table = view_features(data, name, view)
+            rate = len(table.ids) / table.seconds
+            how = "cache" if table.from_cache else f"{rate:.1f} images/s"
+            label = name if view == "full" else f"{name} [{view}]"
+            print(f"{label}: {table.vectors.shape} in {table.seconds:.1f} s ({how}) -> {table.cache_file}")
     for name in args.text:
         table = dataset_caption_features(data, name)
         rate = len(table.ids) / table.seconds

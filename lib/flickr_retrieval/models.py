@@ -48,8 +48,14 @@ class ModelSpec:
     text_encoder: str = ""  # text_tuned: the sentence encoder trained with the branches
     text_pooling: str = "mean"
     text_norm: str = "none"  # text_tuned: how pooled sentence vectors are normalised before the branch
+    #: a trained last layer per backbone (:class:`PooledHead`): (positions, channels, out) each; the
+    #: image input is then their flattened inputs and ``image_dim`` the sum of their outputs
+    image_heads: tuple[tuple[int, int, int], ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "image_heads", tuple(tuple(int(v) for v in h) for h in self.image_heads))
+        if self.image_heads and (self.kind != "dual_encoder" or sum(h[2] for h in self.image_heads) != self.image_dim):
+            raise ValueError("image_heads belong to a dual_encoder whose image_dim is the sum of their outputs")
         if self.kind not in KINDS:
             raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
         if self.similarity not in SIMILARITIES:
@@ -60,9 +66,18 @@ class ModelSpec:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
+    @property
+    def image_input_dim(self) -> int:
+        """The width of what ``embed_images`` takes: ``image_dim``, or the heads' flattened inputs."""
+        return sum(p * c for p, c, _ in self.image_heads) if self.image_heads else self.image_dim
+
     @classmethod
-    def from_config(cls, config, text_dim: int, image_dim: int) -> ModelSpec:
+    def from_config(cls, config, text_dim: int, image_dim: int, image_heads: tuple = ()) -> ModelSpec:
+        """``image_heads``: (positions, channels, out) of each backbone's last layer when the config
+        trains them (``image_dim`` is then the sum of their outputs)."""
         kind = "text_tuned" if config.finetune_text else config.model
+        if config.tune_image_heads:
+            image_dim = sum(h[2] for h in image_heads)
         return cls(
             kind,
             int(text_dim),
@@ -74,10 +89,17 @@ class ModelSpec:
             config.text_encoder if kind == "text_tuned" else "",
             config.text_pooling,
             config.feature_norm,
+            tuple(image_heads) if config.tune_image_heads else (),
         )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field (``image_heads`` only when there are some: earlier checkpoints' specs stay as they were)."""
+        values = dataclasses.asdict(self)
+        if not self.image_heads:
+            del values["image_heads"]
+        else:
+            values["image_heads"] = [list(h) for h in self.image_heads]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelSpec:
@@ -251,11 +273,27 @@ def branch(in_dim: int, hidden_dim: int, out_dim: int, dropout: float) -> nn.Seq
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), Dropout(dropout), nn.Linear(hidden_dim, out_dim))
 
 
+class PooledHead(nn.Module):
+    """A backbone's last layer made trainable: ``Linear(channels, out)`` at each position (a 1x1
+    convolution with its BatchNorm folded in), ReLU6, mean over positions. Takes (N, positions *
+    channels), position-major; gives (N, out), the backbone's pooled feature."""
+
+    def __init__(self, positions: int, channels: int, out: int):
+        super().__init__()
+        self.positions, self.channels = positions, channels
+        self.layer = nn.Linear(channels, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.reshape(len(x), self.positions, self.channels)
+        return torch.clamp(self.layer(a), 0.0, 6.0).mean(dim=1)
+
+
 class DualEncoder(RetrievalModel):
     """Section IX: an image branch and a text branch into a shared space, compared by ``similarity``.
 
     With ``cosine`` the embeddings are L2-normalised (the report's model); with ``dot`` or
-    ``euclidean`` they are left as they are.
+    ``euclidean`` they are left as they are. With ``spec.image_heads``, the image side starts with
+    the last layer of each backbone (:class:`PooledHead`), trained too.
     """
 
     def __init__(self, spec: ModelSpec):
@@ -263,6 +301,22 @@ class DualEncoder(RetrievalModel):
         self.spec = spec
         self.text_branch = branch(spec.text_dim, spec.hidden_dim, spec.embed_dim, spec.dropout)
         self.image_branch = branch(spec.image_dim, spec.hidden_dim, spec.embed_dim, spec.dropout)
+        self.image_heads = nn.ModuleList(PooledHead(*h) for h in spec.image_heads)
+
+    def load_pretrained_heads(self, heads) -> None:
+        """Start each trained last layer from the backbone's (``ImageHead``: folded ``weight``, ``bias``)."""
+        if [tuple(h.shape) for h in heads] != [tuple(h) for h in self.spec.image_heads]:
+            raise ValueError(f"pretrained heads {[h.shape for h in heads]} do not match {self.spec.image_heads}")
+        with torch.no_grad():
+            for module, head in zip(self.image_heads, heads):
+                module.layer.weight.copy_(torch.as_tensor(head.weight))
+                module.layer.bias.copy_(torch.as_tensor(head.bias))
+
+    def _image_features(self, image: torch.Tensor) -> torch.Tensor:
+        if not self.spec.image_heads:
+            return image
+        widths = [p * c for p, c, _ in self.spec.image_heads]
+        return torch.cat([head(x) for head, x in zip(self.image_heads, image.split(widths, dim=1))], dim=1)
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, dim=-1) if self.similarity == "cosine" else x
@@ -274,7 +328,7 @@ class DualEncoder(RetrievalModel):
         return self.embed_text_vectors(queries.vectors)
 
     def embed_images(self, image: torch.Tensor) -> torch.Tensor:
-        return self._finish(self.image_branch(image))
+        return self._finish(self.image_branch(self._image_features(image)))
 
 
 class TextTunedDualEncoder(RetrievalModel):

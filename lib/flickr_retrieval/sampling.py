@@ -144,12 +144,17 @@ class BatchSampler:
         if self.lengths is not None:
             batches = length_bucketed(batches, self.lengths, rng)
         draw_in_batch = inputs == "one_negative" and config.negatives == "random"  # from the batch's other images
+        images = train.image
+        if train.image_views is not None:  # feature augmentation: one view of each image for this epoch
+            n_views, n_images = train.image_views.shape[:2]
+            view = torch.from_numpy(rng.integers(0, n_views, size=n_images))
+            images = train.image_views[view, torch.arange(n_images)]
         for idx in batches:
             own = train.caption_image[idx]
             yield Batch(
                 self.queries[idx],
                 torch.from_numpy(own),
-                train.image,
+                images,
                 None if negatives is None else torch.from_numpy(negatives[idx]),
                 torch.from_numpy(in_batch_negatives(own, rng)) if draw_in_batch else None,
             )

@@ -94,6 +94,16 @@ class Searcher:
                 raise QueryError(
                     f"run {config.name!r} was trained on random-weight image features; it cannot search your own images"
                 )
+            if config.tune_image_heads:
+                raise QueryError(
+                    f"run {config.name!r} trained the last layer of its image backbones; a collection stores "
+                    "their pooled features only: search it with a run whose backbones were frozen"
+                )
+            if config.test_view != "full":
+                raise QueryError(
+                    f"run {config.name!r} scores the mean of {config.image_views!r} views of each image; a collection "
+                    "stores whole-image features: search it with a run whose test_view is 'full'"
+                )
         self.collection = collection
         self.image_ids = self.gallery.ids
         self._position = {image_id: n for n, image_id in enumerate(self.image_ids)}
@@ -102,6 +112,11 @@ class Searcher:
             text_norm = text_norm or Normaliser(config.feature_norm)
             image_norms = image_norms or [Normaliser(config.feature_norm) for _ in config.backbones]
         self.space = FeatureSpace(config, self.data, text_norm, image_norms)
+        if len(config.text_encoders) > 1:
+            raise QueryError(
+                f"run {config.name!r} concatenates the features of {config.text_encoder!r}: such runs are measured "
+                "(notebook 11), not searchable; search with a run of one sentence encoder"
+            )
         if encoder is not None and encoder.name != config.text_encoder:
             raise ValueError(f"run {config.name!r} reads {config.text_encoder!r} features, not {encoder.name!r}'s")
         self.encoder = encoder or load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths

@@ -14,6 +14,22 @@ from .models import Queries
 
 
 @dataclass
+class ImageHead:
+    """A backbone's last layer, BatchNorm folded in: at each of ``positions`` positions
+    ``relu6(weight @ a + bias)``, then the mean over positions (the backbone's pooled feature).
+    ``weight`` (out, C) and ``bias`` (out,) float32: the pretrained values a trained head starts from."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    positions: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(positions, input channels, output features)."""
+        return (int(self.positions), int(self.weight.shape[1]), int(self.weight.shape[0]))
+
+
+@dataclass
 class SplitFeatures:
     """The model inputs of one split.
 
@@ -29,6 +45,13 @@ class SplitFeatures:
         (N, d) the raw CNN features (for the lenient criterion and "most different" negatives).
     sentences : list[str]
         the captions after the final text pipeline (for models that encode text themselves).
+    image_views : torch.Tensor or None
+        (V, N, d_image) the inputs of every augmented view (view 0: the whole image, ``image``),
+        when the run trains on views; training draws one per image per epoch.
+    image_heads : list[ImageHead] or None
+        when the run trains the last layer of each image tower: that layer of each backbone, pretrained;
+        ``image`` then holds the activations entering them (each backbone's positions x channels,
+        flattened, concatenated).
     """
 
     name: str
@@ -39,6 +62,8 @@ class SplitFeatures:
     caption_image: np.ndarray
     image_cnn: np.ndarray = field(repr=False)
     sentences: list[str] = field(default_factory=list, repr=False)
+    image_views: torch.Tensor | None = field(default=None, repr=False)
+    image_heads: list[ImageHead] | None = field(default=None, repr=False)
 
     @property
     def queries(self) -> Queries:

@@ -41,6 +41,13 @@ def _optimizer(objective: Objective, config: RunConfig) -> torch.optim.Optimizer
         return torch.optim.AdamW(
             [{"params": text, "lr": config.text_lr}, {"params": rest, "lr": config.lr}], weight_decay=0.0, fused=True
         )
+    if config.tune_image_heads:  # the backbones' last layers at image_head_lr; the branches and the temperature at lr
+        heads = list(objective.model.image_heads.parameters())
+        head_ids = {id(p) for p in heads}
+        rest = [p for p in objective.parameters() if id(p) not in head_ids]
+        return torch.optim.Adam(
+            [{"params": heads, "lr": config.image_head_lr}, {"params": rest, "lr": config.lr}], fused=True
+        )
     return torch.optim.Adam(objective.parameters(), lr=config.lr, fused=True)
 
 
@@ -95,8 +102,15 @@ def train(
                 model.set_text_normaliser(norm.mean, norm.std)
             objective = Objective(model, config, temperature=init.temperature)
         else:
-            spec = ModelSpec.from_config(config, train_split.text.shape[1], train_split.image.shape[1])
+            heads = train_split.image_heads or []
+            if config.tune_image_heads and not heads:
+                raise ValueError("tune_image_heads needs the backbones' last layers: features with image_heads")
+            spec = ModelSpec.from_config(
+                config, train_split.text.shape[1], train_split.image.shape[1], tuple(h.shape for h in heads)
+            )
             model = build_model_drawing(spec)
+            if spec.image_heads and init is None:
+                model.load_pretrained_heads(heads)
             if init is not None:  # continue training a run (the branches-only control of a fine-tuning)
                 if init.spec != spec:
                     raise ValueError(f"init's model {init.spec} does not match the config's {spec}")
