@@ -5,9 +5,10 @@
 #   notebooks  nbval: re-executes every notebook and compares the outputs of its checked cells,
 #   exports    regression checks of what the notebooks exported against the committed results,
 #              the ledger, and the browser test (tests_exports/).
-#   field      notebook 10 (the field's encoders: three more encoders extracted cold, about 25 min
-#              on a 2-core machine) and the checks of its exports; not in the default run, which
-#              must fit CI's time on the slowest machine of this kind
+#   field      notebooks 10 (the field's encoders: three more encoders extracted cold, about 25 min
+#              on a 2-core machine) and 11 (feature augmentation: 9 more extractions, about 35 min
+#              cold) and the checks of their exports; not in the default run, which must fit CI's
+#              time on the slowest machine of this kind
 #   ./run_tests.sh            unit, notebooks (00-09) and exports, in order (what CI runs)
 #   ./run_tests.sh all        the same, then the field tier
 #   ./run_tests.sh unit       the unit tests alone (likewise lint, notebooks, exports, field; or any pytest arguments)
@@ -21,19 +22,22 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_env.sh
-field_notebook=notebooks/10_beyond_frozen_features.ipynb
-field_checks=tests_exports/test_field_exports.py
+field_notebooks=(notebooks/10_beyond_frozen_features.ipynb notebooks/11_feature_augmentation.ipynb)
+field_checks=(tests_exports/test_field_exports.py tests_exports/test_augmentation_exports.py)
+ignore_field_notebooks=() ignore_field_checks=()
+for f in "${field_notebooks[@]}"; do ignore_field_notebooks+=(--ignore="$f"); done
+for f in "${field_checks[@]}"; do ignore_field_checks+=(--ignore="$f"); done
 if [ "$#" -eq 1 ] && [ "$1" = lint ]; then
   ruff check . && exec ruff format --check .
 fi
 if [ "$#" -eq 0 ]; then
-  set -- tests notebooks tests_exports --ignore="$field_notebook" --ignore="$field_checks"
+  set -- tests notebooks tests_exports "${ignore_field_notebooks[@]}" "${ignore_field_checks[@]}"
 elif [ "$#" -eq 1 ]; then
   case "$1" in
     unit) set -- tests ;;
-    notebooks) set -- notebooks --ignore="$field_notebook" ;;
-    exports) set -- tests_exports --ignore="$field_checks" ;;
-    field) set -- "$field_notebook" "$field_checks" tests_exports/test_zz_clean_tree.py ;;
+    notebooks) set -- notebooks "${ignore_field_notebooks[@]}" ;;
+    exports) set -- tests_exports "${ignore_field_checks[@]}" ;;
+    field) set -- "${field_notebooks[@]}" "${field_checks[@]}" tests_exports/test_zz_clean_tree.py ;;
     all) set -- tests notebooks tests_exports ;;
   esac
 fi
