@@ -372,11 +372,17 @@ def inference_module(backbone: ImageBackbone) -> nn.Module:
 
     The result equals ``backbone.module`` up to float rounding (a test checks it).
     """
+    return prepared_for_inference(backbone.module)
+
+
+def prepared_for_inference(module: nn.Module) -> nn.Module:
+    """A copy of any part of a backbone (the whole of it, or the trunk below its last layer) on the
+    :data:`INFERENCE_PATH`; ``module`` itself is left untouched."""
     import copy
 
     from torch.fx.experimental.optimization import fuse
 
-    module = plain_convolutions(copy.deepcopy(backbone.module)).eval()
+    module = plain_convolutions(copy.deepcopy(module)).eval()
     try:
         module = fuse(module)
     except Exception:  # models that torch.fx cannot trace run unfused: same numbers, slower

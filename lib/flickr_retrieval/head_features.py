@@ -12,7 +12,6 @@ to a cosine of 0.9999 (tested).
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from . import cache
-from .backbones import BACKBONES, load_image_backbone, plain_convolutions
+from .backbones import BACKBONES, load_image_backbone, prepared_for_inference
 from .data import Flickr8k
 from .features import FEATURE_CODE_VERSION, image_cache_parts
 from .helpers import progress
@@ -67,14 +66,7 @@ def _trunk(backbone_name: str):
         raise ValueError(f"backbone {backbone_name!r} does not offer its last layer for training")
     backbone = load_image_backbone(backbone_name)
     trunk, conv, bn = spec.split_head(backbone.module)
-    from torch.fx.experimental.optimization import fuse
-
-    trunk = plain_convolutions(copy.deepcopy(trunk)).eval()
-    try:
-        trunk = fuse(trunk)
-    except Exception:  # untraceable: same numbers, slower
-        pass
-    return backbone, trunk.to(memory_format=torch.channels_last).eval(), conv, bn
+    return backbone, prepared_for_inference(trunk), conv, bn
 
 
 @torch.inference_mode()
