@@ -214,78 +214,48 @@ def text_paths(name: str, texts: list[str]) -> list[dict]:
     ]
 
 
-#: Training paths, oldest first: what each changed is one lever. The package path is the last.
+#: Training paths, oldest first (what each changed is one lever), then the candidates measured
+#: against the package's step (``package``: the path :func:`fit.training_step` takes, in the
+#: precision this machine trains in, :mod:`flickr_retrieval.precision`).
 TRAINING_PATHS = (
-    ("float32, nn.Dropout, Adam loop (round 1)", dict(bf16=False, fast_dropout=False, fused=False)),
-    ("bfloat16 autocast, nn.Dropout, Adam loop (session 3)", dict(bf16=True, fast_dropout=False, fused=False)),
-    ("bfloat16 autocast, nn.Dropout, fused Adam", dict(bf16=True, fast_dropout=False, fused=True)),
-    ("float32, rand-mask Dropout, fused Adam", dict(bf16=False, fast_dropout=True, fused=True)),
-    ("bfloat16 autocast, rand-mask Dropout, fused Adam (package)", dict(bf16=True, fast_dropout=True, fused=True)),
+    ("float32, nn.Dropout, Adam loop (before 2026-11-27)", dict(bf16=False, dropout="torch", fused=False)),
+    ("bfloat16 autocast, nn.Dropout, Adam loop (6dbd7f3)", dict(bf16=True, dropout="torch", fused=False)),
+    ("float32, rand-mask Dropout, fused Adam (6786640)", dict(bf16=False, dropout=None, fused=True)),
+    ("bfloat16 autocast, rand-mask Dropout, fused Adam (6786640)", dict(bf16=True, dropout=None, fused=True)),
 )
 
 
-def _training_step_timer(batch: int, steps: int, bf16: bool, fast_dropout: bool, fused: bool):
-    """A function timing ``steps`` training steps of the study's two-branch model (384-d text,
-    1280-d image features: the reference row; InfoNCE) on random inputs of those sizes."""
+def training_paths(steps: int = 40, batches: tuple[int, ...] = (64, 256), repeats: int = 3) -> list[dict]:
+    """Samples per second of every :data:`TRAINING_PATHS` entry on the reference row's sizes (384-d
+    text, 2560-d image features; InfoNCE) at the study's batch sizes (64: the report's recipe, 256:
+    the reference recipe R): each warmed up, then timed in ``repeats`` interleaved rounds; the
+    median round counts. The package's path is the row in this machine's precision with the
+    package's dropout and fused Adam."""
     from torch import nn
 
-    from .config import RunConfig
-    from .fit import training_step
-    from .models import ModelSpec, Queries, build_model
-    from .objective import Objective
-    from .sampling import Batch
+    from .precision import default_precision
+    from .training_bench import median_rounds, package_step
 
-    config = RunConfig(loss="infonce", negatives="in_batch", batch_size=batch)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        objective = Objective(build_model(ModelSpec.from_config(config, 384, 1280)), config)
-        if not fast_dropout:  # the module the branches had before
-            for seq in (objective.model.text_branch, objective.model.image_branch):
-                seq[2] = nn.Dropout(seq[2].p)
-        optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr, fused=fused)
-        images = torch.randn(6000, 1280)
-        batches = [
-            Batch(
-                Queries(torch.randn(batch, 384)),
-                torch.from_numpy(np.random.default_rng(i).permutation(6000)[:batch]),
-                images,
-            )
-            for i in range(steps)
-        ]
-
-    def timed() -> float:
-        objective.train()
-        start = time.perf_counter()
-        for b in batches:
-            training_step(objective, optimizer, b, bf16)  # the study's own step
-        return time.perf_counter() - start
-
-    return timed
-
-
-def training_paths(steps: int = 40, batches: tuple[int, ...] = (64, 128), repeats: int = 3) -> list[dict]:
-    """Samples per second of every :data:`TRAINING_PATHS` entry at the study's batch sizes (64: the
-    report's recipe, 128: the contrastive rows): each warmed up, then timed in ``repeats``
-    interleaved rounds; the median round counts."""
+    package_bf16 = default_precision() == "bfloat16"
     rows = []
     for batch in batches:
-        timers = {label: _training_step_timer(batch, steps, **kw) for label, kw in TRAINING_PATHS}
-        for timer in timers.values():
-            timer()  # warm-up
-        times = {label: [] for label in timers}
-        for _ in range(repeats):
-            for label, timer in timers.items():
-                times[label].append(timer())
+        setups = {
+            label: package_step(
+                384, 2560, batch, steps, kw["bf16"], fused=kw["fused"], dropout=nn.Dropout if kw["dropout"] else None
+            )
+            for label, kw in TRAINING_PATHS
+        }
+        seconds = median_rounds({label: s.run for label, s in setups.items()}, repeats)
         rows += [
             {
                 "model": f"dual encoder training, batch {batch}",
                 "unit": "samples/s",
                 "path": label,
-                "package": label.endswith("(package)"),
-                "rate": steps * batch / float(np.median(t)),
+                "package": kw["fused"] and kw["dropout"] is None and kw["bf16"] == package_bf16,
+                "rate": steps * batch / seconds[label],
                 "cosine": None,
             }
-            for label, t in times.items()
+            for label, kw in TRAINING_PATHS
         ]
     return rows
 
@@ -334,14 +304,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-compile", action="store_true", help="skip the torch.compile path (it compiles for a minute or more)"
     )
-    parser.add_argument("--no-training", action="store_true", help="skip the training line")
+    parser.add_argument("--no-training", action="store_true", help="skip the training lines")
+    parser.add_argument(
+        "--training-only",
+        action="store_true",
+        help="only the training step: its paths, and its FLOP/s and bytes against this machine's peak and bandwidth",
+    )
     args = parser.parse_args(argv)
     if args.images > 8091 or args.captions > 40455:
         parser.error("--images is at most 8091 and --captions at most 40455 (all of Flickr8k)")
+    from .precision import describe
+    from .training_bench import format_limits, training_limits
+
     with cli_errors("flickr-retrieval-bench"):
-        _report(
-            run(args.images, args.captions, args.backbones, args.encoders, not args.no_compile, not args.no_training)
-        )
+        print(describe())
+        if args.training_only:
+            _report(training_paths())
+        else:
+            _report(
+                run(
+                    args.images, args.captions, args.backbones, args.encoders, not args.no_compile, not args.no_training
+                )
+            )
+        if not args.no_training:
+            for line in format_limits(training_limits()):
+                print(line)
     return 0
 
 

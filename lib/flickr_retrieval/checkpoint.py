@@ -92,6 +92,8 @@ class TrainedModel:
     image_norms: list[Normaliser] | None = None
     from_cache: bool = False  # read back from the run cache (flickr_retrieval.runs), not trained now
     run_key: str | None = None  # its run-cache key, when it went through the run cache
+    precision: str = ""  # the arithmetic it was trained in ("float32" or "bfloat16"; "" when unknown)
+    seed_offset: int = 0  # added to the config's seed for every draw of its training (RCP217_SEED_OFFSET)
 
     @property
     def model(self) -> RetrievalModel:
@@ -132,6 +134,8 @@ class TrainedModel:
             "seconds": float(self.seconds),
             "text_norm": None if self.text_norm is None else self.text_norm.to_state(),
             "image_norms": None if self.image_norms is None else [n.to_state() for n in self.image_norms],
+            "precision": self.precision,
+            "seed_offset": int(self.seed_offset),
         }
         atomic_write(path, lambda handle: torch.save(state, handle))
 
@@ -184,4 +188,20 @@ class TrainedModel:
                 f"{path}: the checkpoint does not describe a valid model ({type(exc).__name__}: {exc})"
             ) from None
         objective.eval()
-        return cls(config, objective, history, best_epoch, seconds, text_norm, image_norms)
+        precision = state.get("precision") or (config.precision if config.precision != "auto" else "")
+        if precision not in ("", "float32", "bfloat16"):
+            raise CheckpointError(f"{path}: unknown training precision {precision!r}")
+        seed_offset = state.get("seed_offset", 0)
+        if not isinstance(seed_offset, int) or seed_offset < 0:
+            raise CheckpointError(f"{path}: its seed offset {seed_offset!r} is not a whole number from 0")
+        return cls(
+            config,
+            objective,
+            history,
+            best_epoch,
+            seconds,
+            text_norm,
+            image_norms,
+            precision=precision,
+            seed_offset=seed_offset,
+        )

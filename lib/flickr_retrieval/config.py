@@ -13,7 +13,7 @@ LOSSES = tuple(LOSS_SPECS)
 NEGATIVES = ("none", "random", "random_once", "most_different", "in_batch", "hardest_in_batch")
 SIMILARITIES = ("cosine", "dot", "euclidean")
 FEATURE_NORMS = ("none", "l2", "standardize")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
 LR_SCHEDULES = ("constant", "cosine")
 IMAGE_VIEWS = ("full", "flip", "crops")  # the names of flickr_retrieval.images.VIEW_SETS (tested equal)
 TEST_VIEWS = ("full", "mean")
@@ -22,6 +22,9 @@ TEST_VIEWS = ("full", "mean")
 #: :meth:`RunConfig.to_dict` only when set otherwise, so that every earlier config's dict, run-cache
 #: key, record and ensemble member id stays exactly what it was.
 LATER_FIELDS = {"image_views": "full", "test_view": "full", "tune_image_heads": False, "image_head_lr": 1e-4}
+
+#: The fields that are not part of what a run trains (see :meth:`RunConfig.setting`).
+SETTING_EXCLUDES = ("name", "seed", "precision")
 
 #: The environment variable that shifts every training seed (see :func:`seed_offset`).
 SEED_OFFSET_VARIABLE = "RCP217_SEED_OFFSET"
@@ -51,6 +54,21 @@ def allowed_combinations() -> str:
         f"{' or '.join(spec.models)} + {name}: negatives {' or '.join(spec.negatives)}"
         for name, spec in LOSS_SPECS.items()
     )
+
+
+@dataclass(frozen=True)
+class FeatureSetting:
+    """The part of a config that decides the input features (one cache of loaded, normalised
+    features per setting): :meth:`RunConfig.feature_setting`."""
+
+    image_backbone: str
+    text_encoder: str
+    text_pooling: str
+    feature_norm: str
+    pretrained_images: bool
+    image_views: str
+    test_view: str
+    tune_image_heads: bool
 
 
 @dataclass(frozen=True)
@@ -103,8 +121,10 @@ class RunConfig:
     patience: int = 5  # epochs without a better dev score before stopping (>= max_epochs: never stops early)
     seed: int = 0
     # training arithmetic: "bfloat16" autocast for the forward passes (weights, gradients, optimiser and
-    # every evaluation in float32), or "float32". 07 trains its reference with both over three seeds.
-    precision: str = "bfloat16"
+    # every evaluation in float32), "float32", or "auto": what this machine does natively, decided once
+    # per process (flickr_retrieval.precision; RCP217_PRECISION overrides). How a run computes, not
+    # what it trains: left out of its setting (see setting()); the run cache keys the effective one.
+    precision: str = "auto"
 
     def __post_init__(self):
         for value, allowed, what in (
@@ -195,11 +215,6 @@ class RunConfig:
         return [name for name in unused if name in written]
 
     @property
-    def training_seed(self) -> int:
-        """The seed training actually uses: ``seed`` plus :func:`seed_offset`."""
-        return self.seed + seed_offset()
-
-    @property
     def backbones(self) -> list[str]:
         return self.image_backbone.split("+")
 
@@ -207,6 +222,23 @@ class RunConfig:
     def text_encoders(self) -> list[str]:
         """The sentence encoders whose features are concatenated (``text_encoder`` joined by "+")."""
         return self.text_encoder.split("+")
+
+    @property
+    def effective_precision(self) -> str:
+        """The precision training runs in: ``precision``, or this machine's when it is ``"auto"``."""
+        from .precision import default_precision
+
+        return default_precision() if self.precision == "auto" else self.precision
+
+    def feature_setting(self) -> FeatureSetting:
+        """The input features this config reads, as one object (a key for loaded features)."""
+        return FeatureSetting(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FeatureSetting)})
+
+    def setting(self) -> dict:
+        """What a run trains, as a dict: every field but its ``name``, its ``seed`` and its
+        ``precision`` (how it computes). Two runs of one setting and seed are the same draw, whichever
+        machine or arithmetic trained them; their records are read alike."""
+        return {k: v for k, v in self.to_dict().items() if k not in SETTING_EXCLUDES}
 
     def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)

@@ -16,8 +16,8 @@ import numpy as np
 
 from . import paths
 from .checkpoint import TrainedModel
-from .config import seed_offset
 from .errors import RunNameError
+from .precision import read_cpu
 
 PACKAGES = ("torch", "torchvision", "transformers", "numpy", "scikit-learn", "flickr-retrieval")
 
@@ -102,7 +102,9 @@ def export_run(
                 for row in trained.history
             ],
         },
-        "seed_offset": seed_offset(),  # RCP217_SEED_OFFSET when it was trained (0: the study's own seeds)
+        "seed_offset": trained.seed_offset,  # RCP217_SEED_OFFSET when it was trained (0: the study's own seeds)
+        "precision": trained.precision,  # the arithmetic it was trained in (config "auto": this machine's)
+        "cpu": read_cpu().describe(),
         "timings_s": timings or {},
         "versions": package_versions(),
         **(extra or {}),

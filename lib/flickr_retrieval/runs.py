@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -24,44 +25,63 @@ import torch
 
 from . import cache, paths
 from .checkpoint import TrainedModel, state_digest
-from .config import RunConfig, seed_offset
+from .config import RunConfig
+from .config import seed_offset as config_seed_offset
 from .errors import CheckpointError
 from .split_features import SplitFeatures
 from .train import train
 
-#: The modules whose code decides what training produces.
-TRAINING_MODULES = (
-    "config",
-    "inputs",
-    "split_features",
-    "models",
-    "losses",
-    "objective",
-    "sampling",
-    "metrics",
-    "evaluation",
-    "fit",
-    "train",
-    "checkpoint",
-    "text_encoders",
-)
+#: Where training starts: every package module these import, at any depth (inside functions too),
+#: decides what training produces (:func:`training_modules`).
+TRAINING_ROOTS = ("train",)
+
+
+def _package_imports(name: str) -> set[str]:
+    """The package modules that module ``name`` imports, anywhere in its code."""
+    tree = ast.parse((Path(__file__).parent / f"{name}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:  # from . import a, b
+                found.update(alias.name for alias in node.names)
+    return {m for m in found if (Path(__file__).parent / f"{m}.py").is_file()}
+
+
+@functools.cache
+def training_modules() -> tuple[str, ...]:
+    """The modules whose code decides what training produces: :data:`TRAINING_ROOTS` and everything
+    they reach through the package's imports, sorted."""
+    seen, todo = set(), list(TRAINING_ROOTS)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_package_imports(name) - seen)
+    return tuple(sorted(seen))
 
 
 def code_version() -> str:
-    """A digest of the code of :data:`TRAINING_MODULES` and the torch version.
+    """A digest of the code of :func:`training_modules` and the torch version.
 
-    The code is read as a syntax tree without docstrings, so that reformatting a module or editing a
-    comment or docstring does not retrain anything, while any change to what runs does.
+    The code is read as a syntax tree without docstrings and import lines, so that reformatting a
+    module, editing a comment or a docstring, or moving an import (a module moved to a subpackage)
+    does not retrain anything, while any change to what runs does.
     """
     digest = hashlib.sha256(torch.__version__.encode())
-    for name in TRAINING_MODULES:
+    for name in training_modules():
         digest.update(code_digest((Path(__file__).parent / f"{name}.py").read_text()).encode())
     return digest.hexdigest()[:16]
 
 
 def code_digest(source: str) -> str:
-    """SHA-256 of the syntax tree of ``source`` with comments, layout and docstrings left out."""
+    """SHA-256 of the syntax tree of ``source`` with comments, layout, docstrings and import lines left out."""
     tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            node.body = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))] or [ast.Pass()]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
@@ -95,13 +115,16 @@ def features_digest(features: dict[str, SplitFeatures], splits: tuple[str, ...] 
     return digest.hexdigest()[:24]
 
 
-def run_key_parts(config: RunConfig, features: dict[str, SplitFeatures], init: TrainedModel | None = None) -> dict:
+def run_key_parts(
+    config: RunConfig, features: dict[str, SplitFeatures], init: TrainedModel | None = None, offset: int = 0
+) -> dict:
     return {
         "kind": "run",
         "config": {k: v for k, v in config.to_dict().items() if k != "name"},
         "inputs": features_digest(features),
         "init": None if init is None else (init.run_key or state_digest(init.objective.state_dict())[:24]),
-        "seed_offset": seed_offset(),
+        "seed_offset": offset,
+        "precision": config.effective_precision,  # the arithmetic, whatever the config says ("auto" included)
         "code": code_version(),
     }
 
@@ -111,13 +134,20 @@ def enabled() -> bool:
 
 
 def train_cached(
-    config: RunConfig, features: dict[str, SplitFeatures], *, init: TrainedModel | None = None, **kwargs
+    config: RunConfig,
+    features: dict[str, SplitFeatures],
+    *,
+    init: TrainedModel | None = None,
+    seed_offset: int | None = None,
+    **kwargs,
 ) -> TrainedModel:
     """:func:`flickr_retrieval.train.train`, or the same run read back from the run cache.
 
-    The returned run carries ``from_cache`` (True when read) and ``run_key``.
+    ``seed_offset``: the shift of every training seed (None: ``RCP217_SEED_OFFSET``, read here, at the
+    study's entry point). The returned run carries ``from_cache`` (True when read) and ``run_key``.
     """
-    parts = run_key_parts(config, features, init)
+    offset = config_seed_offset() if seed_offset is None else seed_offset
+    parts = run_key_parts(config, features, init, offset)
     key = cache.cache_key(parts)
     path = paths.cache_dir() / "runs" / f"run-{key}.pt"
     if enabled() and path.is_file():
@@ -131,7 +161,7 @@ def train_cached(
             warnings.warn(
                 f"ignoring run-cache entry {path}: its config differs from its key; training again", stacklevel=2
             )
-    trained = dataclasses.replace(train(config, features, init=init, **kwargs), run_key=key)
+    trained = dataclasses.replace(train(config, features, init=init, seed_offset=offset, **kwargs), run_key=key)
     if enabled():
         trained.save(path)
         path.with_suffix(".json").write_text(

@@ -1,8 +1,8 @@
 """Training a config on cached features: seeding, the model, the objective, the optimiser, then
 :func:`flickr_retrieval.fit.fit`.
 
-Everything a number depends on is seeded from ``RunConfig.training_seed`` (the config's seed plus
-the ``RCP217_SEED_OFFSET`` shift, 0 by default): the model's initialisation, the order of the
+Everything a number depends on is seeded from the config's seed plus ``seed_offset`` (passed by the
+caller: the study's entry points pass the ``RCP217_SEED_OFFSET`` shift, 0 by default): the model's initialisation, the order of the
 captions, the random negatives and dropout. Training runs inside
 ``torch.random.fork_rng``, so torch's global random state is the same before and after.
 """
@@ -69,6 +69,7 @@ def train(
     init: TrainedModel | None = None,
     text_norm: Normaliser | None = None,
     image_norms: list[Normaliser] | None = None,
+    seed_offset: int = 0,
 ) -> TrainedModel:
     """Train ``config`` on ``features["train"]``; select epochs on ``features["dev"]``.
 
@@ -85,7 +86,8 @@ def train(
     train_split, dev = features["train"], features["dev"]
     if config.finetune_text and (init is None or init.spec.kind != "dual_encoder"):
         raise ValueError("fine-tuning the text encoder starts from a trained dual_encoder run: pass init=")
-    seed = config.training_seed
+    seed = config.seed + seed_offset
+    precision = config.effective_precision  # "auto": this machine's (flickr_retrieval.precision)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -130,7 +132,7 @@ def train(
             rng,
             score_start=init is not None,
             progress=bar,
-            bf16=config.precision == "bfloat16",
+            bf16=precision == "bfloat16",
             scheduler=_schedule(optimizer, config, sampler.batches_per_epoch()),
         )
     return TrainedModel(
@@ -141,4 +143,6 @@ def train(
         time.perf_counter() - t0,
         text_norm or (init.text_norm if init else None),
         image_norms or (init.image_norms if init else None),
+        precision=precision,
+        seed_offset=seed_offset,
     )
