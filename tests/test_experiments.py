@@ -69,23 +69,38 @@ def test_a_tie_on_dev_keeps_the_simplest_row(table, monkeypatch):
     assert table.selection()["tolerance"] > 0
 
 
-def test_an_ensemble_row_and_stability_table(table):
+def test_an_ensemble_is_compared_with_its_own_members_and_seed_sets_with_each_other(table):
     rows = table.rows
     table.ensemble(RowSpec("E1", "seeds of 5", "5", "mean of seeds 0 and 1"), [rows["5"].runs[0], rows["5"].runs[1]])
-    assert table.rows["E1"].is_ensemble and table.compare("E1")["seed_list"] == [0]
+    c = table.compare("E1")
+    assert table.rows["E1"].is_ensemble and c["vs"] == "its members' mean" and c["seed_list"] == [0, 1]
+    assert table.rows["E1"].first.dev_ranks is not None and "dev" in table.compare("E1", split="dev")["split"]
     with pytest.raises(ValueError, match="ensemble"):
         table.export_choice({"chosen": "E1"})
-    stab = table.stability((0,), (1,))
-    assert set(stab["verdicts"]) <= {"stable", "unstable"} and "E1 seeds of 5" not in stab.index
+    table.ensure_seeds("5", (0, 1, 2, 3))
+    table.ensure_seeds("3", (0, 1, 2, 3))
+    het = table.heterogeneity((0, 1), (2, 3))
+    assert list(het.index) == ["5 shorter"] and set(het["the two sets"]) <= {"consistent", "disagree (|z| > 2)"}
+    aa = table.aa_check((0, 1), (2, 3))
+    assert set(aa["rows"]) == {"3", "5"} and aa["checked"] == 2 and 0 <= aa["false_positives"] <= 2
     assert set(table.seed_spread()) == {"R@1", "R@5", "R@10", "medr"}
 
 
-def test_settle_climbs_the_seed_ladder_only_for_close_calls(table, monkeypatch):
+def test_the_family_is_adjusted_together_and_its_words_are_the_adjusted_ones(table):
+    table.family = ("5", "8")
+    comps = table.comparisons()
+    assert comps["5"]["family_size"] == 2 and comps["5"]["p_adjusted"] >= comps["5"]["p"]
+    assert table.word("5") == comps["5"]["verdict_adjusted"]
+    assert "Holm p" in table.verdicts()[0] and list(table.family_table().index) == ["5 shorter", "8 fine-tuned"]
+
+
+def test_settle_climbs_the_seed_ladder_only_for_close_calls_judged_on_dev(table, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        experiments.verdicts, "needs_more_seeds", lambda c, margin: calls.append(c["row"]) or c["row"] == "5"
+        experiments.protocol, "is_close_call", lambda c, margin: calls.append(c["split"]) or c["row"] == "5"
     )
     said = table.settle(((0, 1, 2),))
+    assert set(calls) == {"dev"}
     assert table.rows["5"].seeds == [0, 1, 2] and table.rows["3"].seeds == [0, 1, 2]
     assert len(said) == 1 and said[0].startswith("5 shorter")
     assert table.rows["8"].seeds == [0, 1]  # not a close call: no extra seed
@@ -109,8 +124,9 @@ def test_seed_offset_shifts_training_and_is_validated(tiny_run, monkeypatch):
 
     data, config, space, feats, trained = tiny_run
     monkeypatch.setenv("RCP217_SEED_OFFSET", "100")
-    assert seed_offset() == 100 and config.training_seed == 100
-    shifted = train(config, feats)
+    assert seed_offset() == 100 and Experiment(data).offset == 100  # read at the entry point, passed down
+    shifted = train(config, feats, seed_offset=100)
+    assert shifted.seed_offset == 100
     assert shifted.config.seed == config.seed  # the nominal seed is kept
     assert not np.allclose(shifted.history[-1]["loss"], trained.history[-1]["loss"])
     for bad in ("x", "-1"):

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from flickr_retrieval import metrics
+from flickr_retrieval import metrics, verdicts
 
 # 4 captions x 3 images; captions 0,1 describe image 0, caption 2 image 1, caption 3 image 2.
 S = np.array(
@@ -108,18 +108,18 @@ def test_paired_bootstrap_resamples_images_with_their_captions():
     caption_image = np.repeat(np.arange(50), 5)
     a = np.ones(250, dtype=int)  # model a finds every caption's image at rank 1
     b = np.where(caption_image < 25, 1, 7)  # model b misses the captions of half the images
-    out = metrics.paired_bootstrap(a, b, caption_image, k=1, n_boot=500, seed=0)
+    out = verdicts.paired_bootstrap(a, b, caption_image, k=1, n_boot=500, seed=0)
     assert out["diff"] == pytest.approx(50.0) and out["verdict"] == "helps"
     assert out["ci95"][0] > 30 and out["ci95"][1] <= 70
-    same = metrics.paired_bootstrap(a, a, caption_image)
+    same = verdicts.paired_bootstrap(a, a, caption_image)
     assert same == {"diff": 0.0, "ci95": (0.0, 0.0), "verdict": "no measurable difference"}
-    assert metrics.paired_bootstrap(b, a, caption_image)["verdict"] == "hurts"
+    assert verdicts.paired_bootstrap(b, a, caption_image)["verdict"] == "hurts"
     # a small, noisy difference is not a verdict
     rng = np.random.default_rng(0)
     c = rng.integers(1, 3, size=250)
     d = c.copy()
     d[:3] = 2
-    assert metrics.paired_bootstrap(c, d, caption_image, n_boot=500)["verdict"] == "no measurable difference"
+    assert verdicts.paired_bootstrap(c, d, caption_image, n_boot=500)["verdict"] == "no measurable difference"
 
 
 def test_paired_bootstrap_is_wider_than_a_caption_bootstrap_when_captions_of_an_image_agree():
@@ -129,8 +129,8 @@ def test_paired_bootstrap_is_wider_than_a_caption_bootstrap_when_captions_of_an_
     rng = np.random.default_rng(1)
     a = np.repeat(rng.integers(1, 3, size=100), 5)
     b = np.ones(500, dtype=int)
-    by_image = metrics.paired_bootstrap(a, b, caption_image, n_boot=2000)
-    by_caption = metrics.paired_bootstrap(a, b, np.arange(500), n_boot=2000)
+    by_image = verdicts.paired_bootstrap(a, b, caption_image, n_boot=2000)
+    by_caption = verdicts.paired_bootstrap(a, b, np.arange(500), n_boot=2000)
     assert (by_image["ci95"][1] - by_image["ci95"][0]) > 1.5 * (by_caption["ci95"][1] - by_caption["ci95"][0])
 
 
@@ -143,15 +143,3 @@ def test_ties_count_against_the_model_or_half_on_request():
     assert t2i_ranks(sim, caption_image, ties="mean").tolist() == [2.0, 3.0]
     with pytest.raises(ValueError, match="ties"):
         t2i_ranks(sim, caption_image, ties="best")
-
-
-def test_seed_difference_says_helps_only_when_the_interval_excludes_zero():
-    from flickr_retrieval.metrics import seed_difference
-
-    same = seed_difference([17.5, 17.5, 16.6], [16.4, 16.6, 16.6])
-    assert same["verdict"] == "no measurable difference" and same["ci95"][0] < 0 < same["ci95"][1]
-    apart = seed_difference([20.0, 20.2, 20.1], [16.4, 16.6, 16.5])
-    assert apart["verdict"] == "helps" and apart["diff"] == pytest.approx(3.6)
-    assert seed_difference([16.4, 16.6, 16.5], [20.0, 20.2, 20.1])["verdict"] == "hurts"
-    with pytest.raises(ValueError):
-        seed_difference([1.0], [2.0, 3.0])

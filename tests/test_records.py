@@ -6,26 +6,35 @@ from flickr_retrieval import records
 from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.errors import CheckpointError
 from flickr_retrieval.experiments import Experiment, RowSpec
-from flickr_retrieval.records import RunRecord
+from flickr_retrieval.records import Run
 
 
 def test_a_record_round_trips_and_refuses_damage(tiny_run, tmp_path):
     data, config, space, feats, trained = tiny_run
     exp = Experiment(data, n_boot=10)
-    result = exp.test(trained)
-    record = RunRecord.of(trained, result["ranks"])
+    record = exp.add(RowSpec("3", "ref", None, "-", config), trained).runs[0]
     path = tmp_path / "r.npz"
     record.save(path)
     n_captions, n_images = len(feats["test"].caption_ids), len(feats["test"].image_ids)
-    back = RunRecord.load(path, n_captions, n_images)
-    assert back.config == trained.config and back.best_epoch == trained.best_epoch
+    n_dev = (len(feats["dev"].caption_ids), len(feats["dev"].image_ids))
+    back = Run.load(path, n_captions, n_images, n_dev)
+    assert back.config == trained.config and back.best_epoch == trained.best_epoch and back.source == "record"
+    assert back.precision == trained.precision in ("float32", "bfloat16") and back.cpu
     for k in ("t2i", "i2t", "lenient"):
-        np.testing.assert_array_equal(back.ranks[k], result["ranks"][k])
+        np.testing.assert_array_equal(back.ranks[k], record.ranks[k])
+    np.testing.assert_array_equal(back.dev_ranks, record.dev_ranks)
+    # the dev ranks are the kept epoch's: they give back the dev values logged for it
+    from flickr_retrieval.metrics import summarize_ranks
+
+    kept = summarize_ranks(back.dev_ranks)
+    assert all(kept[k] == pytest.approx(back.kept()[f"dev_{k}"]) for k in ("R@1", "R@5", "R@10", "medr"))
     with pytest.raises(CheckpointError, match="not a valid run record"):
-        RunRecord.load(path, n_captions + 1, n_images)  # another test split
+        Run.load(path, n_captions + 1, n_images)  # another test split
+    with pytest.raises(CheckpointError, match="not a valid run record"):
+        Run.load(path, n_captions, n_images, (n_dev[0] + 1, n_dev[1]))  # another dev split
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a valid run record"):
-        RunRecord.load(path, n_captions, n_images)
+        Run.load(path, n_captions, n_images)
 
 
 def test_retrain_mode_is_validated(monkeypatch):
@@ -63,8 +72,13 @@ def test_sampled_runs_train_the_first_seed_and_read_the_others(tiny_run, tmp_pat
     monkeypatch.setenv("RCP217_RETRAIN", "sample")
     sampled = study()
     for row in ("3", "5", "8"):
-        assert isinstance(sampled.rows[row].runs[1], RunRecord) and not isinstance(sampled.rows[row].runs[0], RunRecord)
+        assert sampled.rows[row].runs[1].from_record and not sampled.rows[row].runs[0].from_record
         assert sampled.compare(row)["diff"] == pytest.approx(full.compare(row)["diff"]) if row != "3" else True
+        assert (
+            sampled.compare(row, split="dev")["diff"] == pytest.approx(full.compare(row, split="dev")["diff"])
+            if row != "3"
+            else True
+        )
     assert sampled.rows["E1"].t2i["R@1"] == pytest.approx(full.rows["E1"].t2i["R@1"])
     assert "read from committed run records" in sampled.describe("5")
 
@@ -82,11 +96,11 @@ def test_a_committed_record_of_another_setting_is_not_read(tiny_run, tmp_path, m
     same = Experiment(data, n_boot=10, notebook="nb").run(
         RowSpec("T", "built", None, "-", config.replace(name="other-name", max_epochs=1)), seeds=(0, 1)
     )
-    assert isinstance(same.runs[1], RunRecord)  # the name is not the setting
+    assert same.runs[1].from_record  # the name is not the setting
     moved = Experiment(data, n_boot=10, notebook="nb").run(
         RowSpec("T", "built", None, "-", config.replace(name="a", max_epochs=2)), seeds=(0, 1)
     )
-    assert not isinstance(moved.runs[1], RunRecord) and moved.runs[1].config.max_epochs == 2
+    assert not moved.runs[1].from_record and moved.runs[1].config.max_epochs == 2
 
 
 def test_an_ensemble_record_is_read_only_for_the_same_members(tiny_run, tmp_path, monkeypatch):
@@ -104,23 +118,23 @@ def test_an_ensemble_record_is_read_only_for_the_same_members(tiny_run, tmp_path
     monkeypatch.setenv("RCP217_RETRAIN", "sample")
     sampled = Experiment(data, n_boot=10, notebook="nb")
     sampled.run(RowSpec("5", "short", None, "-", short), seeds=(0, 1, 2))
-    assert isinstance(sampled.rows["5"].runs[2], RunRecord)
+    assert sampled.rows["5"].runs[2].from_record
     three = sampled.ensemble(RowSpec("E1", "seeds", "5", "mean"), [sampled.rows["5"].runs[s] for s in (0, 1, 2)])
-    assert len(three.members) == 3 and all(not isinstance(m, RunRecord) for m in three.members)
-    assert RunRecord.load(records.record_path("nb", "E1", 0), 2 * 5, 2).members == [
+    assert len(three.members) == 3 and all(m.model is not None for m in three.members)
+    assert Run.load(records.record_path("nb", "E1", 0), 2 * 5, 2).members == [
         records.member_id(m.config) for m in three.members
     ]
 
 
 def test_a_row_ci_need_not_retrain_is_read_whole_and_trained_when_a_model_is_needed(tiny_run, tmp_path, monkeypatch):
-    """``retrain_in_sample=False``: under RCP217_RETRAIN=sample every seed, the first included, is read
+    """``ci_reads``: under RCP217_RETRAIN=sample every seed, the first included, is read
     from the records (the same comparisons); chosen on dev and exported, or started from by a
     fine-tuning, it is trained at that point; without a record it is trained as any row."""
     data, config, *_ = tiny_run
     monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
     (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
     costly = RowSpec(
-        "5", "costly", "3", "one epoch", config.replace(name="short", max_epochs=1), retrain_in_sample=False
+        "5", "costly", "3", "one epoch", config.replace(name="short", max_epochs=1), ci_reads="row 3 trains its path"
     )
     tuned = config.replace(
         name="tuned", finetune_text=True, max_epochs=1, early_stopping=True, patience=1, text_lr=1e-5
@@ -136,15 +150,16 @@ def test_a_row_ci_need_not_retrain_is_read_whole_and_trained_when_a_model_is_nee
 
     monkeypatch.setenv("RCP217_RETRAIN", "sample")
     unrecorded = study()  # no record yet: trained like any row
-    assert not isinstance(unrecorded.rows["5"].runs[0], RunRecord)
+    assert not unrecorded.rows["5"].runs[0].from_record
     monkeypatch.setenv("RCP217_RETRAIN", "all")
     full = study()
     monkeypatch.setenv("RCP217_RETRAIN", "sample")
     sampled = study()
-    assert all(isinstance(sampled.rows["5"].runs[s], RunRecord) for s in (0, 1))
-    assert not isinstance(sampled.rows["3"].runs[0], RunRecord)
+    assert all(sampled.rows["5"].runs[s].from_record for s in (0, 1))
+    assert not sampled.rows["3"].runs[0].from_record
     assert sampled.compare("5")["diff"] == pytest.approx(full.compare("5")["diff"])
     folder = sampled.export_choice({"chosen": "5"}, run="best")  # the export needs its weights: trained now
-    assert (folder / "model.pt").is_file() and isinstance(sampled.rows["5"].trained, TrainedModel)
+    assert (folder / "model.pt").is_file() and isinstance(sampled.rows["5"].first.model, TrainedModel)
+    assert not sampled.rows["5"].first.from_record  # the record now stands for the run trained here
     started = study(fine_tune=True)  # a fine-tuning from it: its start is trained
-    assert isinstance(started.rows["5"].runs[0], TrainedModel) and isinstance(started.rows["8"].runs[0], TrainedModel)
+    assert started.rows["5"].runs[0].model is not None and started.rows["8"].runs[0].model is not None

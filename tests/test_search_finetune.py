@@ -108,7 +108,7 @@ def test_experiment_table_verdicts_and_best_export(tiny_run, tmp_path, monkeypat
     selection = experiment.selection()
     assert selection["chosen"] in ("1", "2") and set(selection["within_tolerance"]) <= {"1", "2"}
     chosen = experiment.rows[selection["chosen"]]
-    best = dataclasses.replace(chosen.trained, config=chosen.trained.config.replace(name="best"))
+    best = dataclasses.replace(chosen.first.model, config=chosen.first.model.config.replace(name="best"))
     _, f = experiment.features(best.config)
     folder = results.export_run(
         best,

@@ -206,9 +206,9 @@ def test_config_rejects_bad_numbers_and_unknown_fields():
         RunConfig.from_dict({**RunConfig().to_dict(), "surprise": 1})
 
 
-def test_rsum():
-    m = {"t2i": {"R@1": 1.0, "R@5": 2.0, "R@10": 3.0}}
-    assert metrics.rsum(m) == 6.0
+def test_selection_score_is_r1_plus_r5_plus_r10():
+    assert metrics.selection_score({"R@1": 1.0, "R@5": 2.0, "R@10": 3.0, "medr": 9.0}) == 6.0
+    assert metrics.dev_selection_score({"dev_R@1": 1.0, "dev_R@5": 2.0, "dev_R@10": 3.0, "epoch": 4}) == 6.0
 
 
 def test_epoch_batches_visit_each_image_the_asked_number_of_times():

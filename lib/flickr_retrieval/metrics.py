@@ -15,7 +15,7 @@ push a positive down.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import hypergeom, ttest_ind
+from scipy.stats import hypergeom
 
 from .helpers import l2_normalise
 
@@ -177,43 +177,6 @@ def retrieval_metrics(
     )
 
 
-def paired_bootstrap(
-    ranks_a: np.ndarray,
-    ranks_b: np.ndarray,
-    caption_image: np.ndarray,
-    k: int = 1,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> dict:
-    """The difference R@k(a) - R@k(b) of two models on the same t2i queries, with a paired
-    bootstrap interval that resamples *images* with all their captions (the same resamples for both
-    models), since the captions of one image are not independent queries.
-
-    Returns ``{"diff", "ci95": (lo, hi), "verdict"}``: ``"helps"`` or ``"hurts"`` only when the
-    interval excludes 0, else ``"no measurable difference"``.
-    """
-    ranks_a, ranks_b = np.asarray(ranks_a), np.asarray(ranks_b)
-    caption_image = np.asarray(caption_image, dtype=np.int64)
-    if ranks_a.shape != ranks_b.shape or ranks_a.shape != caption_image.shape:
-        raise ValueError(
-            f"need ranks of the same queries: got {ranks_a.shape}, {ranks_b.shape} and caption_image {caption_image.shape}"
-        )
-    if not len(ranks_a):
-        raise ValueError("no queries to compare")
-    n_images = int(caption_image.max()) + 1
-    hit = (ranks_a <= k).astype(np.float64) - (ranks_b <= k).astype(np.float64)
-    per_image = np.bincount(caption_image, weights=hit, minlength=n_images)  # summed hit difference per image
-    count = np.bincount(caption_image, minlength=n_images).astype(np.float64)  # its captions
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_images, size=(n_boot, n_images))
-    diffs = 100.0 * per_image[draws].sum(axis=1) / np.maximum(count[draws].sum(axis=1), 1)
-    lo, hi = np.percentile(diffs, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    diff = 100.0 * hit.mean()
-    verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "no measurable difference"
-    return {"diff": float(diff), "ci95": (float(lo), float(hi)), "verdict": verdict}
-
-
 def selection_score(summary: dict) -> float:
     """R@1 + R@5 + R@10 of one direction's summary: the model-selection score on dev (early
     stopping, choice of the best run). The one place this sum is written."""
@@ -223,11 +186,6 @@ def selection_score(summary: dict) -> float:
 def dev_selection_score(row: dict) -> float:
     """:func:`selection_score` of a training history row (or a run's kept row): its ``dev_R@k``."""
     return selection_score({k: row[f"dev_{k}"] for k in ("R@1", "R@5", "R@10")})
-
-
-def rsum(metrics: dict) -> float:
-    """:func:`selection_score` of the t2i part of :func:`retrieval_metrics`."""
-    return selection_score(metrics["t2i"])
 
 
 # --------------------------------------------------------------------------- the report's criterion
@@ -291,20 +249,3 @@ def lenient_chance(
     n = positives.shape[1]
     m = positives.sum(axis=1)
     return {f"R@{k}": float(100.0 * np.mean(1.0 - hypergeom.pmf(0, n, m, k))) for k in ks}
-
-
-def seed_difference(a: list[float], b: list[float], level: float = 0.95) -> dict:
-    """The difference of the means of a metric over two sets of seeds (``a`` minus ``b``), with
-    Welch's t interval: ``{"diff", "ci95": (lo, hi), "verdict"}``, "helps"/"hurts" only when the
-    interval excludes 0. For runs that differ in something (precision, a setting) beyond the seed."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("need at least two seeds on each side")
-    diff = float(a.mean() - b.mean())
-    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread at all: the interval is the point
-        lo = hi = diff
-    else:
-        interval = ttest_ind(a, b, equal_var=False).confidence_interval(level)
-        lo, hi = float(interval.low), float(interval.high)
-    verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "no measurable difference"
-    return {"diff": diff, "ci95": (lo, hi), "verdict": verdict}

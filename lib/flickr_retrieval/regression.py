@@ -89,7 +89,7 @@ def seed_spreads(folder) -> dict[str, dict[str, float]]:
     import numpy as np
 
     from . import metrics
-    from .records import RunRecord
+    from .records import Run
 
     values: dict[str, list[dict[str, float]]] = {}
     for path in sorted(Path(folder).glob("*-seed*.npz")):
@@ -98,7 +98,7 @@ def seed_spreads(folder) -> dict[str, dict[str, float]]:
             continue
         with np.load(path, allow_pickle=False) as npz:
             n_captions, n_images = len(npz["ranks_t2i"]), len(npz["ranks_i2t"])
-        ranks = RunRecord.load(path, n_captions, n_images).ranks
+        ranks = Run.load(path, n_captions, n_images).ranks
         t2i, i2t = metrics.summarize_ranks(ranks["t2i"]), metrics.summarize_ranks(ranks["i2t"])
         numbers = {f"t2i {k}": t2i[k] for k in ("R@1", "R@5", "R@10", "medr")}
         numbers |= {f"i2t {k}": i2t[k] for k in ("R@1", "R@5", "R@10", "medr")}

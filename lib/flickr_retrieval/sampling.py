@@ -114,9 +114,9 @@ class BatchSampler:
 
     def __init__(self, config: RunConfig, train: SplitFeatures, seed: int | None = None):
         """``seed``: of the draws made once for the whole training (``random_once``); default the
-        config's training seed."""
+        config's seed."""
         self.config, self.train = config, train
-        seed = config.training_seed if seed is None else seed
+        seed = config.seed if seed is None else seed
         self.fixed = None
         if config.negatives == "most_different":
             self.fixed = most_different_images(train.image_cnn)[train.caption_image]

@@ -8,7 +8,8 @@ otherwise "no measurable difference". What differs between comparisons is the in
   order, negatives, dropout: the spread of the per-seed differences) and the choice of test images
   (an image-level variance: each image counts with all its captions). Its criterion is stated with
   the result (``ks``; the study uses R@1+R@5+R@10, the criterion its model choice uses on dev).
-- :func:`stability` says whether two disjoint seed sets give the same verdict.
+- :func:`paired_bootstrap` compares two single runs on R@k with an interval over test images.
+- :mod:`flickr_retrieval.protocol` builds the study's decisions and families of verdicts on it.
 
 Every verdict string and every "diff (lo to hi): verdict" line of the study is made here.
 """
@@ -45,7 +46,7 @@ def criterion_name(ks: tuple[int, ...]) -> str:
     return "+".join(f"R@{k}" for k in ks)
 
 
-def _image_variance(per_query: np.ndarray, caption_image: np.ndarray) -> float:
+def image_variance(per_query: np.ndarray, caption_image: np.ndarray) -> float:
     """Variance of the mean of ``per_query`` when test images are drawn again with all their
     captions (the linearised variance of a ratio of per-image sums; exact for equal caption counts)."""
     caption_image = np.asarray(caption_image, dtype=np.int64)
@@ -79,7 +80,7 @@ def seed_paired(
     ``s`` must be given as ``seed_sd`` (a pooled estimate from rows with several seeds); its
     degrees of freedom are then taken as 2 (a deliberately wide interval).
 
-    Returns ``{"diff", "ci95", "verdict", "seeds", "per_seed", "seed_sd", "image_se", "criterion"}``.
+    Returns ``{"diff", "ci95", "verdict", "seeds", "per_seed", "seed_sd", "image_se", "criterion", "df"}``.
     """
     if len(ranks_a) != len(ranks_b) or not ranks_a:
         raise ValueError(f"need the same number (>= 1) of seeds on both sides, got {len(ranks_a)} and {len(ranks_b)}")
@@ -95,7 +96,7 @@ def seed_paired(
     per_seed = np.array([h.mean() for h in per_seed_hits])
     n = len(per_seed)
     diff = float(per_seed.mean())
-    image_var = _image_variance(np.mean(per_seed_hits, axis=0), caption_image)
+    image_var = image_variance(np.mean(per_seed_hits, axis=0), caption_image)
     if n >= 2:
         sd, seed_df = float(per_seed.std(ddof=1)), n - 1
     elif seed_sd is not None:
@@ -105,6 +106,7 @@ def seed_paired(
     seed_var = sd**2 / n
     total = seed_var + image_var
     n_images = len(np.unique(caption_image))
+    df = float("inf")
     if total == 0:
         lo = hi = diff
     else:
@@ -120,7 +122,44 @@ def seed_paired(
         "seed_sd": sd,
         "image_se": float(np.sqrt(image_var)),
         "criterion": criterion_name(ks),
+        "df": float(df),
     }
+
+
+def paired_bootstrap(
+    ranks_a: np.ndarray,
+    ranks_b: np.ndarray,
+    caption_image: np.ndarray,
+    k: int = 1,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """The difference R@k(a) - R@k(b) of two models on the same t2i queries, with a paired
+    bootstrap interval that resamples *images* with all their captions (the same resamples for both
+    models), since the captions of one image are not independent queries.
+
+    Returns ``{"diff", "ci95": (lo, hi), "verdict"}``: ``"helps"`` or ``"hurts"`` only when the
+    interval excludes 0, else ``"no measurable difference"``.
+    """
+    ranks_a, ranks_b = np.asarray(ranks_a), np.asarray(ranks_b)
+    caption_image = np.asarray(caption_image, dtype=np.int64)
+    if ranks_a.shape != ranks_b.shape or ranks_a.shape != caption_image.shape:
+        raise ValueError(
+            f"need ranks of the same queries: got {ranks_a.shape}, {ranks_b.shape} and caption_image {caption_image.shape}"
+        )
+    if not len(ranks_a):
+        raise ValueError("no queries to compare")
+    n_images = int(caption_image.max()) + 1
+    hit = (ranks_a <= k).astype(np.float64) - (ranks_b <= k).astype(np.float64)
+    per_image = np.bincount(caption_image, weights=hit, minlength=n_images)  # summed hit difference per image
+    count = np.bincount(caption_image, minlength=n_images).astype(np.float64)  # its captions
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_images, size=(n_boot, n_images))
+    diffs = 100.0 * per_image[draws].sum(axis=1) / np.maximum(count[draws].sum(axis=1), 1)
+    lo, hi = np.percentile(diffs, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    diff = 100.0 * hit.mean()
+    return {"diff": float(diff), "ci95": (float(lo), float(hi)), "verdict": verdict(float(lo), float(hi))}
 
 
 def pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
@@ -146,17 +185,6 @@ def needs_more_seeds(comparison: dict, margin: float) -> bool:
     if lo == hi == 0.0 and comparison.get("image_se", 1.0) == 0.0:
         return False
     return min(abs(lo), abs(hi)) < margin or lo <= 0 <= hi
-
-
-def stability(first: dict, second: dict) -> str:
-    """ "stable" when two comparisons from disjoint seed sets give the same verdict, else "unstable"."""
-    return "stable" if first["verdict"] == second["verdict"] else "unstable"
-
-
-def threshold_claim(value: float, threshold: float, above: str, below: str) -> str:
-    """``above`` when ``value`` exceeds ``threshold``, else ``below``: a claim verdict decided by one
-    measured number against one stated threshold (the threshold is named where it is used)."""
-    return above if value > threshold else below
 
 
 def comparison_claim(comparison: dict, helps: str, hurts: str, neither: str) -> str:

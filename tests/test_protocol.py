@@ -1,0 +1,132 @@
+"""The study's protocol (flickr_retrieval.protocol): decisions read dev only; families are adjusted;
+the A/A check, heterogeneity and ensembles against their members."""
+
+import numpy as np
+import pytest
+from flickr_retrieval import metrics, protocol, verdicts
+from flickr_retrieval.config import RunConfig
+from flickr_retrieval.experiments import Experiment, RowSpec
+from flickr_retrieval.records import Run, Sampling
+
+N_IMAGES, PER_IMAGE = 200, 5
+CAPTION_IMAGE = np.repeat(np.arange(N_IMAGES), PER_IMAGE)
+
+
+def synthetic_ranks(strength: float, seed: int, salt: int) -> np.ndarray:
+    """Ranks of 1000 captions among 200 images: better (smaller) with ``strength``, seeded."""
+    rng = np.random.default_rng([seed, salt])
+    scores = rng.normal(size=len(CAPTION_IMAGE)) + strength
+    return np.clip(np.ceil(np.exp(3.0 - scores)), 1, N_IMAGES).astype(np.int64)
+
+
+class SyntheticStudy(Experiment):
+    """An Experiment whose runs are drawn, not trained: each row's dev and test ranks follow its
+    config's learning rate (a stand-in for its quality) and the seed. ``test_salt`` permutes what
+    the test ranks are (another draw); ``dev_salt`` likewise for dev."""
+
+    def __init__(self, test_salt: int = 0, dev_salt: int = 0):
+        super().__init__(data=None, sampling=Sampling("all"), offset=0)
+        self.test_salt, self.dev_salt = test_salt, dev_salt
+
+    def caption_image(self, split: str = "test") -> np.ndarray:
+        return CAPTION_IMAGE
+
+    def _train_now(self, spec: RowSpec, seed: int) -> Run:
+        strength = 100 * spec.config.lr
+        config = spec.config.replace(seed=seed)
+        test = synthetic_ranks(strength, seed, 1000 + self.test_salt)
+        test = np.random.default_rng([seed, self.test_salt]).permutation(test) if self.test_salt else test
+        dev = synthetic_ranks(strength, seed, 2000 + self.dev_salt)
+        summary = metrics.summarize_ranks(dev)
+        run = Run(
+            config,
+            {"t2i": test, "i2t": test[:N_IMAGES], "lenient": test},
+            [{"epoch": 1, **{f"dev_{k}": v for k, v in summary.items()}}],
+            1,
+            1.0,
+            dev_ranks=dev,
+        )
+        run.result = {"strict": {"t2i": metrics.summarize_ranks(test)}}
+        return run
+
+
+def decisions(study: SyntheticStudy) -> dict:
+    """Run a small study the way the notebooks do; return every decision it made."""
+    base = RunConfig(name="base", lr=0.010, loss="infonce", negatives="in_batch")
+    study.run(RowSpec("A", "base", None, "-", base), (0, 1, 2), quiet=True)
+    for row_id, lr in (("B", 0.0104), ("C", 0.0108), ("D", 0.0109), ("E", 0.0107)):  # close to A and to each other
+        study.run(RowSpec(row_id, row_id, "A", "lr", base.replace(name=row_id, lr=lr)), (0, 1, 2), quiet=True)
+    said = study.settle(((0, 1, 2), (0, 1, 2, 3, 4, 5)))
+    selection = study.selection()
+    chosen = study.rows[selection["chosen"]]
+    return {
+        "seeds": {i: r.seeds for i, r in study.rows.items()},
+        "settled": [line.split(":")[0] for line in said],
+        "chosen": selection["chosen"],
+        "tied": selection["within_tolerance"],
+        "ensemble members": [(chosen.spec.id, s) for s in chosen.seeds],
+    }
+
+
+def test_permuting_the_test_ranks_changes_no_decision():
+    """Which rows get more seeds, the dev choice, its ties and the ensemble's members read dev only:
+    the same study with other test ranks decides everything the same way; with other dev ranks it
+    does not (the check can fail)."""
+    reference = decisions(SyntheticStudy())
+    assert reference["settled"], "the synthetic study must have close calls for the check to mean something"
+    for salt in (1, 2, 3):
+        assert decisions(SyntheticStudy(test_salt=salt)) == reference
+    assert any(decisions(SyntheticStudy(dev_salt=salt)) != reference for salt in (1, 2, 3))
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    adjusted = protocol.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5})
+    assert adjusted == pytest.approx({"a": 0.04, "c": 0.09, "b": 0.09, "d": 0.5})
+    assert protocol.holm({"x": 0.6, "y": 0.7}) == pytest.approx({"x": 1.0, "y": 1.0})
+
+
+def test_adjusted_verdicts_are_weaker_or_equal_and_follow_the_sign():
+    def comparison(diff, lo, hi, df=20.0):
+        c = {"diff": diff, "ci95": (lo, hi), "df": df, "verdict": verdicts.verdict(lo, hi)}
+        return {**c, "p": protocol.p_value(c)}
+
+    family = {"up": comparison(3.0, 0.2, 5.8), "down": comparison(-9.0, -12.0, -6.0), "flat": comparison(0.5, -1, 2)}
+    out = protocol.adjust(family)
+    assert out["down"]["verdict_adjusted"] == "hurts" and out["flat"]["verdict_adjusted"] == "no measurable difference"
+    assert out["up"]["verdict"] == "helps" and out["up"]["verdict_adjusted"] == "no measurable difference"
+    assert all(out[k]["p_adjusted"] >= out[k]["p"] for k in out)
+    # a p-value read off an interval that ends at 0 is 0.05
+    assert protocol.p_value({"diff": 1.0, "ci95": (0.0, 2.0), "df": 30.0}) == pytest.approx(0.05, abs=1e-9)
+
+
+def test_the_a_a_check_finds_about_five_percent_false_positives_on_pure_noise():
+    rng = np.random.default_rng(0)
+    ranks = {
+        f"row{i}": {s: np.clip(rng.geometric(0.08, size=len(CAPTION_IMAGE)), 1, N_IMAGES) for s in range(6)}
+        for i in range(200)
+    }
+    aa = protocol.aa_check(ranks, CAPTION_IMAGE, (0, 1, 2), (3, 4, 5))
+    assert aa["checked"] == 200 and aa["rate"] < 0.12
+
+
+def test_heterogeneity_uses_training_noise_only():
+    first = {"diff": 2.0, "seed_sd": 1.0, "seeds": 3}
+    second = {"diff": 2.1, "seed_sd": 1.0, "seeds": 3}
+    h = protocol.heterogeneity(first, second)
+    assert h["delta"] == pytest.approx(0.1) and h["se"] == pytest.approx(np.sqrt(2 / 3)) and abs(h["z"]) < 1
+    assert abs(protocol.heterogeneity(first, {**second, "diff": 6.0})["z"]) > 2
+
+
+def test_an_ensemble_equal_to_its_members_gains_nothing_and_a_better_one_gains():
+    member = synthetic_ranks(1.0, 0, 1)
+    same = protocol.ensemble_gain(member, [member, member], CAPTION_IMAGE)
+    assert same["diff"] == 0 and same["verdict"] == "no measurable difference"
+    better = protocol.ensemble_gain(np.maximum(member // 2, 1), [member, member], CAPTION_IMAGE)
+    assert better["diff"] > 0 and better["verdict"] == "helps" and 0 <= better["p"] < 0.05
+
+
+def test_choose_ties_to_the_simplest_within_the_tolerance():
+    scores = {"simple": [140.0, 141.0, 139.0], "complex": [141.0, 142.0, 140.0], "bad": [120.0, 121.0, 119.0]}
+    out = protocol.choose(scores, {"simple": (0,), "complex": (1,), "bad": (0,)})
+    assert out["chosen"] == "simple" and out["within_tolerance"] == ["simple", "complex"]
+    assert protocol.choose(scores, {"simple": (0,), "complex": (1,), "bad": (0,)}, tolerance=0.1)["chosen"] == "complex"
