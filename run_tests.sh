@@ -55,4 +55,5 @@ export RCP217_RETRAIN="${RCP217_RETRAIN:-sample}"
 export RCP217_GIT_STATUS_BEFORE="$scratch/git-status-before"
 git status --porcelain > "$RCP217_GIT_STATUS_BEFORE" 2>/dev/null || true
 mkdir -p "$RCP217_RESULTS"
+python -c "from flickr_retrieval import precision; print('==', precision.describe())"
 python -m pytest --nbval-lax --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout=3600 -p no:cacheprovider "$@"

@@ -49,23 +49,79 @@ def test_fuzzed_files_load_the_same_weights_or_fail_clearly(saved, tmp_path):
     assert outcomes["error"] > 100
 
 
+def _resealed(state: dict) -> dict:
+    """A crafted file with a digest that matches its contents (what an attacker can write)."""
+    from flickr_retrieval.checkpoint import checkpoint_digest
+
+    state["sha256"] = checkpoint_digest(state)
+    return state
+
+
+def _refused_before_allocation(path, match: str) -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=match):
+            TrainedModel.load(path)
+        assert tracemalloc.get_traced_memory()[1] < 200 * 2**20  # nothing near what the spec asks for
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_huge_size_in_the_spec_is_refused_before_allocation(saved, tmp_path):
     trained, path = saved
     state = torch.load(path, weights_only=True)
     state["spec"]["hidden_dim"] = 10**9  # would ask for gigabytes when the model is built
-    torch.save(state, tmp_path / "huge.pt")
-    with pytest.raises(CheckpointError, match="hidden_dim=1000000000"):
-        TrainedModel.load(tmp_path / "huge.pt")
+    torch.save(_resealed(state), tmp_path / "huge.pt")
+    _refused_before_allocation(tmp_path / "huge.pt", "shape")
+
+
+def test_an_extra_empty_tensor_does_not_let_a_huge_spec_through(saved, tmp_path):
+    """A zero-element tensor of the spec's sizes used to satisfy "each size appears in some tensor"."""
+    trained, path = saved
+    state = torch.load(path, weights_only=True)
+    state["spec"]["hidden_dim"] = 300_000
+    state["state_dict"]["padding"] = torch.zeros(0, 300_000)
+    torch.save(_resealed(state), tmp_path / "empty.pt")
+    _refused_before_allocation(tmp_path / "empty.pt", "do not match|shape")
+
+
+def test_image_head_sizes_are_checked_before_allocation(saved, tmp_path):
+    trained, path = saved
+    state = torch.load(path, weights_only=True)
+    state["spec"]["image_heads"] = [[49, 100_000, 50_000]]  # a head of 5 billion weights
+    state["spec"]["image_dim"] = 50_000
+    torch.save(_resealed(state), tmp_path / "heads.pt")
+    _refused_before_allocation(tmp_path / "heads.pt", "do not match|shape")
+
+
+def test_the_digest_covers_the_normalisers_the_config_and_the_history(saved, tmp_path):
+    trained, path = saved
+    for where in ("image_norms", "config", "history"):
+        state = torch.load(path, weights_only=True)
+        if where == "image_norms":
+            state["image_norms"] = [
+                {
+                    "how": "standardize",
+                    "mean": torch.full((4,), 9.8e306, dtype=torch.float64),
+                    "std": torch.ones(4, dtype=torch.float64),
+                }
+            ]
+        elif where == "config":
+            state["config"]["lr"] = 1.0
+        else:
+            state["history"][0]["loss"] = 0.0
+        torch.save(state, tmp_path / f"{where}.pt")  # the old digest, other contents
+        with pytest.raises(CheckpointError, match="SHA-256"):
+            TrainedModel.load(tmp_path / f"{where}.pt")
 
 
 def test_non_finite_weights_are_refused(saved, tmp_path):
-    from flickr_retrieval.checkpoint import state_digest
-
     trained, path = saved
     state = torch.load(path, weights_only=True)
     key = next(iter(state["state_dict"]))
     state["state_dict"][key] = torch.full_like(state["state_dict"][key], float("nan"))
-    state["sha256"] = state_digest(state["state_dict"])  # a consistent file whose weights are NaN
-    torch.save(state, tmp_path / "nan.pt")
+    torch.save(_resealed(state), tmp_path / "nan.pt")  # a consistent file whose weights are NaN
     with pytest.raises(CheckpointError, match="non-finite"):
         TrainedModel.load(tmp_path / "nan.pt")

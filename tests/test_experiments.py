@@ -51,7 +51,7 @@ def test_a_finetuned_row_chosen_on_dev_is_exported_and_searchable(table, tmp_pat
     monkeypatch.setattr(experiments, "dev_rsum", lambda run: 300.0 if run.config.finetune_text else 100.0)
     selection = table.selection()
     assert selection["chosen"] == "8"
-    table.ensure_seeds(selection["chosen"], (0, 1, 2))  # the crash of issue 18: seeds of a fine-tuned choice
+    table.ensure_seeds(selection["chosen"], (0, 1, 2))  # seeds of a fine-tuned choice (it once crashed here)
     folder = table.export_choice(selection)
     from flickr_retrieval import results
     from flickr_retrieval.search import Searcher

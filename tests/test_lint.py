@@ -34,3 +34,12 @@ def test_every_module_ends_with_its_main_block():
         body = ast.parse(path.read_text()).body
         mains = [n for n, node in enumerate(body) if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
         assert not mains or mains[-1] == len(body) - 1, f"{path.name}: code after the __main__ block"
+
+
+def test_the_package_map_is_what_the_code_says():
+    """docs/package.md is generated from the imports (scripts/package_map.py): it cannot drift."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "scripts/package_map.py", "--check"], cwd=ROOT, capture_output=True)
+    assert result.returncode == 0, "docs/package.md is out of date: run python scripts/package_map.py"

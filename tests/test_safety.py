@@ -1,4 +1,4 @@
-"""Bad input and faults (issue "Safe under bad input and faults"): no data loss, no code from data
+"""Bad input and faults: no data loss, no code from data
 files, no hangs, no silent wrong results, and errors that name the file and the fix. Each test
 failed before the change it covers."""
 

@@ -1,4 +1,4 @@
-"""The search page under hostile files and requests (issue "Safe to open to others")."""
+"""The search page under hostile files and requests."""
 
 import os
 import shutil

@@ -1,5 +1,5 @@
 """The training core: one fit loop with early stopping, the objective as one module, models built
-from a spec, safe checkpoints, and no hidden side effects (issue "One training core")."""
+from a spec, safe checkpoints, and no hidden side effects."""
 
 import ast
 import pickle
@@ -398,13 +398,30 @@ def test_use_fast_dropout_swaps_every_plain_dropout_and_keeps_p():
     assert isinstance(branch(4, 8, 2, 0.5)[2], Dropout)
 
 
-def test_the_bench_times_every_training_path_and_marks_the_package_one():
+@pytest.mark.parametrize("arithmetic", ["float32", "bfloat16"])
+def test_the_bench_times_every_training_path_and_marks_the_package_one(arithmetic, monkeypatch):
     from flickr_retrieval.bench import TRAINING_PATHS, training_paths
 
+    monkeypatch.setenv("RCP217_PRECISION", arithmetic)
     rows = training_paths(steps=2, batches=(8,), repeats=1)
     assert [r["path"] for r in rows] == [label for label, _ in TRAINING_PATHS]
-    assert [r["package"] for r in rows] == [False] * (len(rows) - 1) + [True]
+    package = [r["path"] for r in rows if r["package"]]
+    assert len(package) == 1 and package[0].startswith(arithmetic) and "fused Adam" in package[0]
     assert all(r["rate"] > 0 and r["model"] == "dual encoder training, batch 8" for r in rows)
+
+
+def test_the_training_step_is_measured_against_the_machines_limits():
+    from flickr_retrieval.training_bench import format_limits, training_limits
+
+    rows = training_limits(steps=2, repeats=1, batch=8, sizes={"tiny": (16, 32)})
+    assert [r["precision"] for r in rows] == ["float32", "bfloat16"]
+    for r in rows:
+        assert r["samples/s"] > 0 and r["GFLOP/step"] > 0 and 0 < r["of peak"] and 0 < r["of bandwidth"]
+        assert set(r["MB/step"]) == {"weights", "gradients", "optimizer", "activations"}
+    # float32: weights read twice, gradients written and read, Adam's state and weights read and written
+    params = 16 * 2048 + 2048 + 2048 * 512 + 512 + 32 * 2048 + 2048 + 2048 * 512 + 512 + 1
+    assert rows[0]["MB/step"]["weights"] == pytest.approx(8 * params / 1e6)
+    assert len(format_limits(rows)) == 3
 
 
 def test_building_or_loading_a_model_leaves_the_global_random_state_as_it_was(tmp_path):

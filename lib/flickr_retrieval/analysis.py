@@ -1,4 +1,6 @@
-"""Summaries the notebooks show for the report's failed models and for trained runs."""
+"""The strict test protocol of a run (:func:`protocol`: recalls with bootstrap intervals, both
+directions, the report's lenient criterion and chance levels) and the summaries the notebooks show:
+the report's failed models, table rows, the report's own results table (section XII)."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 A checkpoint is data, never code: it is written with ``torch.save`` as plain containers (strings,
 numbers, lists, dicts, tensors) and read back with ``weights_only=True``, then checked: its format,
-its keys, a SHA-256 of its tensors (a flipped byte is an error, not other weights), finite weights,
-the spec's sizes against the tensors' before anything is allocated (a small file cannot ask for
-gigabytes), its config and model spec, and every tensor's shape against the model the spec rebuilds.
+its keys, a SHA-256 of **everything it holds** (config, model spec, weights, normalisers' statistics,
+history: a flipped byte anywhere is an error, not other weights or other statistics), finite weights
+and statistics, and every tensor's name and shape against the model the spec describes, built on
+torch's ``meta`` device first (no memory): a small file cannot ask for gigabytes.
 Every way a file can be damaged is a :class:`CheckpointError` naming the file.
 It carries what search needs (the normalisers' training statistics), so that search loads the model
 and the image features without the caption features.
@@ -12,7 +13,9 @@ and the image features without the caption features.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +24,11 @@ import torch
 from .config import RunConfig
 from .errors import CheckpointError
 from .helpers import atomic_write
-from .models import ModelSpec, RetrievalModel, build_model
+from .models import DualEncoder, ModelSpec, RetrievalModel, build_model
 from .objective import Objective
 from .split_features import Normaliser
 
-FORMAT = 3
+FORMAT = 4
 _KEYS = (
     "format",
     "config",
@@ -50,8 +53,42 @@ def state_digest(state_dict: dict) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_digest(state: dict) -> str:
+    """SHA-256 over everything a checkpoint holds but the digest itself: every key in order, plain
+    values through their canonical JSON, tensors (anywhere: weights, normalisers' statistics) through
+    their names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+
+    def feed(value, where: str) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{where}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                feed(value[key], f"{where}/{key}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                feed(item, f"{where}[{i}]")
+        else:
+            digest.update(f"{where}={json.dumps(value, sort_keys=True)};".encode())
+
+    feed({k: v for k, v in state.items() if k != "sha256"}, "")
+    return digest.hexdigest()
+
+
+def _tensors_in(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors_in(v)]
+    return []
+
+
 def _check_state(state: dict) -> None:
-    """The checks that need no model: tensors only, digest, finite values, sizes the spec names."""
+    """The checks that need no model: tensors only, the digest of the whole file, finite values."""
     tensors = state["state_dict"]
     if (
         not isinstance(tensors, dict)
@@ -59,24 +96,39 @@ def _check_state(state: dict) -> None:
         or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items())
     ):
         raise ValueError("its state_dict is not a dict of named tensors")
-    if state["sha256"] != state_digest(tensors):
-        raise ValueError("its tensors do not match their SHA-256 (the file was changed or damaged)")
+    if state["sha256"] != checkpoint_digest(state):
+        raise ValueError("its contents do not match their SHA-256 (the file was changed or damaged)")
     for key, value in tensors.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise ValueError(f"tensor {key!r} holds non-finite values (NaN or infinity)")
-    spec = state["spec"]
-    if not isinstance(spec, dict) or not all(
-        isinstance(spec.get(k), int) for k in ("text_dim", "image_dim", "hidden_dim", "embed_dim")
-    ):
-        raise ValueError("its spec does not give the model's sizes as whole numbers")
-    sizes = {int(d) for t in tensors.values() for d in t.shape}
-    used = {
-        "pair_classifier": {"text_dim + image_dim": spec["text_dim"] + spec["image_dim"]},
-        "cosine_projection": {"image_dim": spec["image_dim"], "text_dim": spec["text_dim"]},
-    }.get(spec.get("kind"), {k: spec[k] for k in ("text_dim", "image_dim", "hidden_dim", "embed_dim")})
-    for name, value in used.items():  # before anything is built: a spec cannot ask for more than the file holds
-        if value not in sizes:
-            raise ValueError(f"its spec's {name}={value} matches no tensor of the file")
+    for value in _tensors_in([state["text_norm"], state["image_norms"]]):
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError("a normaliser's statistics hold non-finite values (NaN or infinity)")
+    if not isinstance(state["spec"], dict):
+        raise ValueError("its spec is not a dict")
+
+
+def _check_shapes(spec: ModelSpec, config: RunConfig, tensors: dict[str, torch.Tensor]) -> None:
+    """Every tensor the spec's model has, by name and shape, against the file's, before anything is
+    allocated: the model is built on torch's ``meta`` device (a text-tuned model: its branches; its
+    sentence encoder has the fixed size of the encoder it names)."""
+    if spec.kind == "text_tuned":
+        with torch.device("meta"):
+            head = DualEncoder(dataclasses.replace(spec, kind="dual_encoder", text_encoder=""))
+        expected = {f"model.head.{k}": v.shape for k, v in head.state_dict().items()}
+        found = {k: v.shape for k, v in tensors.items() if k.startswith("model.head.")}
+    else:
+        with torch.device("meta"):
+            expected = {k: v.shape for k, v in Objective(build_model(spec), config).state_dict().items()}
+        found = {k: v.shape for k, v in tensors.items()}
+    if set(found) != set(expected):
+        raise ValueError(
+            f"its tensors {sorted(set(found) ^ set(expected))[:4]} do not match the model its spec describes"
+        )
+    wrong = [k for k in expected if tuple(found[k]) != tuple(expected[k])]
+    if wrong:
+        k = wrong[0]
+        raise ValueError(f"tensor {k!r} has shape {tuple(found[k])}, its spec's model {tuple(expected[k])}")
 
 
 @dataclass
@@ -86,7 +138,7 @@ class TrainedModel:
     config: RunConfig
     objective: Objective
     history: list[dict]
-    best_epoch: int  # the kept epoch: the dev-best one with early stopping, else the last (see kept_epoch)
+    best_epoch: int  # the kept epoch: the dev-best one with early stopping, the last without, 0 for a kept start
     seconds: float
     text_norm: Normaliser | None = None  # None: fitted again from the training features when needed
     image_norms: list[Normaliser] | None = None
@@ -107,13 +159,6 @@ class TrainedModel:
     def temperature(self) -> float | None:
         return self.objective.temperature
 
-    @property
-    def kept_epoch(self) -> int:
-        """The epoch whose weights these are: the dev-best epoch under early stopping, the last epoch
-        without it, 0 for a fine-tuning that kept its start. (``best_epoch`` is the same number under
-        the name the checkpoints and exports have always used.)"""
-        return self.best_epoch
-
     def kept(self) -> dict:
         """The history row of the epoch whose weights were kept."""
         return next(h for h in self.history if h["epoch"] == self.best_epoch)
@@ -128,7 +173,7 @@ class TrainedModel:
             "config": self.config.to_dict(),
             "spec": self.spec.to_dict(),
             "state_dict": tensors,
-            "sha256": state_digest(tensors),
+            "sha256": "",
             "history": [{k: float(v) if isinstance(v, float) else v for k, v in row.items()} for row in self.history],
             "best_epoch": int(self.best_epoch),
             "seconds": float(self.seconds),
@@ -137,6 +182,7 @@ class TrainedModel:
             "precision": self.precision,
             "seed_offset": int(self.seed_offset),
         }
+        state["sha256"] = checkpoint_digest(state)
         atomic_write(path, lambda handle: torch.save(state, handle))
 
     @classmethod
@@ -168,6 +214,7 @@ class TrainedModel:
             _check_state(state)
             config = RunConfig.from_dict(state["config"])
             spec = ModelSpec.from_dict(state["spec"])
+            _check_shapes(spec, config, state["state_dict"])
             objective = Objective(build_model(spec), config)
             objective.load_state_dict(state["state_dict"], strict=True)
             text_norm = (

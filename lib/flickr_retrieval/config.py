@@ -109,7 +109,7 @@ class RunConfig:
     margin: float = 0.0  # CosineEmbeddingLoss margin, or the triplet margin (VSE++: 0.2)
     temperature: float = 0.05  # InfoNCE initial temperature
     learn_temperature: bool = True
-    finetune_text: bool = False  # also train the text encoder (flickr_retrieval.finetune), from a trained run
+    finetune_text: bool = False  # also train the text encoder (models.TextTunedDualEncoder), from a trained run
     text_lr: float = 2e-5  # the text encoder's learning rate when fine-tuned
     # optimisation
     lr: float = 1e-4

@@ -34,6 +34,10 @@ class QueryError(ValueError):
     """A query or a search parameter that cannot be answered; the message says why."""
 
 
+class ServeError(RuntimeError):
+    """The search page cannot start (its port cannot be bound); the message says what to do."""
+
+
 @contextlib.contextmanager
 def cli_errors(prog: str):
     """For command-line entry points: the package's own errors (and missing or unwritable files)
@@ -48,6 +52,7 @@ def cli_errors(prog: str):
         RunNameError,
         QueryError,
         IndexWriteError,
+        ServeError,
         FileNotFoundError,
         PermissionError,
     ) as exc:

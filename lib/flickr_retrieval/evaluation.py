@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .helpers import auc
-from .metrics import retrieval_metrics, selection_score, summarize_ranks, t2i_ranks
+from .metrics import selection_score, summarize_ranks, t2i_ranks
 from .models import RetrievalModel
 from .sampling import random_negatives
 from .split_features import SplitFeatures
@@ -18,11 +18,6 @@ from .split_features import SplitFeatures
 def similarity(model: RetrievalModel, split: SplitFeatures) -> np.ndarray:
     """(Q, N) float32 scores of every caption of the split against every image of the split."""
     return model.score_matrix(split.queries, split.image).float().numpy()
-
-
-def evaluate(model: RetrievalModel, split: SplitFeatures, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Strict protocol (t2i and i2t) with bootstrap intervals, see :func:`metrics.retrieval_metrics`."""
-    return retrieval_metrics(similarity(model, split), split.caption_image, n_boot=n_boot, seed=seed)
 
 
 def matched_and_random_scores(

@@ -432,7 +432,9 @@ class Experiment:
             c = comps[i]
             out[self.rows[i].name] = {
                 "vs": c["vs"],
-                "seeds": ", ".join(map(str, c["seed_list"])),
+                "seeds": f"{len(self.rows[i].members)} members"
+                if self.rows[i].is_ensemble
+                else ", ".join(map(str, c["seed_list"])),
                 f"{c['criterion']} (95% CI)": verdicts.describe(c).rsplit(":", 1)[0],
                 "p": round(c["p"], 4),
                 "verdict": c["verdict"],
@@ -618,6 +620,17 @@ class Experiment:
             ]
             out[key] = round(verdicts.pooled_sd(groups)[0], 3)
         return out
+
+    def training_summary(self) -> str:
+        """How this process obtained the runs: how many were trained here (and their training
+        seconds), read from the run cache, read from committed records."""
+        runs = [r for row in self.rows.values() if not row.is_ensemble for r in row.runs.values()]
+        trained = [r for r in runs if r.source == "trained"]
+        return (
+            f"{len(runs)} runs: {len(trained)} trained here ({sum(r.seconds for r in trained):.0f} s of training), "
+            f"{sum(r.source == 'run cache' for r in runs)} read from the run cache, "
+            f"{sum(r.source == 'record' for r in runs)} from committed run records"
+        )
 
     def ci_sample(self) -> pd.DataFrame:
         """What CI trains and reads, row by row (:class:`records.Sampling`): the README's table."""

@@ -95,7 +95,7 @@ def flickr8k_gallery(data: Flickr8k, split: str) -> Gallery:
 
 def check_collection_name(name: str) -> str:
     """``name`` when it is a plain name (letters, digits, ``._+=-``) that is not a Flickr8k split."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise QueryError(
             f"invalid collection name {name!r}: use letters, digits and . _ + = - only (a name, not a path), at most 64 characters"
         )
@@ -389,15 +389,6 @@ def load_collection(name: str) -> Gallery:
     gallery = Gallery(name, files, resolved, {}, unreadable, features, root=root)
     gallery.sha256 = dict(zip(files, shas))
     return gallery
-
-
-def load_gallery(name: str, data: Flickr8k | None = None) -> Gallery:
-    """A Flickr8k split (``train``, ``dev``, ``test``, ``all``) or an indexed collection."""
-    if name in FLICKR8K_COLLECTIONS:
-        from .data import load_flickr8k
-
-        return flickr8k_gallery(data or load_flickr8k(), name)
-    return load_collection(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,14 @@
-"""The ledger of the report's claims: what this study confirms, refutes or cannot test.
+"""The ledger: the report's claims, and this study's own, with what the measurements say of each.
 
 Each notebook records the claims it measures, with verdicts and evidence computed from its own
-numbers (:func:`record` writes ``results/claims/<notebook>.json``); the final notebook and the HTML
+numbers (:func:`record` writes ``results/claims/<notebook>.json``); the ledger notebook and the HTML
 report's index page read them all back (:func:`load`). Nothing in the ledger is typed by hand except
 the report's own words, so a re-run updates it.
 
-Verdicts follow the study's rules: comparisons rest on paired intervals where two models are
-compared; "not testable here" names what is missing.
+Two kinds of claim: the report's (a section of the report, its French words and an English
+rendering) and the study's own (section :data:`STUDY`, no French: what the README says a notebook
+found). Verdicts follow the study's rules: comparisons rest on seed-paired intervals, their words are
+the family-adjusted verdicts; "not testable here" names what is missing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pathlib import Path
 from . import paths
 
 VERDICTS = ("confirmed", "refuted", "partly", "not testable here")
-_SECTION_ORDER = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII", "XIII", "XIV"]
+#: The section of the study's own claims (after the report's).
+STUDY = "study"
+_SECTION_ORDER = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII", "XIII", "XIV", STUDY]
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,9 @@ class Evidence:
 class Claim:
     """One checkable statement of the report.
 
-    ``section``: the report's section (``"IX-C"``); ``french``: its words; ``english``: a rendering;
-    ``verdict``: one of :data:`VERDICTS`; ``why``: the reasoning from the evidence.
+    ``section``: the report's section (``"IX-C"``), or :data:`STUDY` for a claim of this study's own;
+    ``french``: the report's words (empty for the study's claims); ``english``: a rendering, or the
+    study's claim; ``verdict``: one of :data:`VERDICTS`; ``why``: the reasoning from the evidence.
     """
 
     id: str
@@ -77,15 +82,26 @@ def record(notebook: str, claims: list[Claim], folder: Path | None = None) -> Pa
 
 
 def _section_key(section: str) -> tuple[int, str]:
-    match = re.match(r"[IVX]+", section)
+    match = re.match(r"[IVX]+|study", section)
     roman = match.group(0) if match else ""
     return (_SECTION_ORDER.index(roman) if roman in _SECTION_ORDER else len(_SECTION_ORDER), section)
 
 
-def load(folder: Path | None = None) -> list[Claim]:
-    """Every recorded claim, in the report's order of sections."""
+def committed_dir() -> Path:
+    """The project's own ``results/claims/`` (the committed claims), wherever this run writes."""
+    return paths.project_root() / "results" / "claims"
+
+
+def load(folder: Path | None = None, fallback: Path | None = None) -> list[Claim]:
+    """Every recorded claim, in the report's order of sections (the study's own last). With
+    ``fallback`` (the committed claims): a notebook that recorded nothing in ``folder`` (it has not
+    run in this session, e.g. the field notebooks of a default test run) counts with its committed
+    claims."""
+    files = {p.name: p for p in sorted((folder or claims_dir()).glob("*.json"))}
+    if fallback is not None and fallback.is_dir():
+        files = {**{p.name: p for p in sorted(fallback.glob("*.json"))}, **files}
     claims = []
-    for path in sorted((folder or claims_dir()).glob("*.json")):
+    for path in [files[name] for name in sorted(files)]:
         for c in json.loads(path.read_text(encoding="utf-8"))["claims"]:
             claims.append(Claim(**{**c, "evidence": tuple(Evidence(**e) for e in c["evidence"])}))
     ids = [c.id for c in claims]
@@ -103,7 +119,7 @@ def problems(claims: list[Claim], notebooks: list[str]) -> list[str]:
                 out.append(f"{c.id}: evidence from unknown notebook {e.notebook!r}")
             if not e.value.strip() or not e.what.strip():
                 out.append(f"{c.id}: empty evidence")
-        if not (c.french.strip() and c.english.strip() and c.why.strip()):
+        if not ((c.french.strip() or c.section == STUDY) and c.english.strip() and c.why.strip()):
             out.append(f"{c.id}: empty text")
     return out
 
@@ -120,9 +136,8 @@ def to_markdown(claims: list[Claim], link=lambda notebook: f"{notebook}.html") -
         evidence = "<br>".join(
             f"[{e.notebook}]({link(e.notebook)}): {cell(e.what)} = **{cell(e.value)}**" for e in c.evidence
         )
-        rows.append(
-            f"| {c.section} | *« {cell(c.french)} »*<br>{cell(c.english)} | **{c.verdict}** | {cell(c.why)} | {evidence} |"
-        )
+        said = f"*« {cell(c.french)} »*<br>{cell(c.english)}" if c.french else f"(this study) {cell(c.english)}"
+        rows.append(f"| {c.section} | {said} | **{c.verdict}** | {cell(c.why)} | {evidence} |")
     return "\n".join(rows)
 
 
@@ -135,8 +150,9 @@ def to_html(claims: list[Claim], link=lambda notebook: f"{notebook}.html") -> st
             f'<a href="{esc(link(e.notebook))}">{esc(e.notebook)}</a>: {esc(e.what)} = <b>{esc(e.value)}</b>'
             for e in c.evidence
         )
+        said = f"<i>« {esc(c.french)} »</i><br>{esc(c.english)}" if c.french else f"(this study) {esc(c.english)}"
         rows.append(
-            f'<tr class="{c.verdict.replace(" ", "-")}"><td>{esc(c.section)}</td><td><i>« {esc(c.french)} »</i><br>{esc(c.english)}</td>'
+            f'<tr class="{c.verdict.replace(" ", "-")}"><td>{esc(c.section)}</td><td>{said}</td>'
             f"<td><b>{esc(c.verdict)}</b></td><td>{esc(c.why)}</td><td>{evidence}</td></tr>"
         )
     return (

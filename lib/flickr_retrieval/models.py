@@ -28,10 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import from_known_fields
+from .config import SIMILARITIES, from_known_fields
 
 KINDS = ("dual_encoder", "cosine_projection", "pair_classifier", "text_tuned")
-SIMILARITIES = ("cosine", "dot", "euclidean")
 
 
 @dataclass(frozen=True)

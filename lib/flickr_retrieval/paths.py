@@ -72,7 +72,7 @@ def check_run_name(run: str) -> str:
     or ``..``), else :class:`~flickr_retrieval.errors.RunNameError`. Run names are names, never paths."""
     from .errors import RunNameError
 
-    if not isinstance(run, str) or not _RUN_NAME.match(run) or run in (".", "..") or ".." in run:
+    if not isinstance(run, str) or not _RUN_NAME.fullmatch(run) or run in (".", "..") or ".." in run:
         raise RunNameError(
             f"invalid run name {run!r}: use letters, digits and . _ + = - only (a name, not a path), at most 100 characters"
         )

@@ -28,6 +28,7 @@ import hashlib
 import io
 import os
 import stat
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,6 +51,21 @@ THUMBNAIL_SIZE = 320
 LARGE_SIZE = 1024
 #: Files larger than this are not read (a photo is 2-20 MB).
 MAX_FILE_BYTES = 200 * 2**20
+#: Images of more pixels than this are refused from their header, before any pixel is decoded (a
+#: phone photo is 12-50 megapixels; a 316 KB PNG can claim 100 and take 1.6 GB to decode).
+MAX_PIXELS = 64_000_000
+#: The formats indexed and shown: those the page can serve (decided from the file's first bytes).
+SHOWN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "HEIF")
+#: At most this many photos are decoded at once by one process (the page's views, the indexer's reader).
+MAX_CONCURRENT_DECODES = 2
+_decodes = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
+
+
+class PhotoRefused(ValueError):
+    """A file that is an image this project does not decode: too many pixels, or a format the page
+    cannot show."""
+
+
 #: Vectors per shard of the feature store: what an interrupted run can lose at most, per backbone.
 SHARD_SIZE = 256
 #: Above this many shards, the store is merged into one (the next index run does it).
@@ -91,14 +107,25 @@ def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, int, int]
 
 def decode_photo(data: bytes, size: int = DECODE_SIZE) -> Image.Image:
     """A photo's bytes as an upright RGB image, decoded at reduced size where the format allows
-    (JPEG: the smallest of 1/1, 1/2, 1/4, 1/8 that keeps both sides >= ``size``)."""
+    (JPEG: the smallest of 1/1, 1/2, 1/4, 1/8 that keeps both sides >= ``size``), with none of the
+    file's metadata. :class:`PhotoRefused`, from the header alone, for more than :data:`MAX_PIXELS`
+    pixels or a format outside :data:`SHOWN_FORMATS`. At most :data:`MAX_CONCURRENT_DECODES` decodes
+    run at once in a process."""
     enable_heif()
     with Image.open(io.BytesIO(data)) as im:
-        if im.format == "JPEG":
-            im.draft("RGB", (size, size))
-        im.load()
-        upright = ImageOps.exif_transpose(im)
-        return upright.convert("RGB")
+        if im.format not in SHOWN_FORMATS:
+            raise PhotoRefused(f"{im.format} images are not indexed (the page shows {', '.join(SHOWN_FORMATS)})")
+        if im.width * im.height > MAX_PIXELS:
+            raise PhotoRefused(
+                f"{im.width} x {im.height} pixels, more than the {MAX_PIXELS // 1_000_000} megapixels this project decodes"
+            )
+        with _decodes:
+            if im.format == "JPEG":
+                im.draft("RGB", (size, size))
+            im.load()
+            upright = ImageOps.exif_transpose(im).convert("RGB")
+    upright.info = {}  # nothing of the file's own metadata (comments, text chunks) goes into a view
+    return upright
 
 
 def thumbnail_path(sha256: str, folder: Path | None = None, size: int = THUMBNAIL_SIZE) -> Path:
@@ -276,6 +303,9 @@ class PhotoReader(torch.utils.data.Dataset):
             return out
         try:
             image = decode_photo(data)
+        except PhotoRefused as exc:
+            out.error = f"not indexed: {exc}"
+            return out
         except Exception as exc:  # PIL raises many types for broken or unsupported files
             out.error = unreadable_reason(exc, data, enable_heif())
             return out

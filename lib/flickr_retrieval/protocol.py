@@ -100,14 +100,22 @@ def adjust(comparisons: dict[str, dict], alpha: float = ALPHA) -> dict[str, dict
     return out
 
 
-def describe_adjusted(comparison: dict, digits: int = 1) -> str:
-    """``"+1.2 (+0.3 to +2.1), p 0.012, Holm p 0.09: no measurable difference"``: the raw interval
-    and both p-values, then the adjusted verdict (the one the study's words repeat)."""
+def format_p(p: float) -> str:
+    """A p-value for people: three decimals, or "< 0.001"."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def describe_adjusted(comparison: dict, digits: int = 1, p_values: bool = True) -> str:
+    """``"+1.2 (+0.3 to +2.1), p 0.012, Holm p 0.090: no measurable difference (unadjusted: helps)"``:
+    the raw interval, both p-values (unless ``p_values`` is False: the ledger's evidence, which the
+    regression checks compare number by number), then the family-adjusted verdict (the study's word)
+    and, where it differs, the unadjusted one."""
     lo, hi = comparison["ci95"]
-    return (
-        f"{comparison['diff']:+.{digits}f} ({lo:+.{digits}f} to {hi:+.{digits}f}), p {comparison['p']:.3g}, "
-        f"Holm p {comparison['p_adjusted']:.3g}: {comparison['verdict_adjusted']}"
-    )
+    text = f"{comparison['diff']:+.{digits}f} ({lo:+.{digits}f} to {hi:+.{digits}f})"
+    if p_values:
+        text += f", p {format_p(comparison['p'])}, Holm p {format_p(comparison['p_adjusted'])}"
+    raw, adjusted = comparison["verdict"], comparison["verdict_adjusted"]
+    return text + f": {adjusted}" + ("" if raw == adjusted else f" (unadjusted: {raw})")
 
 
 def selection_tolerance(dev_scores: dict[str, list[float]]) -> float:

@@ -138,12 +138,14 @@ def ledger_section() -> str:
     """The ledger of the report's claims (generated from ``results/claims/``), for the top of the page."""
     from . import ledger
 
-    claims = ledger.load()
+    claims = ledger.load(fallback=ledger.committed_dir())
     if not claims:
         return "<p>No claims recorded yet: run the notebooks.</p>"
     tally = ", ".join(f"{n} {verdict}" for verdict, n in ledger.counts(claims).items() if n)
+    own = sum(c.section == ledger.STUDY for c in claims)
     return (
-        f"<h2>Was the report right? The ledger of its claims</h2><p>{len(claims)} checkable statements of the report: {tally}. "
+        f"<h2>Was the report right? The ledger of its claims</h2><p>{len(claims) - own} checkable statements of the report "
+        f"and {own} of this study's own: {tally}. "
         'Each verdict and number comes from the notebook linked beside it (see <a href="08_ledger.html">08_ledger</a>).</p>'
         + ledger.to_html(claims)
     )

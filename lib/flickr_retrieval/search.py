@@ -23,6 +23,7 @@ import sys
 import textwrap
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,7 +176,10 @@ class Searcher:
         return as_tensor(self.space.text_norm(pooled.float().numpy()))
 
     def check_query(self, query: str) -> str:
-        """The query after the final text pipeline, or :class:`QueryError` saying what is wrong."""
+        """The query after the final text pipeline (Unicode compatibility forms folded first: a
+        full-width "ｄｏｇ" is "dog"), or :class:`QueryError` saying what is wrong."""
+        if isinstance(query, str):
+            query = unicodedata.normalize("NFKC", query)
         if not isinstance(query, str) or not clean_caption(query):
             raise QueryError("the query is empty: give an English sentence, e.g. 'a dog runs on the beach'")
         if len(query) > MAX_QUERY_CHARS:

@@ -35,7 +35,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import secrets
+import socket
 import stat
 import sys
 import threading
@@ -48,7 +50,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 from . import paths
-from .errors import QueryError, RunNameError, cli_errors
+from .errors import QueryError, RunNameError, ServeError, cli_errors
 from .gallery import FLICKR8K_COLLECTIONS, check_collection_name
 from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, view_bytes
 from .search import Searcher, collections, default_run, load_run, trained_runs
@@ -105,6 +107,19 @@ class TimeoutRequestHandler(WSGIRequestHandler):
     30 seconds instead of holding a thread for ever."""
 
     timeout = 30
+
+
+def check_free(host: str, port: int) -> None:
+    """:class:`ServeError` when ``port`` cannot be bound on ``host`` (in use, or not allowed)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServeError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): another program may use the port; "
+                "choose another with --port"
+            ) from None
 
 
 def check_port(value: str) -> int:
@@ -186,6 +201,8 @@ class SearchService:
 
     def _answer(self, how: str, query: str, k: int, run: str, collection: str) -> dict:
         searcher = self.searcher(run, collection)
+        available = len(searcher.image_ids) - (how == "similar")  # "more like this" leaves the image out
+        asked, k = k, max(1, min(k, available))
         start = time.perf_counter()
         hits = searcher.search(query, k) if how == "search" else searcher.similar(query, k)
         ms = 1000 * (time.perf_counter() - start)
@@ -195,6 +212,7 @@ class SearchService:
             "collection": collection,
             "images": len(searcher.image_ids),
             "ms": round(ms, 2),
+            **({"note": f"k {asked} asked, {k} shown: the collection has no more images to show"} if k < asked else {}),
             "hits": [
                 {
                     "rank": h.rank,
@@ -206,6 +224,26 @@ class SearchService:
                 for h in hits
             ],
         }
+
+
+def cross_site(req) -> bool:
+    """A request another site made: a browser says so in ``Sec-Fetch-Site`` (``cross-site`` or
+    ``same-site``), or names another origin in ``Origin``. Requests without either (curl, scripts) and
+    the page's own (``same-origin``, ``none``) pass."""
+    site = req.headers.get("Sec-Fetch-Site")
+    if site in ("cross-site", "same-site"):
+        return True
+    origin = req.headers.get("Origin")
+    return bool(origin) and origin not in (f"http://{req.host}", f"https://{req.host}")
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+
+
+def without_paths(message: str) -> str:
+    """An error message for an HTTP client: every absolute path replaced by its last part (a name),
+    so that the server's folders stay its own."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), message)
 
 
 def parse_k(value: str | None, default: int = 8) -> int:
@@ -220,23 +258,54 @@ def parse_k(value: str | None, default: int = 8) -> int:
     return k
 
 
+def host_name(header: str) -> str:
+    """The host of a ``Host`` header without its port, lower-case, an IPv6 literal without its
+    brackets (``[::1]:8217`` -> ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else ""
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def trusted_hosts(host: str, extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """The names a request's ``Host`` may give: loopback, the bound address, ``extra``; for a
+    wildcard address (``0.0.0.0``, ``::``) also this machine's host name and the addresses it
+    resolves to, never any name at all (a site reached through DNS rebinding names itself)."""
+    names = {host_name(h) for h in LOOPBACK_HOSTS} | {host_name(f"[{host}]" if ":" in host else host)}
+    names |= {host_name(h) for h in extra}
+    if host in ("0.0.0.0", "::"):
+        for name in {socket.gethostname(), socket.getfqdn()}:
+            names.add(name.lower())
+            try:
+                names |= {info[4][0].lower() for info in socket.getaddrinfo(name, None)}
+            except OSError:
+                pass
+    return frozenset(n for n in names if n and n not in ("0.0.0.0", "::"))
+
+
 def create_app(
-    service: SearchService | None = None, run: str = "best", collection: str = "all", host: str = "127.0.0.1"
+    service: SearchService | None = None,
+    run: str = "best",
+    collection: str = "all",
+    host: str = "127.0.0.1",
+    extra_hosts: tuple[str, ...] = (),
 ) -> Flask:
-    """The Flask app; ``run`` and ``collection`` are the page's defaults; requests must name
-    a loopback host or ``host`` (the address the server was asked to bind)."""
+    """The Flask app; ``run`` and ``collection`` are the page's defaults; requests must name one of
+    :func:`trusted_hosts` (loopback, ``host``, ``extra_hosts``; for a wildcard ``host``, this
+    machine's own names and addresses)."""
     service = service or SearchService()
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
     app.debug = False  # never the debugger, whatever FLASK_DEBUG says
-    app.config["TRUSTED_HOSTS"] = sorted(set(LOOPBACK_HOSTS + ([host] if host not in ("0.0.0.0", "::") else [])))
-    if host in ("0.0.0.0", "::"):
-        app.config["TRUSTED_HOSTS"] = None  # every address of the machine: the user asked for it (and was warned)
+    trusted = trusted_hosts(host, extra_hosts)
 
     @app.before_request
     def check_host():
         g.nonce = secrets.token_urlsafe(16)
-        request.host  # noqa: B018 - reading it validates it against TRUSTED_HOSTS (400 otherwise)
+        if host_name(request.headers.get("Host", "")) not in trusted:
+            abort(400, "this server answers requests for its own names and addresses only (--trusted-host adds one)")
+        if request.path.startswith(("/api/", "/image/")) and cross_site(request):
+            abort(403, "requests from another site are refused: open the page itself")
 
     @app.after_request
     def security_headers(response: Response) -> Response:
@@ -248,6 +317,7 @@ def create_app(
         )
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"  # no <img> of another site can load ours
         return response
 
     @app.errorhandler(Exception)
@@ -260,7 +330,7 @@ def create_app(
             else f"the server could not answer: {type(exc).__name__}: {exc}"
         )
         if request.path.startswith("/api/"):
-            return jsonify(error=str(message).replace("\n", " ")), code
+            return jsonify(error=without_paths(str(message)).replace("\n", " ")), code
         return exc if isinstance(exc, HTTPException) else Response("internal error", 500, mimetype="text/plain")
 
     @app.get("/")
@@ -284,7 +354,7 @@ def create_app(
                 query, k, request.args.get("run") or run, request.args.get("collection") or collection
             )
         except (QueryError, RunNameError) as exc:
-            return jsonify(error=str(exc)), 400
+            return jsonify(error=without_paths(str(exc))), 400
         scores = [h["score"] for h in result.get("hits", result.get("captions", []))]
         if not all(math.isfinite(x) for x in scores):
             return jsonify(
@@ -340,8 +410,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=check_port, default=DEFAULT_PORT, help=f"port, 1 to 65535 (default {DEFAULT_PORT})"
     )
+    parser.add_argument(
+        "--trusted-host",
+        action="append",
+        default=[],
+        help="another name requests may give in their Host header (a reverse proxy's); repeatable",
+    )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-serve"):
+        check_free(args.host, args.port)  # before the run loads: a port in use is said at once
         args.run = args.run or default_run()
         if args.host not in LOOPBACK_HOSTS:
             print(
@@ -355,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"loaded run {args.run!r} and {len(searcher.image_ids)} images of {args.collection!r} in {time.perf_counter() - start:.1f} s"
         )
-        app = create_app(service, args.run, args.collection, host=args.host)
+        app = create_app(service, args.run, args.collection, host=args.host, extra_hosts=tuple(args.trusted_host))
         print(f"open http://{args.host}:{args.port}/  (Ctrl+C to stop)")
         app.run(
             host=args.host,

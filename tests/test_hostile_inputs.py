@@ -1,0 +1,137 @@
+"""Hostile photos and clients: pixel bombs refused from their header, formats the page cannot show not
+indexed, no metadata copied into views, names that end in a newline, other origins refused, IPv6
+and wildcard hosts, absolute paths kept from HTTP clients, k clamped, full-width text, a port in use.
+Each test failed before the change it covers."""
+
+import io
+import socket
+import struct
+import zlib
+
+import pytest
+from flickr_retrieval import gallery, paths, photo_index, serve
+from flickr_retrieval.errors import RunNameError, ServeError
+from flickr_retrieval.search import Searcher
+from flickr_retrieval.serve import SearchService, create_app
+from PIL import Image
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims ``width`` x ``height`` pixels (a pixel bomb's header, 70 bytes)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data[12:29]  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def test_a_pixel_bomb_is_refused_from_its_header_before_any_pixel_is_decoded():
+    bomb = png_claiming(10000, 10000)
+    with Image.open(io.BytesIO(bomb)) as im:
+        assert im.size == (10000, 10000)  # what the header claims
+    with pytest.raises(photo_index.PhotoRefused, match="megapixels"):
+        photo_index.decode_photo(bomb)
+    with pytest.raises(photo_index.PhotoRefused):
+        photo_index.view_bytes(bomb, photo_index.LARGE_SIZE)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "PPM", "TGA", "ICO", "PCX"])
+def test_formats_the_page_cannot_show_are_not_indexed(fmt):
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buffer, format=fmt)
+    with pytest.raises(photo_index.PhotoRefused, match="not indexed"):
+        photo_index.decode_photo(buffer.getvalue())
+
+
+def test_a_view_carries_none_of_the_files_comments(tmp_path):
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "blue").save(buffer, format="JPEG", comment=b"SECRET COMMENT")
+    assert b"SECRET COMMENT" in buffer.getvalue()
+    view = photo_index.view_bytes(buffer.getvalue(), 32, folder=tmp_path)
+    assert view[:3] == b"\xff\xd8\xff" and b"SECRET" not in view
+    png = io.BytesIO()
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "SECRET TEXT")
+    Image.new("RGB", (64, 64), "green").save(png, format="PNG", pnginfo=info)
+    assert b"SECRET" not in photo_index.view_bytes(png.getvalue(), 48, folder=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["evil\n", "best\n", "a\nb"])
+def test_a_name_that_ends_in_a_newline_is_not_a_name(name):
+    with pytest.raises(RunNameError):
+        paths.check_run_name(name)
+    with pytest.raises(Exception, match="name"):
+        gallery.check_collection_name(name)
+
+
+@pytest.fixture
+def client_of(tiny_run):
+    data, config, space, feats, trained = tiny_run
+    service = SearchService(data)
+    service._searchers[("tiny", "all")] = Searcher(trained, "all", data=data)
+
+    def make(**kw):
+        return create_app(service, run="tiny", collection="all", **kw).test_client()
+
+    return make
+
+
+def test_other_sites_can_neither_read_nor_trigger_the_api(client_of):
+    client = client_of()
+    assert client.get("/image/all/0").headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    for headers in (
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://evil.example"},
+    ):
+        for url in ("/api/search?q=a+dog&k=2&run=other", "/image/all/0"):
+            assert client.get(url, headers=headers).status_code == 403, (url, headers)
+    assert client.get("/api/search?q=a+dog&k=2", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert client.get("/api/search?q=a+dog&k=2").status_code == 200  # curl, scripts: no browser headers
+
+
+def test_ipv6_loopback_and_a_wildcard_bind_trust_the_machine_not_any_name(client_of):
+    assert client_of(host="::1").get("/", headers={"Host": "[::1]:8217"}).status_code == 200
+    wildcard = client_of(host="0.0.0.0")
+    assert wildcard.get("/", headers={"Host": "evil.example:8217"}).status_code == 400  # DNS rebinding
+    assert wildcard.get("/", headers={"Host": f"{socket.gethostname()}:8217"}).status_code == 200
+    assert wildcard.get("/", headers={"Host": "127.0.0.1:8217"}).status_code == 200
+    proxied = client_of(host="0.0.0.0", extra_hosts=("photos.example",))
+    assert proxied.get("/", headers={"Host": "photos.example"}).status_code == 200
+    assert serve.host_name("[::1]:8217") == "::1" and serve.host_name("Example.org:80") == "example.org"
+
+
+def test_http_clients_get_names_not_the_servers_paths(client_of):
+    answer = client_of().get("/api/search?q=a+dog&run=nosuch")
+    assert answer.status_code == 400 and "nosuch" in answer.get_json()["error"]
+    assert "/" not in answer.get_json()["error"].split("no ", 1)[-1].split(".")[0]
+    assert serve.without_paths("no /srv/rcp/results/x/model.pt here") == "no model.pt here"
+
+
+def test_k_is_clamped_to_the_collection_and_says_so(client_of):
+    client = client_of()
+    answer = client.get("/api/search?q=a+red+picture&k=50").get_json()
+    assert len(answer["hits"]) == answer["images"] == 8 and "50 asked, 8 shown" in answer["note"]
+    first = answer["hits"][0]["id"]
+    similar = client.get(f"/api/similar?id={first}&k=50").get_json()
+    assert len(similar["hits"]) == 7 and "note" in similar
+
+
+def test_a_full_width_query_is_read_as_its_plain_letters(tiny_run):
+    data, config, space, feats, trained = tiny_run
+    searcher = Searcher(trained, "all", data=data)
+    assert searcher.check_query("ａ ｒｅｄ ｐｉｃｔｕｒｅ") == searcher.check_query("a red picture")
+
+
+def test_a_port_in_use_is_said_before_anything_loads():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ServeError, match="--port"):
+            serve.check_free("127.0.0.1", port)
