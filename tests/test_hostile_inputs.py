@@ -135,3 +135,68 @@ def test_a_port_in_use_is_said_before_anything_loads():
         port = busy.getsockname()[1]
         with pytest.raises(ServeError, match="--port"):
             serve.check_free("127.0.0.1", port)
+
+
+@pytest.fixture
+def bounded_server(monkeypatch):
+    """A bounded server (2 connections, a 1-second head deadline) around a tiny app, on a free port."""
+    import threading
+
+    from flask import Flask
+
+    monkeypatch.setattr(serve.TimeoutRequestHandler, "head_deadline", 1.0)
+    app = Flask("tiny")
+    app.add_url_rule("/", "page", lambda: "ok")
+    server = serve.make_bounded_server(app, "127.0.0.1", 0, max_connections=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return s
+
+
+def test_a_slow_sender_is_cut_off_at_the_head_deadline(bounded_server):
+    """One byte every 0.2 s, never a complete line: each read returns in time, so only a deadline on
+    the whole head (1 s here) cuts it off."""
+    import time
+
+    slow = _connect(bounded_server)
+    slow.settimeout(0.2)
+    start, cut = time.monotonic(), None
+    for byte in b"GET / HTTP/1.1 x-padding-that-never-ends-" * 10:
+        try:
+            slow.sendall(bytes([byte]))
+            if slow.recv(100) == b"":  # an empty read: the server closed the connection
+                cut = time.monotonic() - start
+                break
+        except TimeoutError:
+            continue  # nothing to read yet: still open
+        except OSError:  # reset or broken pipe: closed
+            cut = time.monotonic() - start
+            break
+        if time.monotonic() - start > 6:
+            break
+    slow.close()
+    assert cut is not None and 0.8 < cut < 3, cut
+    fresh = _connect(bounded_server)
+    fresh.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert b"200 OK" in fresh.recv(1000)  # the server still answers
+    fresh.close()
+
+
+def test_connections_beyond_the_cap_are_answered_503_at_once(bounded_server):
+    import time
+
+    held = [_connect(bounded_server) for _ in range(2)]  # two silent connections hold both slots
+    time.sleep(0.3)
+    third = _connect(bounded_server)
+    third.settimeout(3)
+    answer = third.recv(1000)
+    assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in answer
+    for s in held + [third]:
+        s.close()

@@ -102,11 +102,101 @@ def read_image(path: Path, root: Path | None) -> tuple[bytes, str] | None:
     return (data, mime) if mime and len(data) <= MAX_IMAGE_BYTES else None
 
 
+#: A request's head (its request line and headers) must arrive whole within this many seconds.
+HEAD_DEADLINE_S = 10.0
+#: At most this many connections are served at once; the next ones are answered 503 and closed.
+MAX_CONNECTIONS = 64
+
+
+class _HeadDeadline:
+    """The connection's reader, with a deadline on each request's head (its request line and
+    headers): a timer started with the request's first read shuts the connection down when the
+    deadline passes, so a client sending one byte every few seconds is cut off (the per-read
+    timeout alone never fires for it); the timer is cancelled once the head is complete."""
+
+    def __init__(self, raw, connection, seconds: float):
+        self._raw, self._connection, self._seconds = raw, connection, seconds
+        self._timer: threading.Timer | None = None
+
+    def _cut(self) -> None:
+        try:
+            self._connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._timer is None:  # a new request starts with its first line
+            self._timer = threading.Timer(self._seconds, self._cut)
+            self._timer.daemon = True
+            self._timer.start()
+        line = self._raw.readline(limit)
+        if line in (b"\r\n", b"\n", b""):  # the head is complete (or the client left)
+            self.cancel()
+        return line
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
 class TimeoutRequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler with a socket timeout: an idle or slow connection is closed after
-    30 seconds instead of holding a thread for ever."""
+    """Werkzeug's handler with a socket timeout (an idle connection is closed after 30 seconds) and
+    a deadline on each request's head (:data:`HEAD_DEADLINE_S`: a slow sender is cut off)."""
 
     timeout = 30
+    head_deadline = HEAD_DEADLINE_S
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _HeadDeadline(self.rfile, self.connection, self.head_deadline)
+
+    def finish(self) -> None:
+        self.rfile.cancel()
+        super().finish()
+
+
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 43\r\nConnection: close\r\n\r\ntoo many connections: try again in a moment"
+)
+
+
+def make_bounded_server(app, host: str, port: int, max_connections: int = MAX_CONNECTIONS):
+    """Werkzeug's threaded server with a cap on connections served at once: beyond
+    ``max_connections`` a new connection is answered 503 (``Retry-After: 5``) and closed at once,
+    instead of taking a thread."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True, request_handler=TimeoutRequestHandler)
+    slots = threading.BoundedSemaphore(max_connections)
+    serve_one = server.process_request_thread
+
+    def process_request(request, client_address):
+        if not slots.acquire(blocking=False):
+            try:
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            server.shutdown_request(request)
+            return
+        try:
+            threading.Thread(target=serve_one_then_free, args=(request, client_address), daemon=True).start()
+        except Exception:
+            slots.release()
+            raise
+
+    def serve_one_then_free(request, client_address):
+        try:
+            serve_one(request, client_address)
+        finally:
+            slots.release()
+
+    server.process_request = process_request
+    return server
 
 
 def check_free(host: str, port: int) -> None:
@@ -433,16 +523,14 @@ def main(argv: list[str] | None = None) -> int:
             f"loaded run {args.run!r} and {len(searcher.image_ids)} images of {args.collection!r} in {time.perf_counter() - start:.1f} s"
         )
         app = create_app(service, args.run, args.collection, host=args.host, extra_hosts=tuple(args.trusted_host))
+        server = make_bounded_server(app, args.host, args.port)
         print(f"open http://{args.host}:{args.port}/  (Ctrl+C to stop)")
-        app.run(
-            host=args.host,
-            port=args.port,
-            threaded=True,
-            debug=False,
-            use_debugger=False,
-            use_reloader=False,
-            request_handler=TimeoutRequestHandler,
-        )
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
     return 0
 
 
