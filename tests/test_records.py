@@ -42,9 +42,20 @@ def test_retrain_mode_is_validated(monkeypatch):
     assert records.retrain_all()
     monkeypatch.setenv("RCP217_RETRAIN", "sample")
     assert not records.retrain_all()
+    monkeypatch.setenv("RCP217_RETRAIN", "resume")
+    assert not records.retrain_all() and records.Sampling.from_env().mode == "resume"
     monkeypatch.setenv("RCP217_RETRAIN", "some")
     with pytest.raises(ValueError, match="RCP217_RETRAIN"):
         records.retrain_all()
+
+
+def test_resume_reads_every_recorded_run_and_sample_only_the_later_seeds():
+    resume, sample, every = records.Sampling("resume"), records.Sampling("sample"), records.Sampling("all")
+    assert resume.may_read(first_seed_of_row=True, retrain_in_sample=True)
+    assert not sample.may_read(first_seed_of_row=True, retrain_in_sample=True)
+    assert sample.may_read(first_seed_of_row=False, retrain_in_sample=True)
+    assert not every.may_read(first_seed_of_row=False, retrain_in_sample=False)
+    assert "two sittings" in resume.describe()
 
 
 def test_sampled_runs_train_the_first_seed_and_read_the_others(tiny_run, tmp_path, monkeypatch):

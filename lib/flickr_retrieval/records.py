@@ -40,12 +40,20 @@ FORMAT = 1
 SOURCES = ("trained", "run cache", "record")
 
 
-def retrain_all() -> bool:
-    """False when ``RCP217_RETRAIN=sample`` (see :class:`Sampling`), True otherwise (``all``, the default)."""
+MODES = ("all", "sample", "resume")
+
+
+def retrain_mode() -> str:
+    """``RCP217_RETRAIN``: ``all`` (the default), ``sample`` or ``resume`` (see :class:`Sampling`)."""
     value = os.environ.get(RETRAIN_VARIABLE, "all").strip() or "all"
-    if value not in ("all", "sample"):
-        raise ValueError(f"{RETRAIN_VARIABLE} must be 'all' or 'sample', got {value!r}")
-    return value == "all"
+    if value not in MODES:
+        raise ValueError(f"{RETRAIN_VARIABLE} must be one of {', '.join(MODES)}, got {value!r}")
+    return value
+
+
+def retrain_all() -> bool:
+    """True when ``RCP217_RETRAIN`` is ``all`` (the default), False for ``sample`` and ``resume``."""
+    return retrain_mode() == "all"
 
 
 @dataclass(frozen=True)
@@ -53,32 +61,37 @@ class Sampling:
     """Which runs a notebook trains and which it reads from the committed records.
 
     ``all``: every run is trained (``./run_all.sh``). ``sample`` (CI): a row's first seed is trained
-    when the row says so (``RowSpec.ci_reads``: one row per training path, see the README's
+    when the row says so (``RowSpec.ci_reads``: one row per training path, see docs/reproducibility.md's
     table), every other run of a row is read from its committed record when one of the same setting
-    exists (:meth:`RunConfig.setting`), and trained otherwise. Lives apart from the study's logic:
-    the protocol never asks how a run was obtained."""
+    exists (:meth:`RunConfig.setting`), and trained otherwise. ``resume`` (an interrupted
+    ``./run_all.sh`` taken up again): every run that has a record of the same setting in the
+    project's ``results/runs/`` is read from it, every other run is trained. Lives apart from the
+    study's logic: the protocol never asks how a run was obtained."""
 
     mode: str = "all"
 
     def __post_init__(self):
-        if self.mode not in ("all", "sample"):
-            raise ValueError(f"sampling mode must be 'all' or 'sample', got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"sampling mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
     @classmethod
     def from_env(cls) -> Sampling:
-        return cls("all" if retrain_all() else "sample")
+        return cls(retrain_mode())
 
     def may_read(self, first_seed_of_row: bool, retrain_in_sample: bool) -> bool:
         """Whether this run may be read from a committed record (when one of its setting exists)."""
+        if self.mode == "resume":
+            return True
         return self.mode == "sample" and not (first_seed_of_row and retrain_in_sample)
 
     def describe(self) -> str:
-        return (
-            "every run trained"
-            if self.mode == "all"
-            else "a sample trained (RCP217_RETRAIN=sample: the first seed of each row marked for it), "
-            "the other runs read from the committed run records"
-        )
+        return {
+            "all": "every run trained",
+            "sample": "a sample trained (RCP217_RETRAIN=sample: the first seed of each row marked for it), "
+            "the other runs read from the committed run records",
+            "resume": "every run trained, in two sittings (RCP217_RETRAIN=resume: the runs an interrupted "
+            "run had recorded were read from their records, the others trained)",
+        }[self.mode]
 
 
 @dataclass
