@@ -3,6 +3,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -227,3 +228,42 @@ def test_the_bench_library_is_phone_sized_with_rotations(tiny_root, tmp_path):
         assert im.getexif().get(0x0112) == 6 and im.size == photo_bench.PHONE_SIZE[::-1]  # stored sideways
     upright = photo_index.decode_photo(files[0].read_bytes())
     assert upright.size[0] > upright.size[1]  # turned back to landscape
+
+
+def test_a_stale_half_written_shard_is_removed_and_a_fresh_one_kept(library):
+    """A shard's temporary file left by a killed process goes at the next load; one being written
+    now by another process (younger than STALE_TEMPORARY_S) stays."""
+    backbone = load_image_backbone(BACKBONE)
+    store = photo_index.FeatureStore(backbone)
+    store.folder.mkdir(parents=True, exist_ok=True)
+    stale, fresh = store.folder / ".shard-1-a.npz.x1.tmp", store.folder / ".shard-2-b.npz.x2.tmp"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - photo_index.STALE_TEMPORARY_S - 5
+    os.utime(stale, (old, old))
+    photo_index.FeatureStore(backbone)
+    assert not stale.exists() and fresh.exists()
+
+
+def test_a_path_longer_than_the_system_allows_is_listed_not_fatal(tmp_path):
+    """An entry the system refuses (ENAMETOOLONG past PATH_MAX) is listed with its reason; the rest
+    of the folder is walked."""
+    root = tmp_path / "deep"
+    root.mkdir()
+    (root / "ok.jpg").write_bytes(b"x")
+    here = os.open(root, os.O_RDONLY)
+    try:  # build the deep chain relative to each folder: no single path call goes past PATH_MAX
+        for _ in range(40):
+            os.mkdir("d" * 200, dir_fd=here)
+            nxt = os.open("d" * 200, os.O_RDONLY, dir_fd=here)
+            os.close(here)
+            here = nxt
+        with open(os.open("far.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=here), "wb") as handle:
+            handle.write(b"x")
+    finally:
+        os.close(here)
+    entries = gallery.walk_folder(root)
+    names = {name: reason for name, _, reason in entries}
+    assert names["ok.jpg"] is None
+    refused = [reason for reason in names.values() if reason and "cannot be read" in reason]
+    assert refused, names.keys()

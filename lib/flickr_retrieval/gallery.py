@@ -155,42 +155,63 @@ def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
     """Every entry under ``root`` (recursively, links not followed), sorted: ``(relative name, path,
     None)`` for a regular file to read, or a reason why it is not read. Nothing is skipped in silence:
     links (to a file or a folder, inside or outside, dangling, looping) and special files (FIFOs,
-    devices, sockets) are listed with their reason, and never opened."""
+    devices, sockets) are listed with their reason, and never opened; an entry the system refuses (a
+    path longer than the system allows, a folder that cannot be listed) is listed with the system's
+    reason, and the walk goes on."""
     out = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
+
+    def refused(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else root
+        out.append((_relative(where, root), where, f"cannot be read ({exc.strerror or exc})"))
+
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=refused):
         base = Path(folder)
-        for d in list(dirs):
-            if (base / d).is_symlink():
+        kept = []
+        for d in sorted(dirs):
+            try:
+                linked = (base / d).is_symlink()
+            except OSError as exc:
+                out.append((_relative(base / d, root), base / d, f"cannot be read ({exc.strerror})"))
+                continue
+            if linked:
                 out.append(
                     (
-                        (base / d).relative_to(root).as_posix(),
+                        _relative(base / d, root),
                         base / d,
                         "a link to a folder: not followed (index its target folder itself)",
                     )
                 )
-        dirs[:] = sorted(d for d in dirs if not (base / d).is_symlink())
+            else:
+                kept.append(d)
+        dirs[:] = kept
         for f in files:
             path = base / f
-            relative = path.relative_to(root).as_posix()
+            relative = _relative(path, root)
             try:
                 info = os.lstat(path)
+                if stat.S_ISLNK(info.st_mode):
+                    target = os.path.realpath(path)
+                    if not os.path.exists(target):
+                        reason = "a dangling link (its target does not exist)"
+                    elif os.path.commonpath([target, str(root)]) != str(root):
+                        reason = "a link to a file outside the folder: not indexed"
+                    else:
+                        reason = "a link to a file of the folder: indexed where it lies"
+                    out.append((relative, path, reason))
+                elif not stat.S_ISREG(info.st_mode):
+                    out.append((relative, path, "not a regular file (a FIFO, device or socket): never opened"))
+                else:
+                    out.append((relative, path, None))
             except OSError as exc:
                 out.append((relative, path, f"cannot be read ({exc.strerror})"))
-                continue
-            if stat.S_ISLNK(info.st_mode):
-                target = os.path.realpath(path)
-                if not os.path.exists(target):
-                    reason = "a dangling link (its target does not exist)"
-                elif os.path.commonpath([target, str(root)]) != str(root):
-                    reason = "a link to a file outside the folder: not indexed"
-                else:
-                    reason = "a link to a file of the folder: indexed where it lies"
-                out.append((relative, path, reason))
-            elif not stat.S_ISREG(info.st_mode):
-                out.append((relative, path, "not a regular file (a FIFO, device or socket): never opened"))
-            else:
-                out.append((relative, path, None))
     return sorted(out)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _previous_entries(name: str, root: Path) -> dict[str, dict]:

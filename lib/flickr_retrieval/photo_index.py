@@ -182,6 +182,11 @@ def store_key(backbone: ImageBackbone) -> dict:
     }
 
 
+#: A shard's temporary file older than this was left by a killed process (a shard takes well under a
+#: second to write).
+STALE_TEMPORARY_S = 600
+
+
 class FeatureStore:
     """Vectors of one backbone, found by the SHA-256 of the file they were computed from."""
 
@@ -196,6 +201,7 @@ class FeatureStore:
     def _load(self) -> None:
         if not self.folder.is_dir():
             return
+        self._remove_stale_temporaries()
         for shard in sorted(self.folder.glob("shard-*.npz")):
             try:
                 with np.load(shard, allow_pickle=False) as z:
@@ -211,6 +217,17 @@ class FeatureStore:
                 continue
             for sha, vector in zip(shas, vectors):
                 self._rows[sha.decode("ascii")] = vector
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove the half-written shards (``.shard-*.tmp``) a killed process left: older than
+        :data:`STALE_TEMPORARY_S`, so that another process writing a shard now keeps its own."""
+        now = time.time()
+        for tmp in self.folder.glob(".shard-*.tmp"):
+            try:
+                if now - tmp.lstat().st_mtime > STALE_TEMPORARY_S:
+                    tmp.unlink()
+            except OSError:  # gone already, or not ours to remove: the shards are read all the same
+                continue
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._rows
