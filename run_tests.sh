@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs the pinned environment if needed, then, in tiers
 #   lint       ruff: lint and format check of lib/, tests/, scripts/ (seconds; also a unit test),
-#   unit       unit tests of the package (tests/, about two minutes),
+#   unit       unit tests of the package (tests/, about two minutes on a 2-core machine),
 #   notebooks  nbval: re-executes every notebook and compares the outputs of its checked cells,
 #   exports    regression checks of what the notebooks exported against the committed results,
 #              the ledger, and the browser test (tests_exports/).
@@ -56,4 +56,4 @@ export RCP217_GIT_STATUS_BEFORE="$scratch/git-status-before"
 git status --porcelain > "$RCP217_GIT_STATUS_BEFORE" 2>/dev/null || true
 mkdir -p "$RCP217_RESULTS"
 python -c "from flickr_retrieval import precision; print('==', precision.describe())"
-python -m pytest --nbval-lax --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout=3600 -p no:cacheprovider "$@"
+python -m pytest --nbval-lax --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout=3600 -p no:cacheprovider --durations=25 "$@"

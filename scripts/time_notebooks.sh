@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times the study's notebooks, cold (empty feature and run caches), at one or more commits, one
-# after the other on this machine: the side-by-side measurement behind the README's notebook times.
+# after the other on this machine: the side-by-side measurement behind docs/speed.md's notebook times.
 #
 #   scripts/time_notebooks.sh COMMIT [COMMIT ...]      e.g. scripts/time_notebooks.sh 106ac16 HEAD
 #

@@ -103,7 +103,10 @@ def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, s
     page.close()
 
 
-def test_each_query_takes_well_under_100_ms_after_loading(server):
+def test_the_server_time_of_each_query_lies_within_its_http_round_trip(server):
+    """Twenty queries through the API: each answer's own server time (``ms``) is positive and no longer
+    than the round trip that carried it (a unit or clock error would break this); the latency is
+    measured and kept in report/screenshots/latency.json, never asserted."""
     url, load_s = server
     queries = [
         QUERY,
@@ -132,7 +135,8 @@ def test_each_query_takes_well_under_100_ms_after_loading(server):
     print(
         summary
     )  # measured and kept (report/screenshots/latency.json), not asserted: a shared machine's timing is no test
-    assert len(server_ms) == len(queries) and all(ms > 0 for ms in server_ms)
+    assert len(server_ms) == len(queries)
+    assert all(0 < ms <= total for ms, total in zip(server_ms, total_ms)), list(zip(server_ms, total_ms))
 
 
 def test_the_report_index_and_a_notebook_page_read_well(browser):

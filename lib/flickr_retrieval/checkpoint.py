@@ -191,7 +191,9 @@ class TrainedModel:
         when it is missing, damaged, from another version, or does not fit the model it describes."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}: run the notebook that trains it first (see README)")
+            raise FileNotFoundError(
+                f"no checkpoint at {path}: run the notebook that trains it first (see docs/method.md)"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (

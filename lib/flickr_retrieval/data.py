@@ -44,7 +44,7 @@ KNOWN_ERRATA = {
 
 HOW_TO_GET = (
     "Get Flickr8k with `flickr-retrieval-download` (needs internet; unpacks into data/flickr8k/), "
-    "or point the FLICKR8K_DIR environment variable at a folder holding it (see README.md)."
+    "or point the FLICKR8K_DIR environment variable at a folder holding it (see docs/reproducibility.md)."
 )
 
 _TOKEN_LINE = re.compile(r"^(?P<image>[^#\t]+)#(?P<n>\d+)\t(?P<text>.*)$")

@@ -633,7 +633,7 @@ class Experiment:
         )
 
     def ci_sample(self) -> pd.DataFrame:
-        """What CI trains and reads, row by row (:class:`records.Sampling`): the README's table."""
+        """What CI trains and reads, row by row (:class:`records.Sampling`): the table of docs/reproducibility.md."""
         out = {}
         for row in self.rows.values():
             if row.is_ensemble:

@@ -1,6 +1,6 @@
 """Where things live: the project root, the data set, the feature cache, figures and results.
 
-Every location can be overridden by one environment variable, documented in the README:
+Every location can be overridden by one environment variable, documented in docs/reproducibility.md:
 
 ``FLICKR8K_DIR``
     the Flickr8k folder (default: ``data/flickr8k/``, then ``../shared/flickr8k/``).

@@ -26,7 +26,7 @@ from .models import pairwise_similarity
 
 #: Collections of at least this many images are searched through an approximate index; smaller ones
 #: by the exact scan. The exact scan of one query costs about 13 ms per 10^5 512-d images on 2 cores,
-#: the approximate index about 2.6 ms at 10^5 and 8 ms at 10^6 (README, "Search at scale").
+#: the approximate index about 2.6 ms at 10^5 and 8 ms at 10^6 (docs/speed.md, "Search at scale").
 APPROXIMATE_FROM = 100_000
 TARGET_RECALL = 0.99
 #: ``nprobe`` must reach this on the calibration queries, a margin for the queries it has not seen.
