@@ -61,7 +61,10 @@ LAYERS = (
             "report",
         ),
     ),
-    ("search and the photo index", ("vector_index", "photo_index", "gallery", "search", "serve", "widget")),
+    (
+        "search and the photo index",
+        ("vector_index", "query_language", "photo_meta", "photo_index", "gallery", "search", "serve", "widget"),
+    ),
     ("benches", ("bench", "training_bench", "index_bench", "photo_bench")),
 )
 

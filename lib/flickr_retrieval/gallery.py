@@ -68,6 +68,38 @@ class Gallery:
     _features: Callable[[str], np.ndarray] | None = field(default=None, repr=False)
     root: Path | None = None  # the folder every file must stay inside (checked again when the page serves one)
     sha256: dict[str, str] = field(default_factory=dict)  # an indexed file's content hash (names its thumbnail)
+    meta: dict[str, dict] = field(default_factory=dict)  # an indexed file's capture time, camera, place (photo_meta)
+
+    def place_names(self) -> set[str]:
+        """The lower-case names of the places of this collection's photos (cities, regions, countries)."""
+        from .query_language import place_names
+
+        return set().union(*(place_names(m.get("place")) for m in self.meta.values()))
+
+    def matching(self, query) -> np.ndarray:
+        """A boolean mask of the images that pass ``query``'s filters (:mod:`query_language`);
+        QueryError saying why when none does or a filter cannot apply here."""
+        from .query_language import matches
+
+        if query.place is not None and query.place.lower() not in self.place_names():
+            import difflib
+
+            near = difflib.get_close_matches(query.place.lower(), sorted(self.place_names()), n=3)
+            raise QueryError(
+                f"no photo of {self.name!r} is in a place called {query.place!r}"
+                + (
+                    f"; did you mean {', '.join(near)}?"
+                    if near
+                    else " (its photos carry no GPS position, or none there)"
+                )
+            )
+        if self.is_flickr8k and (query.period or query.camera):
+            raise QueryError(f"{self.name!r} is a Flickr8k split: its images carry no date or camera to filter on")
+        mask = np.array([matches(query, i, self.meta.get(i)) for i in self.ids], dtype=bool)
+        if not mask.any():
+            filters = query.describe().split(", filtered ", 1)[-1]
+            raise QueryError(f"no photo of {self.name!r} passes the filters ({filters})")
+        return mask
 
     @property
     def is_flickr8k(self) -> bool:
@@ -222,7 +254,8 @@ def _previous_entries(name: str, root: Path) -> dict[str, dict]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if manifest.get("format") != INDEX_FORMAT or manifest.get("folder") != str(root):
             return {}
-        return {str(e["file"]): {k: e[k] for k in ("file", "size", "mtime_ns", "sha256")} for e in manifest["files"]}
+        keys = ("file", "size", "mtime_ns", "sha256", "meta")
+        return {str(e["file"]): {k: e[k] for k in keys if k in e} for e in manifest["files"]}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
@@ -323,6 +356,7 @@ def index_folder(
             continue
         entries[relative] = {"file": relative, "size": d.size, "mtime_ns": d.mtime_ns, "sha256": d.sha256}
         (changes.changed if relative in previous else changes.added).append(relative)
+    _add_meta(entries, root)
     changes.removed = sorted(set(previous) - set(entries))
     changes.embedded = max((len(s) - b for s, b in zip(stores, before)), default=0)
     for s in stores:
@@ -351,6 +385,22 @@ def index_folder(
     )
 
 
+def _add_meta(entries: dict[str, dict], root: Path) -> None:
+    """Give every entry without one its metadata (:mod:`photo_meta`: capture time, camera, GPS
+    position and its place), read from the file's header: once per file, like its vector."""
+    from .photo_meta import places, read_meta
+
+    fresh = [e for e in entries.values() if not isinstance(e.get("meta"), dict)]
+    for e in fresh:
+        try:
+            e["meta"] = read_meta(root / e["file"])
+        except OSError:  # gone since it was read: the next run drops it
+            e["meta"] = {"taken": None, "taken_from": None, "camera": None, "gps": None}
+    located = [e for e in fresh if e["meta"].get("gps")]
+    for e, place in zip(located, places([tuple(e["meta"]["gps"]) for e in located])):
+        e["meta"]["place"] = place
+
+
 def forget_collection(name: str) -> bool:
     """Remove the index of collection ``name`` (its manifest; the cached features stay in the cache,
     the folder's files are never touched). True when there was one."""
@@ -377,6 +427,7 @@ def load_collection(name: str) -> Gallery:
         root = Path(manifest["folder"])
         files = [str(e["file"]) for e in manifest["files"]]
         shas = [str(e["sha256"]) for e in manifest["files"]]
+        meta = {str(e["file"]): e["meta"] for e in manifest["files"] if isinstance(e.get("meta"), dict)}
         unreadable = [{"file": str(u["file"]), "reason": str(u["reason"])} for u in manifest.get("unreadable", [])]
     except (ValueError, KeyError, TypeError) as exc:
         raise QueryError(
@@ -409,6 +460,7 @@ def load_collection(name: str) -> Gallery:
 
     gallery = Gallery(name, files, resolved, {}, unreadable, features, root=root)
     gallery.sha256 = dict(zip(files, shas))
+    gallery.meta = meta
     return gallery
 
 

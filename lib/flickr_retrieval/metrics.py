@@ -249,3 +249,33 @@ def lenient_chance(
     n = positives.shape[1]
     m = positives.sum(axis=1)
     return {f"R@{k}": float(100.0 * np.mean(1.0 - hypergeom.pmf(0, n, m, k))) for k in ks}
+
+
+def top_answers(similarity: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each caption's best score and whether its best image is its own (ties count against it)."""
+    similarity, caption_image = _check(similarity, caption_image)
+    return similarity.max(axis=1), t2i_ranks(similarity, caption_image) == 1
+
+
+def calibrated_threshold(similarity: np.ndarray, caption_image: np.ndarray, precision: float = 0.5) -> float:
+    """The lowest score such that, among the captions whose best score reaches it, at least
+    ``precision`` of the best images are the caption's own: the line between "a good match" and
+    "nothing matches well" (``inf`` when no score reaches that precision)."""
+    best, correct = top_answers(similarity, caption_image)
+    order = np.argsort(-best, kind="stable")
+    running = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    reached = np.flatnonzero(running >= precision)
+    return float(best[order][reached[-1]]) if reached.size else float("inf")
+
+
+def threshold_effect(similarity: np.ndarray, caption_image: np.ndarray, threshold: float) -> dict[str, float]:
+    """What a threshold does to the captions' best answers: ``answered`` (the share of captions whose
+    best score reaches it), ``precision`` (the share of those answers that are the caption's own
+    image), ``recall`` (the share of the correct best answers that it keeps); percentages."""
+    best, correct = top_answers(similarity, caption_image)
+    kept = best >= threshold
+    return {
+        "answered": 100.0 * float(kept.mean()),
+        "precision": 100.0 * float(correct[kept].mean()) if kept.any() else float("nan"),
+        "recall": 100.0 * float((correct & kept).sum() / max(correct.sum(), 1)),
+    }

@@ -18,6 +18,7 @@ caption vectors are not loaded. In a browser: :mod:`flickr_retrieval.serve`; in 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import metrics, query_language
 from .checkpoint import TrainedModel
 from .data import Flickr8k, load_flickr8k
 from .errors import QueryError, cli_errors
@@ -45,6 +47,8 @@ from .vector_index import APPROXIMATE_FROM, ApproximateIndex, ExactIndex, build_
 MAX_QUERY_CHARS = 1000
 #: Dev captions on which an approximate index's recall@10 is measured against the exact scan.
 CALIBRATION_QUERIES = 500
+#: The share of "good matches" (above the line) whose best image is the caption's own, on dev captions.
+THRESHOLD_PRECISION = 0.5
 
 
 @dataclass
@@ -52,6 +56,36 @@ class Hit:
     rank: int
     image_id: str
     score: float
+
+
+@dataclass
+class Answer:
+    """What :meth:`Searcher.ask` found: the hits, best first; the query as it was understood
+    (``said``, with how plain words were read in ``notes``); ``threshold``: the score above which a
+    hit is a good match (calibrated on Flickr8k dev captions; None for a query whose scores are not
+    a caption's: several terms, an image term); ``good``: how many hits reach it; ``candidates``:
+    the images that passed the filters."""
+
+    hits: list[Hit]
+    said: str
+    notes: list[str]
+    threshold: float | None
+    good: int | None
+    candidates: int
+
+    @property
+    def nothing_matches(self) -> bool:
+        return self.good == 0
+
+    def as_json(self) -> dict:
+        return {
+            "said": self.said,
+            "notes": self.notes,
+            "threshold": None if self.threshold is None else round(self.threshold, 5),
+            "good": self.good,
+            "candidates": self.candidates,
+            "hits": [{"rank": h.rank, "id": h.image_id, "score": round(h.score, 5)} for h in self.hits],
+        }
 
 
 def collections() -> list[str]:
@@ -123,6 +157,8 @@ class Searcher:
         self.encoder = encoder or load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
         self._tokenizer_lock = tokenizer_lock or threading.Lock()
         self._caption_embeddings = None  # (embeddings, sentences) of the collection's captions, for describe()
+        self._training_captions = None  # (embeddings, sentences) of Flickr8k's training captions, for captions_for()
+        self._threshold: float | None = None
         if self.gallery.is_flickr8k:
             images, _ = self.space.images(self.image_ids)
         else:
@@ -221,6 +257,119 @@ class Searcher:
         scores, rows = self.index.search(query_emb.float().numpy(), k)
         return [Hit(rank + 1, self.image_ids[i], float(s)) for rank, (i, s) in enumerate(zip(rows[0], scores[0]))]
 
+    def _flickr8k_space(self) -> tuple[Flickr8k, FeatureSpace]:
+        """Flickr8k and the run's feature space over it (for collections of your own photos too:
+        the threshold and the training captions are Flickr8k's)."""
+        data = self.data or load_flickr8k()
+        return data, FeatureSpace(self.trained.config, data, self.space.text_norm, self.space.image_norms)
+
+    def _check_scores_by_embeddings(self, what: str) -> None:
+        if type(self.model).scores is not RetrievalModel.scores:
+            raise QueryError(
+                f"run {self.trained.config.name!r} scores pairs with a network: {what} needs an embedding run"
+            )
+        if self.trained.config.finetune_text:
+            raise QueryError(
+                f"run {self.trained.config.name!r} trains its text encoder: {what} would encode every caption again"
+            )
+
+    def split_similarity(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The run's (captions x images) similarity over a Flickr8k split, and each caption's image."""
+        data, space = self._flickr8k_space()
+        part = data.split(split)
+        images, _ = space.images(part.image_ids)
+        with torch.no_grad():
+            captions = self.model.embed_queries(Queries(as_tensor(space.text(part.caption_ids))))
+            similarity = self.model.scores(captions, self.model.embed_images(as_tensor(images))).float().numpy()
+        return similarity, np.asarray(part.caption_image)
+
+    def threshold(self) -> float:
+        """The score above which a hit is a good match: on Flickr8k's dev captions, the lowest best
+        score at which :data:`THRESHOLD_PRECISION` of the best images reaching it are the caption's
+        own (:func:`metrics.calibrated_threshold`; computed once per searcher, about a second)."""
+        if self._threshold is None:
+            self._check_scores_by_embeddings("a calibrated threshold")
+            self._threshold = metrics.calibrated_threshold(*self.split_similarity("dev"), THRESHOLD_PRECISION)
+        return self._threshold
+
+    def _term_vector(self, query: query_language.Query) -> torch.Tensor:
+        """One query vector: the weighted sum of the unit embeddings of its terms and images (a
+        term to avoid has a negative weight). Needs a run that scores by cosine."""
+        if type(self.model).scores is not RetrievalModel.scores or self.model.similarity != "cosine":
+            raise QueryError(
+                f"run {self.trained.config.name!r} does not score by cosine: it searches one sentence at a time "
+                "(no weights, terms to avoid or image terms)"
+            )
+        parts = []
+        with torch.no_grad():
+            for t in query.terms:
+                emb = self.model.embed_queries(
+                    Queries(sentences=[self.check_query(t.text)], encode=self._encode_frozen)
+                )
+                parts.append(t.weight * torch.nn.functional.normalize(emb.float(), dim=1))
+            for t in query.like:
+                if t.text not in self._position:
+                    raise QueryError(f"like:{t.text}: no such image in collection {self.collection!r}")
+                emb = self.image_embeddings[self.position(t.text)][None].float()
+                parts.append(t.weight * torch.nn.functional.normalize(emb, dim=1))
+        return torch.stack(parts).sum(0)
+
+    def ask(self, text: str, k: int = 5) -> Answer:
+        """Search with the query language (:mod:`query_language`: terms to avoid, weights, image
+        terms, date, place, folder and camera filters, "in July 2023" and "in Paris" read as filters)
+        and say how the query was understood and which hits are good matches."""
+        if (
+            not isinstance(text, str)
+            or not clean_caption(unicodedata.normalize("NFKC", text))
+            or len(text) > MAX_QUERY_CHARS
+        ):
+            self.check_query(text)  # says what is wrong: empty, or too long
+        query = query_language.parse(unicodedata.normalize("NFKC", text), self.gallery.place_names())
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise QueryError(f"k must be a whole number from 1, got {k!r}")
+        mask = self.gallery.matching(query) if query.filtered else None
+        candidates = len(self.image_ids) if mask is None else int(mask.sum())
+        k = min(k, candidates)  # at most what passed the filters (the answer says how many did)
+        if query.plain:
+            hits = self.search(query.terms[0].text, k)
+        else:
+            with torch.no_grad():
+                scores = self.model.scores(self._term_vector(query), self.image_embeddings)[0].float().numpy()
+            if mask is not None:
+                scores = np.where(mask, scores, -np.inf)
+            best = np.argsort(-scores, kind="stable")[:k]
+            hits = [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(best)]
+        threshold = None
+        finite = all(np.isfinite(h.score) for h in hits)  # a damaged run's NaN scores are reported by the caller
+        if (
+            finite
+            and query.single
+            and type(self.model).scores is RetrievalModel.scores
+            and not self.trained.config.finetune_text
+        ):
+            threshold = self.threshold()
+        good = None if threshold is None else sum(h.score >= threshold for h in hits)
+        return Answer(hits, query.describe(), list(query.notes), threshold, good, candidates)
+
+    def captions_for(self, image_id: str, k: int = 5) -> list[tuple[str, float]]:
+        """Why this photo: the ``k`` Flickr8k training captions the run scores highest for the image
+        (any image of the collection, your own photos included: a description by retrieval)."""
+        if image_id not in self._position:
+            raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
+        if self._training_captions is None:
+            self._check_scores_by_embeddings("describing an image by training captions")
+            data, space = self._flickr8k_space()
+            part = data.split("train")
+            with torch.no_grad():
+                emb = self.model.embed_queries(Queries(as_tensor(space.text(part.caption_ids))))
+            self._training_captions = (emb, list(part.captions))
+        emb, sentences = self._training_captions
+        self._check_k(k, len(sentences))
+        with torch.no_grad():
+            scores = self.model.scores(emb, self.image_embeddings[self.position(image_id)][None])[:, 0].float().numpy()
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [(sentences[i], float(scores[i])) for i in best]
+
     def _check_k(self, k, available: int) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
             raise QueryError(f"k must be an integer from 1 to {available}, got {k!r}")
@@ -269,8 +418,9 @@ class Searcher:
         """A grid of the top-k images with their scores (the title wrapped, however long the query)."""
         from . import plots
 
-        hits = self.search(query, k)
-        ncols = min(ncols, k)
+        answer = self.ask(query, k)
+        hits = answer.hits
+        ncols = min(ncols, len(hits))
         fig = plots.image_grid(
             [self.image_path(h.image_id) for h in hits],
             [f"#{h.rank}  {h.score:.3f}\n{h.image_id}" for h in hits],
@@ -280,7 +430,7 @@ class Searcher:
         shown = textwrap.shorten(query, 300, placeholder=" ...")
         title = "\n".join(
             textwrap.wrap(
-                f'"{shown}"  ({self.trained.config.name}, {len(self.image_ids)} images of {self.collection!r})',
+                f'"{shown}"  ({answer.said}; {self.trained.config.name}, {len(self.image_ids)} images of {self.collection!r})',
                 30 * ncols,
             )
         )
@@ -318,20 +468,51 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="which images: a Flickr8k split (train, dev, test), all (default), or a folder indexed with flickr-retrieval-index",
     )
-    parser.add_argument("--out", default="search.png", help="PNG file (or existing folder) for the grid of results")
+    parser.add_argument(
+        "--out", default=None, help="PNG file (or existing folder) for the grid of results (default: search.png)"
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--paths", action="store_true", help="print one path per line and nothing else (for scripts)")
+    output.add_argument(
+        "--json", action="store_true", help="print the answer as JSON (the page's API) and nothing else"
+    )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-search"):
-        out = png_path(args.out)  # checked before any work
+        quiet = args.paths or args.json
+        out = png_path(args.out or "search.png") if args.out or not quiet else None  # checked before any work
         searcher = Searcher(args.run or default_run(), args.collection)
         start = time.perf_counter()
-        hits = searcher.search(args.query, args.k)
+        answer = searcher.ask(args.query, args.k)
         elapsed = time.perf_counter() - start
-        for h in hits:
-            print(f"{h.rank:3d}  {h.score:7.3f}  {searcher.image_path(h.image_id)}")
-        print(f"search time: {1000 * elapsed:.1f} ms over {len(searcher.image_ids)} images")
-        searcher.figure(args.query, args.k).savefig(out, dpi=100, bbox_inches="tight")
-        print(f"grid written to {out}")
+        if args.paths:
+            print("\n".join(str(searcher.image_path(h.image_id)) for h in answer.hits))
+        elif args.json:
+            body = answer.as_json() | {"run": searcher.trained.config.name, "collection": searcher.collection}
+            for hit in body["hits"]:
+                hit["path"] = str(searcher.image_path(hit["id"]))
+            print(json.dumps(body, indent=1))
+        else:
+            print(answer.said + "".join(f"\n  ({note})" for note in answer.notes))
+            for line in answer_lines(answer, searcher.image_path):
+                print(line)
+            print(f"search time: {1000 * elapsed:.1f} ms over {answer.candidates} of {len(searcher.image_ids)} images")
+        if out is not None:
+            searcher.figure(args.query, args.k).savefig(out, dpi=100, bbox_inches="tight")
+            if not quiet:
+                print(f"grid written to {out}")
     return 0
+
+
+def answer_lines(answer: Answer, path_of) -> list[str]:
+    """The hits one per line, with the line between good matches and the rest where it falls."""
+    lines = []
+    if answer.threshold is not None and answer.good == 0:
+        lines.append(f"nothing matches well (no score reaches {answer.threshold:.3f}); the closest:")
+    for h in answer.hits:
+        lines.append(f"{h.rank:3d}  {h.score:7.3f}  {path_of(h.image_id)}")
+        if answer.good and h.rank == answer.good and answer.good < len(answer.hits):
+            lines.append(f"---- weaker matches below (score under {answer.threshold:.3f}) ----")
+    return lines
 
 
 if __name__ == "__main__":

@@ -277,12 +277,14 @@ class SearchService:
     def describe(self, image_id: str, k: int, run: str, collection: str) -> dict:
         searcher = self.searcher(run, collection)
         start = time.perf_counter()
-        with self._lock:  # the first call embeds every caption of the collection: once, not once per waiting request
-            captions = searcher.describe(image_id, k)
+        own = not searcher.gallery.is_flickr8k
+        with self._lock:  # the first call embeds every caption it ranks: once, not once per waiting request
+            captions = searcher.captions_for(image_id, k) if own else searcher.describe(image_id, k)
         return {
             "id": image_id,
             "run": run,
             "collection": collection,
+            "from": "Flickr8k's training captions" if own else "the collection's captions",
             "ms": round(1000 * (time.perf_counter() - start), 2),
             "captions": [
                 {"rank": n + 1, "caption": c, "score": round(score, 5)} for n, (c, score) in enumerate(captions)
@@ -294,15 +296,19 @@ class SearchService:
         available = len(searcher.image_ids) - (how == "similar")  # "more like this" leaves the image out
         asked, k = k, max(1, min(k, available))
         start = time.perf_counter()
-        hits = searcher.search(query, k) if how == "search" else searcher.similar(query, k)
+        answer = searcher.ask(query, k) if how == "search" else None
+        hits = answer.hits if answer is not None else searcher.similar(query, k)
         ms = 1000 * (time.perf_counter() - start)
+        if answer is not None and len(hits) < k:
+            asked, k = k, len(hits)
         return {
+            **({k_: v for k_, v in answer.as_json().items() if k_ != "hits"} if answer is not None else {}),
             "query": query,
             "run": run,
             "collection": collection,
             "images": len(searcher.image_ids),
             "ms": round(ms, 2),
-            **({"note": f"k {asked} asked, {k} shown: the collection has no more images to show"} if k < asked else {}),
+            **({"note": f"k {asked} asked, {k} shown: no more images to show"} if k < asked else {}),
             "hits": [
                 {
                     "rank": h.rank,

