@@ -103,6 +103,34 @@ def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, s
     page.close()
 
 
+def test_the_page_says_how_it_read_the_query_and_draws_the_line_of_good_matches(browser, server):
+    """A term to avoid and a query nothing in the collection fits: the page says the query back, and
+    draws the calibrated line where the API puts it (before the first hit when nothing matches well)."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    for query in ("a dog runs on the grass -ball", "a purple elephant plays the piano on the moon"):
+        with urllib.request.urlopen(f"{url}/api/search?" + urllib.parse.urlencode({"q": query, "k": K})) as answer:
+            body = json.load(answer)
+        page.fill("#query", query)
+        page.fill("#k", str(K))
+        page.click("#go")
+        page.wait_for_function(
+            f"() => document.querySelector('#said').textContent.includes({json.dumps(body['said'])})"
+        )
+        page.wait_for_selector(f"#results .hit >> nth={K - 1}")
+        assert body["said"].startswith("searched") and len(page.query_selector_all("#results .hit")) == K
+        line = page.query_selector("#match-line")
+        if body["good"] is None or body["good"] == K:
+            assert line is None
+        else:  # the line stands right after the last good match
+            before = page.eval_on_selector("#match-line", "e => [...e.parentNode.children].indexOf(e)")
+            assert before == body["good"] and ("nothing matches well" in line.inner_text()) == (body["good"] == 0)
+    assert 'not "ball"' in page.inner_text("#said") or "purple" in page.inner_text("#said")
+    page.screenshot(path=str(SHOTS / "search_page_said_and_line.png"), full_page=True)
+    page.close()
+
+
 def test_the_server_time_of_each_query_lies_within_its_http_round_trip(server):
     """Twenty queries through the API: each answer's own server time (``ms``) is positive and no longer
     than the round trip that carried it (a unit or clock error would break this); the latency is
