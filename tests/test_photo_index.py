@@ -267,3 +267,47 @@ def test_a_path_longer_than_the_system_allows_is_listed_not_fatal(tmp_path):
     assert names["ok.jpg"] is None
     refused = [reason for reason in names.values() if reason and "cannot be read" in reason]
     assert refused, names.keys()
+
+
+def test_watch_mode_follows_added_moved_and_deleted_photos(library):
+    """flickr-retrieval-index --watch: each settled burst of changes is indexed again; a move costs
+    no embedding; stopping leaves the index of the last update."""
+    import queue
+    import threading
+
+    reports, stop = queue.Queue(), threading.Event()
+    watcher = threading.Thread(
+        target=gallery.watch_folder,
+        args=(library, "lib", [BACKBONE]),
+        kwargs={"settle_s": 0.3, "stop": stop, "on_update": reports.put},
+        daemon=True,
+    )
+    watcher.start()
+
+    def next_with(changed):  # a burst may be seen in two updates on a busy machine: wait for the one that holds it
+        deadline = time.monotonic() + 120
+        while True:
+            report = reports.get(timeout=max(deadline - time.monotonic(), 0.1))
+            if changed(report.changes):
+                return report
+
+    try:
+        first = next_with(lambda c: len(c.added) == 4)
+        assert first.images == 4
+        _photo(library / "new" / "white.jpg", "white")
+        added = next_with(lambda c: "new/white.jpg" in c.added)
+        assert added.changes.embedded == 1
+        (library / "new" / "white.jpg").rename(library / "moved.jpg")
+        moved = next_with(lambda c: "moved.jpg" in c.added)
+        assert moved.changes.removed == ["new/white.jpg"] and moved.changes.embedded == 0  # found by its bytes
+        (library / "moved.jpg").unlink()
+        deleted = next_with(lambda c: c.removed == ["moved.jpg"])
+        assert deleted.images == 4
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    assert not watcher.is_alive() and gallery.load_collection("lib").ids == sorted(first_ids(library))
+
+
+def first_ids(folder):
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg") if p.name != "broken.jpg"]

@@ -126,7 +126,6 @@ def test_the_page_says_how_it_read_the_query_and_draws_the_line_of_good_matches(
         else:  # the line stands right after the last good match
             before = page.eval_on_selector("#match-line", "e => [...e.parentNode.children].indexOf(e)")
             assert before == body["good"] and ("nothing matches well" in line.inner_text()) == (body["good"] == 0)
-    assert 'not "ball"' in page.inner_text("#said") or "purple" in page.inner_text("#said")
     page.screenshot(path=str(SHOTS / "search_page_said_and_line.png"), full_page=True)
     page.close()
 

@@ -6,7 +6,8 @@
 Indexing is incremental (:mod:`flickr_retrieval.photo_index`): each file is read once, hashed, and
 embedded only if no earlier run (of any collection) embedded the same bytes with the same backbone;
 a file whose size and modification time did not change is not even read; removed files are dropped.
-Run the same command again after adding photos: only the new ones are embedded. Photos are taken as
+Run the same command again after adding photos: only the new ones are embedded; with ``--watch``
+(:func:`watch_folder`) the index follows the folder as files are added, changed, moved or deleted. Photos are taken as
 they are (EXIF orientation, JPEG draft decoding, HEIC through pillow-heif) and get a thumbnail.
 Files that cannot be decoded as images are listed by name with the reason, in the command's output
 and in the index; none is dropped silently. The index itself is a JSON manifest under the feature
@@ -23,6 +24,7 @@ import os
 import re
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -401,6 +403,70 @@ def _add_meta(entries: dict[str, dict], root: Path) -> None:
         e["meta"]["place"] = place
 
 
+class _Changed:
+    """A watchdog handler that only remembers when the folder last changed."""
+
+    def __init__(self):
+        self.last: float | None = None
+        self.lock = threading.Lock()
+
+    def dispatch(self, event) -> None:
+        if event.event_type in ("opened", "closed_no_write"):  # reading a file changes nothing
+            return
+        with self.lock:
+            self.last = time.monotonic()
+
+    def settled(self, settle_s: float) -> bool:
+        """True (once) when the folder changed and has been quiet for ``settle_s``."""
+        with self.lock:
+            if self.last is not None and time.monotonic() - self.last >= settle_s:
+                self.last = None
+                return True
+        return False
+
+
+def watch_folder(
+    folder: str | Path,
+    name: str,
+    backbones: list[str],
+    *,
+    settle_s: float = 2.0,
+    stop: threading.Event | None = None,
+    on_update: Callable[[IndexReport], None] | None = None,
+    poll: bool = False,
+) -> IndexReport:
+    """Index ``folder`` as collection ``name``, then index it again after every change until
+    ``stop`` is set (or Ctrl-C). ``on_update`` receives each run's report (the first included).
+    Returns the last report.
+
+    The folder is watched with ``watchdog`` (inotify on Linux, FSEvents on macOS; ``poll=True``
+    polls). After a burst of changes settles (``settle_s`` without a new event), the incremental
+    index runs again, with its guarantees: a file moved or copied is found by the hash of its bytes
+    and costs no embedding, a removed file is dropped, an interrupted update keeps the previous index
+    and the vectors it finished. A search that loads the collection afterwards sees the new index."""
+    from watchdog.observers import Observer
+    from watchdog.observers.polling import PollingObserver
+
+    stop = stop or threading.Event()
+    changed = _Changed()
+    observer = PollingObserver(timeout=0.5) if poll else Observer()
+    observer.schedule(changed, str(Path(folder).expanduser().resolve()), recursive=True)
+    observer.start()  # before the first index: a change made while it runs is caught too
+    try:
+        report = index_folder(folder, name, backbones)
+        if on_update:
+            on_update(report)
+        while not stop.wait(0.1):
+            if changed.settled(settle_s):
+                report = index_folder(folder, name, backbones)
+                if on_update:
+                    on_update(report)
+        return report
+    finally:
+        observer.stop()
+        observer.join()
+
+
 def forget_collection(name: str) -> bool:
     """Remove the index of collection ``name`` (its manifest; the cached features stay in the cache,
     the folder's files are never touched). True when there was one."""
@@ -476,6 +542,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's"
     )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep the index current: index again after every change of the folder, until Ctrl-C",
+    )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-index"):
         if args.backbones:
@@ -484,6 +555,17 @@ def main(argv: list[str] | None = None) -> int:
             from .results import default_run, load_run
 
             backbones = list(load_run(args.run or default_run()).config.backbones)
+        if args.watch:
+
+            def said(report: IndexReport) -> None:
+                print(time.strftime("%H:%M:%S"), "\n".join(report.lines()), flush=True)
+
+            print(f"watching {args.folder} for {args.name!r} (Ctrl-C to stop)", flush=True)
+            try:
+                watch_folder(args.folder, args.name, backbones, on_update=said)
+            except KeyboardInterrupt:
+                print("stopped; the index is as of the last update", file=sys.stderr)
+            return 0
         report = index_folder(args.folder, args.name, backbones, show_progress=True)
         print("\n".join(report.lines()))
         print(f'search it: flickr-retrieval-search "a dog on the beach" --collection {report.name}')
