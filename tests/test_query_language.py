@@ -3,6 +3,7 @@ photo metadata from EXIF, and a filtered search of an indexed folder on the tiny
 
 import datetime as dt
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -246,3 +247,42 @@ def test_the_line_between_good_matches_and_the_rest():
     assert lines[2].startswith("---- weaker matches below") and len(lines) == 4
     lines = answer_lines(Answer(hits, "searched", [], 0.95, 0, 3), str)
     assert lines[0].startswith("nothing matches well") and len(lines) == 4
+
+
+def test_near_duplicates_group_and_search_shows_one_per_group(tiny_run, tmp_path, capsys):
+    """Mirrored, re-encoded and resized copies of a photo group with it (threshold calibrated on the
+    tiny set's training images); search shows the group once with its number of copies; the command
+    lists the groups."""
+    from flickr_retrieval import duplicates
+
+    data, config, space, feats, trained = tiny_run
+    backbone = config.backbones[0]
+    calibration = duplicates.calibrate(backbone, data, n=12)
+    assert 0 < calibration["threshold"] < 1 and calibration["false_pair_rate"] <= duplicates.FALSE_PAIR_RATE
+    assert duplicates.calibrate(backbone, data, n=12) == calibration  # cached
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    sources = sorted(data.image_dir.glob("*.jpg"))[:3]
+    with Image.open(sources[0]) as im:
+        im.save(folder / "a.jpg")
+        for kind, make in duplicates.COPIES.items():
+            make(im.convert("RGB")).save(folder / f"a-{kind.replace(' ', '').replace('/', '')}.jpg", quality=40)
+    for n, source in enumerate(sources[1:]):
+        shutil.copy(source, folder / f"other{n}.jpg")
+    report = gallery.index_folder(folder, "copies", list(config.backbones), duplicates=True, data=data)
+    assert "group(s) of near-duplicates" in report.lines()[-1]
+    collection = gallery.load_collection("copies")
+    assert collection.duplicate_groups == [["a-mirrored.jpg", "a-re-encoded.jpg", "a-resized34.jpg", "a.jpg"]]
+    hits = Searcher(trained, "copies", data=data).ask("a picture", k=3).hits
+    assert len(hits) == 3 and sum(h.copies for h in hits) == 3 and sum(h.image_id.startswith("a") for h in hits) == 1
+    assert gallery.duplicates_main(["copies"]) == 0
+    assert "group 1: 4 photos" in capsys.readouterr().out
+
+
+def test_groups_are_connected_sets_above_the_threshold():
+    from flickr_retrieval.duplicates import groups
+
+    v = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.14, 0.99], [0.7, 0.7]])
+    assert groups(v, threshold=0.98) == [[0, 1], [2, 3]]
+    assert groups(v, threshold=0.69) == [[0, 1, 2, 3, 4]]  # chained through row 4
+    assert groups(v, threshold=1.0) == []

@@ -71,6 +71,13 @@ class Gallery:
     root: Path | None = None  # the folder every file must stay inside (checked again when the page serves one)
     sha256: dict[str, str] = field(default_factory=dict)  # an indexed file's content hash (names its thumbnail)
     meta: dict[str, dict] = field(default_factory=dict)  # an indexed file's capture time, camera, place (photo_meta)
+    backbones: list[str] = field(default_factory=list)  # the backbones an indexed folder was embedded with
+    duplicate_groups: list[list[str]] | None = None  # near-duplicate photos (duplicates.py); None: not grouped
+    duplicates_said: str = ""
+
+    def representatives(self) -> dict[str, tuple[str, int]]:
+        """For each photo of a near-duplicate group: the group's first photo and its number of copies."""
+        return {i: (g[0], len(g) - 1) for g in self.duplicate_groups or [] for i in g}
 
     def place_names(self) -> set[str]:
         """The lower-case names of the places of this collection's photos (cities, regions, countries)."""
@@ -172,12 +179,14 @@ class IndexReport:
     seconds: float
     manifest: Path
     changes: IndexChanges = field(default_factory=IndexChanges)
+    duplicates_said: str = ""
 
     def lines(self) -> list[str]:
         out = [
             f"indexed {self.images} image(s) of {self.folder} as {self.name!r} with {', '.join(self.backbones)} "
             f"in {self.seconds:.1f} s -> {self.manifest}",
             self.changes.summary(),
+            *([self.duplicates_said] if self.duplicates_said else []),
         ]
         if self.unreadable:
             out.append(f"{len(self.unreadable)} file(s) not indexed (not readable images):")
@@ -292,7 +301,14 @@ def _progress_printer(total: int, show: bool):
 
 
 def index_folder(
-    folder: str | Path, name: str, backbones: list[str], *, show_progress: bool = False, workers: int = 1
+    folder: str | Path,
+    name: str,
+    backbones: list[str],
+    *,
+    show_progress: bool = False,
+    workers: int = 1,
+    duplicates: bool = False,
+    data=None,
 ) -> IndexReport:
     """Index every readable image under ``folder`` (recursively) with ``backbones`` as collection
     ``name``, incrementally: a file whose size and modification time are those of the previous
@@ -300,7 +316,8 @@ def index_folder(
     is not embedded again, removed files are dropped (:mod:`photo_index`). Unreadable files are
     listed in the report and the manifest. The manifest is replaced only at the end: an
     interrupted or failed run leaves the previous index as it was, and keeps the vectors it
-    finished for the next run."""
+    finished for the next run. ``duplicates``: group near-duplicate photos (:mod:`duplicates`, a
+    threshold calibrated on Flickr8k, ``data`` when given) and store the groups in the index."""
     from .photo_index import embed_files
 
     start = time.perf_counter()
@@ -374,6 +391,12 @@ def index_folder(
         "files": files,
         "unreadable": sorted(unreadable, key=lambda u: u["file"]),
     }
+    if duplicates:
+        from .duplicates import collection_groups
+
+        vectors = stores[0].get([e["sha256"] for e in files])
+        found, said = collection_groups([e["file"] for e in files], vectors, backbones[0], data)
+        manifest["duplicates"] = {"groups": found, "said": said}
     out = collections_dir() / f"{name}.json"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -382,9 +405,11 @@ def index_folder(
         raise IndexWriteError(
             f"could not write the index of {name!r} at {out} ({exc.strerror or exc}); the previous index is unchanged"
         ) from None
-    return IndexReport(
+    report = IndexReport(
         name, root, len(files), manifest["unreadable"], list(backbones), time.perf_counter() - start, out, changes
     )
+    report.duplicates_said = manifest.get("duplicates", {}).get("said", "")
+    return report
 
 
 def _add_meta(entries: dict[str, dict], root: Path) -> None:
@@ -434,6 +459,7 @@ def watch_folder(
     stop: threading.Event | None = None,
     on_update: Callable[[IndexReport], None] | None = None,
     poll: bool = False,
+    duplicates: bool = False,
 ) -> IndexReport:
     """Index ``folder`` as collection ``name``, then index it again after every change until
     ``stop`` is set (or Ctrl-C). ``on_update`` receives each run's report (the first included).
@@ -453,12 +479,12 @@ def watch_folder(
     observer.schedule(changed, str(Path(folder).expanduser().resolve()), recursive=True)
     observer.start()  # before the first index: a change made while it runs is caught too
     try:
-        report = index_folder(folder, name, backbones)
+        report = index_folder(folder, name, backbones, duplicates=duplicates)
         if on_update:
             on_update(report)
         while not stop.wait(0.1):
             if changed.settled(settle_s):
-                report = index_folder(folder, name, backbones)
+                report = index_folder(folder, name, backbones, duplicates=duplicates)
                 if on_update:
                     on_update(report)
         return report
@@ -494,6 +520,11 @@ def load_collection(name: str) -> Gallery:
         files = [str(e["file"]) for e in manifest["files"]]
         shas = [str(e["sha256"]) for e in manifest["files"]]
         meta = {str(e["file"]): e["meta"] for e in manifest["files"] if isinstance(e.get("meta"), dict)}
+        backbones = [str(b) for b in manifest.get("backbones", [])]
+        dups = manifest.get("duplicates")
+        groups = None if dups is None else [[str(i) for i in g] for g in dups["groups"]]
+        if groups is not None and not {i for g in groups for i in g} <= set(files):
+            raise ValueError("a duplicate group names a file the index does not hold")
         unreadable = [{"file": str(u["file"]), "reason": str(u["reason"])} for u in manifest.get("unreadable", [])]
     except (ValueError, KeyError, TypeError) as exc:
         raise QueryError(
@@ -526,7 +557,8 @@ def load_collection(name: str) -> Gallery:
 
     gallery = Gallery(name, files, resolved, {}, unreadable, features, root=root)
     gallery.sha256 = dict(zip(files, shas))
-    gallery.meta = meta
+    gallery.meta, gallery.backbones = meta, backbones
+    gallery.duplicate_groups, gallery.duplicates_said = groups, "" if dups is None else str(dups.get("said", ""))
     return gallery
 
 
@@ -541,6 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's"
+    )
+    parser.add_argument(
+        "--no-duplicates",
+        action="store_true",
+        help="do not group near-duplicate photos (grouping calibrates a threshold on Flickr8k once per backbone)",
     )
     parser.add_argument(
         "--watch",
@@ -562,13 +599,33 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"watching {args.folder} for {args.name!r} (Ctrl-C to stop)", flush=True)
             try:
-                watch_folder(args.folder, args.name, backbones, on_update=said)
+                watch_folder(args.folder, args.name, backbones, on_update=said, duplicates=not args.no_duplicates)
             except KeyboardInterrupt:
                 print("stopped; the index is as of the last update", file=sys.stderr)
             return 0
-        report = index_folder(args.folder, args.name, backbones, show_progress=True)
+        report = index_folder(args.folder, args.name, backbones, show_progress=True, duplicates=not args.no_duplicates)
         print("\n".join(report.lines()))
         print(f'search it: flickr-retrieval-search "a dog on the beach" --collection {report.name}')
+    return 0
+
+
+def duplicates_main(argv: list[str] | None = None) -> int:
+    """``flickr-retrieval-duplicates NAME``: the groups of near-duplicate photos of a collection."""
+    parser = argparse.ArgumentParser(description="List the groups of near-duplicate photos of an indexed collection.")
+    parser.add_argument("name", help="a collection indexed with flickr-retrieval-index")
+    args = parser.parse_args(argv)
+    with cli_errors("flickr-retrieval-duplicates"):
+        collection = load_collection(args.name)
+        if collection.duplicate_groups is None:
+            raise QueryError(
+                f"collection {args.name!r} was indexed without grouping near-duplicates: index it again "
+                "(without --no-duplicates)"
+            )
+        print(collection.duplicates_said)
+        for n, group in enumerate(collection.duplicate_groups, 1):
+            print(f"group {n}: {len(group)} photos")
+            for image_id in group:
+                print(f"  {collection.files[collection.ids.index(image_id)]}")
     return 0
 
 

@@ -56,6 +56,7 @@ class Hit:
     rank: int
     image_id: str
     score: float
+    copies: int = 0  # near-duplicates of this photo in the collection, not shown (duplicates.py)
 
 
 @dataclass
@@ -84,7 +85,9 @@ class Answer:
             "threshold": None if self.threshold is None else round(self.threshold, 5),
             "good": self.good,
             "candidates": self.candidates,
-            "hits": [{"rank": h.rank, "id": h.image_id, "score": round(h.score, 5)} for h in self.hits],
+            "hits": [
+                {"rank": h.rank, "id": h.image_id, "score": round(h.score, 5), "copies": h.copies} for h in self.hits
+            ],
         }
 
 
@@ -330,15 +333,18 @@ class Searcher:
         mask = self.gallery.matching(query) if query.filtered else None
         candidates = len(self.image_ids) if mask is None else int(mask.sum())
         k = min(k, candidates)  # at most what passed the filters (the answer says how many did)
+        groups = self.gallery.representatives()
+        wanted = min(k + sum(copies for i, (first, copies) in groups.items() if i == first), candidates)
         if query.plain:
-            hits = self.search(query.terms[0].text, k)
+            hits = self.search(query.terms[0].text, wanted)
         else:
             with torch.no_grad():
                 scores = self.model.scores(self._term_vector(query), self.image_embeddings)[0].float().numpy()
             if mask is not None:
                 scores = np.where(mask, scores, -np.inf)
-            best = np.argsort(-scores, kind="stable")[:k]
+            best = np.argsort(-scores, kind="stable")[:wanted]
             hits = [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(best)]
+        hits = _one_per_group(hits, groups)[:k]
         threshold = None
         finite = all(np.isfinite(h.score) for h in hits)  # a damaged run's NaN scores are reported by the caller
         if (
@@ -438,6 +444,21 @@ class Searcher:
         return fig
 
 
+def _one_per_group(hits: list[Hit], groups: dict[str, tuple[str, int]]) -> list[Hit]:
+    """The best hit of each near-duplicate group, with the number of the group's other photos; ranks
+    renumbered."""
+    if not groups:
+        return hits
+    seen, out = set(), []
+    for h in hits:
+        first, copies = groups.get(h.image_id, (h.image_id, 0))
+        if first in seen:
+            continue
+        seen.add(first)
+        out.append(Hit(len(out) + 1, h.image_id, h.score, copies))
+    return out
+
+
 def png_path(out: str) -> Path:
     """Where the grid goes: ``out`` itself when it ends in ``.png``, ``out/search.png`` for an
     existing folder; otherwise an error (the folder must exist and be writable)."""
@@ -509,7 +530,10 @@ def answer_lines(answer: Answer, path_of) -> list[str]:
     if answer.threshold is not None and answer.good == 0:
         lines.append(f"nothing matches well (no score reaches {answer.threshold:.3f}); the closest:")
     for h in answer.hits:
-        lines.append(f"{h.rank:3d}  {h.score:7.3f}  {path_of(h.image_id)}")
+        lines.append(
+            f"{h.rank:3d}  {h.score:7.3f}  {path_of(h.image_id)}"
+            + (f"  (+{h.copies} near-duplicates)" if h.copies else "")
+        )
         if answer.good and h.rank == answer.good and answer.good < len(answer.hits):
             lines.append(f"---- weaker matches below (score under {answer.threshold:.3f}) ----")
     return lines

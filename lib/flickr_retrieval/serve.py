@@ -316,6 +316,7 @@ class SearchService:
                     "score": round(h.score, 5),
                     "image": f"/image/{collection}/{searcher.position(h.image_id)}",
                     "captions": searcher.captions(h.image_id),
+                    "copies": h.copies,
                 }
                 for h in hits
             ],
