@@ -63,7 +63,17 @@ LAYERS = (
     ),
     (
         "search and the photo index",
-        ("vector_index", "query_language", "photo_meta", "photo_index", "duplicates", "gallery", "search", "serve", "widget"),
+        (
+            "vector_index",
+            "query_language",
+            "photo_meta",
+            "photo_index",
+            "duplicates",
+            "gallery",
+            "search",
+            "serve",
+            "widget",
+        ),
     ),
     ("benches", ("bench", "training_bench", "index_bench", "photo_bench")),
 )
