@@ -228,6 +228,11 @@ def test_the_bench_library_is_phone_sized_with_rotations(tiny_root, tmp_path):
         assert im.getexif().get(0x0112) == 6 and im.size == photo_bench.PHONE_SIZE[::-1]  # stored sideways
     upright = photo_index.decode_photo(files[0].read_bytes())
     assert upright.size[0] > upright.size[1]  # turned back to landscape
+    from flickr_retrieval.photo_meta import read_meta
+
+    dated = read_meta(files[1])  # a capture time, a phone, and a city's position
+    assert dated["taken"] == "2024-02-02T12:01:00" and dated["camera"] == "Google Pixel 7"
+    assert dated["gps"] == [round(v, 6) for v in photo_bench.CITIES["New York City"]]
 
 
 def test_a_stale_half_written_shard_is_removed_and_a_fresh_one_kept(library):

@@ -4,10 +4,13 @@
 
 Builds a folder of phone-sized JPEGs (each Flickr8k image upscaled to 4000x3000; every tenth one
 stored sideways with an EXIF orientation tag, as a phone does; a few broken files), then measures
-with a trained run's backbones: the first index (seconds, images per second), the index run again
-with nothing changed, the index after adding 10 photos and changing 5, the peak memory of the
-process, and the search page's first load and query latency over the collection. Each step runs
-in this process, one after the other, with its own caches (a temporary ``RCP217_CACHE``).
+with a trained run's backbones: the first index (seconds, images per second; metadata and
+near-duplicate groups included), the index run again with nothing changed, the index after adding
+10 photos and changing 5, the peak memory of the process, the search page's first load, query
+latency over the collection with and without filters, the near-duplicate threshold read on test
+images, and watch mode's latency from a photo written to its appearance in search. Every photo
+carries a synthetic EXIF capture time (2023-2025) and GPS position (one of six cities). Each step
+runs in this process, one after the other, with its own caches (a temporary ``RCP217_CACHE``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,29 @@ from PIL import Image
 from .errors import cli_errors
 
 PHONE_SIZE = (4000, 3000)
+#: Where the synthetic photos were taken (latitude, longitude).
+CITIES = {
+    "Paris": (48.8566, 2.3522),
+    "New York City": (40.7128, -74.006),
+    "Tokyo": (35.6762, 139.6503),
+    "Sydney": (-33.8688, 151.2093),
+    "Nairobi": (-1.2921, 36.8219),
+    "Lima": (-12.0464, -77.0428),
+}
+
+
+def _phone_exif(k: int) -> Image.Exif:
+    """Photo ``k``'s EXIF: a capture time (2023-2025, spread over the months), a phone's name, and the
+    GPS position of one of :data:`CITIES` (every seventh photo has none)."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = f"{2023 + k % 3}:{1 + k % 12:02d}:{1 + k % 28:02d} 12:{k % 60:02d}:00"
+    exif[271], exif[272] = "Google", "Pixel 7"
+    if k % 7:
+        lat, lon = list(CITIES.values())[k % len(CITIES)]
+        exif.get_ifd(0x8825).update(
+            {1: "N" if lat >= 0 else "S", 2: (abs(lat), 0.0, 0.0), 3: "E" if lon >= 0 else "W", 4: (abs(lon), 0.0, 0.0)}
+        )
+    return exif
 
 
 def make_library(data, folder: Path, n: int, rng: np.random.Generator, start: int = 0) -> list[Path]:
@@ -36,7 +62,7 @@ def make_library(data, folder: Path, n: int, rng: np.random.Generator, start: in
     for k, image_id in enumerate(ids):
         with Image.open(data.image_path(image_id)) as im:
             big = im.convert("RGB").resize(PHONE_SIZE, Image.Resampling.BILINEAR)
-        exif = Image.Exif()
+        exif = _phone_exif(start + k)
         if (start + k) % 10 == 0:
             big = big.transpose(Image.Transpose.ROTATE_90)  # stored sideways; the tag says how to turn it upright
             exif[0x0112] = 6
@@ -97,11 +123,12 @@ def _measure(data, trained, run_name, backbones, root, images, queries, rng) -> 
         f"rotation), 2 unreadable files; built in {time.perf_counter() - t:.0f} s"
     )
     t = time.perf_counter()
-    first = gallery.index_folder(root, "bench", backbones)
+    first = gallery.index_folder(root, "bench", backbones, duplicates=True, data=data)
     s = time.perf_counter() - t
     lines.append(
-        f"first index ({', '.join(backbones)}): {s:.1f} s, {first.images / s:.1f} images/s; {first.changes.summary()}; "
-        f"{len(first.unreadable)} unreadable"
+        f"first index ({', '.join(backbones)}, metadata and near-duplicates included): {s:.1f} s, "
+        f"{first.images / s:.1f} images/s; {first.changes.summary()}; {len(first.unreadable)} unreadable; "
+        f"{first.duplicates_said}"
     )
     t = time.perf_counter()
     again = gallery.index_folder(root, "bench", backbones)
@@ -126,8 +153,73 @@ def _measure(data, trained, run_name, backbones, root, images, queries, rng) -> 
         f"query latency over {len(searcher.image_ids)} photos: median {np.median(latencies):.1f} ms, "
         f"90th percentile {np.percentile(latencies, 90):.1f} ms ({len(latencies)} queries)"
     )
+    for suffix in (" in July 2023", " place:Paris", " -indoors after:2023-12 place:Japan"):
+        latencies, found = [], 0
+        for q in data.split("test").captions[: queries + 1]:
+            t = time.perf_counter()
+            answer = searcher.ask(q + suffix, k=10)
+            latencies.append(1000 * (time.perf_counter() - t))
+            found = answer.candidates
+        lines.append(
+            f"query latency with {suffix.strip()!r} ({found} photos pass): median {np.median(latencies[1:]):.1f} ms, "
+            f"90th percentile {np.percentile(latencies[1:], 90):.1f} ms"
+        )
+    lines += _duplicates_measured(data, backbones[0])
+    lines.append(_watch_latency(data, trained, backbones, root, images + 10, rng))
     lines.append(f"peak memory of this process: {_peak_mb():.0f} MB")
     return lines
+
+
+def _duplicates_measured(data, backbone: str) -> list[str]:
+    from . import duplicates
+
+    t = time.perf_counter()
+    calibration = duplicates.calibrate(backbone, data)
+    took = time.perf_counter() - t
+    measured = duplicates.measure(backbone, calibration["threshold"], data)
+    grouped = ", ".join(f"{kind} {100 * v:.1f}%" for kind, v in measured["copies_grouped"].items())
+    return [
+        f"near-duplicate threshold ({backbone}, calibrated on {calibration['images']} training images in {took:.0f} s): "
+        f"{calibration['threshold']:.4f}",
+        f"read on {measured['images']} test images: copies grouped with their original: {grouped}; "
+        f"{measured['false_groupings_per_million_pairs']:.0f} false groupings per million pairs of different images; "
+        f"precision of the pairs grouped {measured['precision']:.3f}",
+    ]
+
+
+def _watch_latency(data, trained, backbones, root: Path, start: int, rng) -> str:
+    """Seconds from a photo written into a watched folder to its appearance in a search."""
+    import threading
+
+    from . import gallery
+    from .search import Searcher
+
+    updates, stop = [], threading.Event()
+    watcher = threading.Thread(
+        target=gallery.watch_folder,
+        args=(root, "bench", backbones),
+        kwargs={"settle_s": 1.0, "stop": stop, "on_update": updates.append},
+        daemon=True,
+    )
+    watcher.start()
+    while not updates:
+        time.sleep(0.1)
+    t = time.perf_counter()
+    (new,) = make_library(data, root, 1, rng, start=start)
+    name = new.relative_to(root).as_posix()
+    while True:
+        time.sleep(0.2)
+        if any(name in u.changes.added for u in updates):
+            break
+    searcher = Searcher(trained, "bench", data=data)
+    seen = name in searcher.image_ids
+    took = time.perf_counter() - t
+    stop.set()
+    watcher.join()
+    return (
+        f"watch mode: a photo written to the folder is in search {took:.1f} s later ({'found' if seen else 'NOT found'}; "
+        "1 s of settling, the incremental index, the collection loaded again)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
