@@ -286,3 +286,12 @@ def test_groups_are_connected_sets_above_the_threshold():
     assert groups(v, threshold=0.98) == [[0, 1], [2, 3]]
     assert groups(v, threshold=0.69) == [[0, 1, 2, 3, 4]]  # chained through row 4
     assert groups(v, threshold=1.0) == []
+
+
+def test_one_rule_for_k():
+    from flickr_retrieval.search import check_k
+
+    assert check_k(3) == 3 and check_k("3", 5) == 3 and check_k(np.int64(5), 5) == 5
+    for bad, available in ((0, None), (6, 5), (True, 5), ("x", 5), (2.0, 5), ("", None)):
+        with pytest.raises(QueryError, match="k must be a whole number from 1"):
+            check_k(bad, available)

@@ -91,6 +91,53 @@ class Answer:
         }
 
 
+def check_k(k, available: int | None = None) -> int:
+    """The one rule for k, wherever it comes from: a whole number from 1 (to ``available`` when
+    given); a string is read as one (the page's parameter). QueryError saying what is wrong."""
+    if isinstance(k, str):
+        try:
+            k = int(k.strip())
+        except ValueError:
+            raise QueryError(f"k must be a whole number from 1, got {k!r}") from None
+    upper = "" if available is None else f" to {available}"
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, (int, np.integer))
+        or k < 1
+        or (available is not None and k > available)
+    ):
+        raise QueryError(f"k must be a whole number from 1{upper}, got {k!r}")
+    return int(k)
+
+
+def check_searchable(config, own_photos: bool) -> None:
+    """Whether a run can search: QueryError saying why not. Every run searches Flickr8k; a folder of
+    your own photos stores whole-image pooled features of pretrained backbones, so a run trained on
+    random-weight features, on tuned last layers or on the mean of several views cannot search it;
+    a run of several sentence encoders is measured, never searched."""
+    if len(config.text_encoders) > 1:
+        raise QueryError(
+            f"run {config.name!r} concatenates the features of {config.text_encoder!r}: such runs are measured "
+            "(notebook 11), not searchable; search with a run of one sentence encoder"
+        )
+    if not own_photos:
+        return
+    if not config.pretrained_images:
+        raise QueryError(
+            f"run {config.name!r} was trained on random-weight image features; it cannot search your own images"
+        )
+    if config.tune_image_heads:
+        raise QueryError(
+            f"run {config.name!r} trained the last layer of its image backbones; a collection stores "
+            "their pooled features only: search it with a run whose backbones were frozen"
+        )
+    if config.test_view != "full":
+        raise QueryError(
+            f"run {config.name!r} scores the mean of {config.image_views!r} views of each image; a collection "
+            "stores whole-image features: search it with a run whose test_view is 'full'"
+        )
+
+
 def collections() -> list[str]:
     """What can be searched: the Flickr8k splits, then the indexed collections."""
     return [*FLICKR8K_COLLECTIONS, *indexed_collections()]
@@ -122,26 +169,13 @@ class Searcher:
         self.trained = load_run(run) if isinstance(run, str) else run
         self.model = self.trained.model.eval()
         config = self.trained.config
+        check_searchable(config, own_photos=collection not in FLICKR8K_COLLECTIONS)
         if collection in FLICKR8K_COLLECTIONS:
             self.data = data or load_flickr8k()
             self.gallery: Gallery = flickr8k_gallery(self.data, collection)
         else:
             self.data = data
             self.gallery = load_collection(collection)
-            if not config.pretrained_images:
-                raise QueryError(
-                    f"run {config.name!r} was trained on random-weight image features; it cannot search your own images"
-                )
-            if config.tune_image_heads:
-                raise QueryError(
-                    f"run {config.name!r} trained the last layer of its image backbones; a collection stores "
-                    "their pooled features only: search it with a run whose backbones were frozen"
-                )
-            if config.test_view != "full":
-                raise QueryError(
-                    f"run {config.name!r} scores the mean of {config.image_views!r} views of each image; a collection "
-                    "stores whole-image features: search it with a run whose test_view is 'full'"
-                )
         self.collection = collection
         self.image_ids = self.gallery.ids
         self._position = {image_id: n for n, image_id in enumerate(self.image_ids)}
@@ -150,11 +184,6 @@ class Searcher:
             text_norm = text_norm or Normaliser(config.feature_norm)
             image_norms = image_norms or [Normaliser(config.feature_norm) for _ in config.backbones]
         self.space = FeatureSpace(config, self.data, text_norm, image_norms)
-        if len(config.text_encoders) > 1:
-            raise QueryError(
-                f"run {config.name!r} concatenates the features of {config.text_encoder!r}: such runs are measured "
-                "(notebook 11), not searchable; search with a run of one sentence encoder"
-            )
         if encoder is not None and encoder.name != config.text_encoder:
             raise ValueError(f"run {config.name!r} reads {config.text_encoder!r} features, not {encoder.name!r}'s")
         self.encoder = encoder or load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
@@ -246,10 +275,7 @@ class Searcher:
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best images for ``query``, best first, with their scores."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self.image_ids):
-            raise QueryError(
-                f"k must be an integer from 1 to {len(self.image_ids)} (images in {self.collection!r}), got {k!r}"
-            )
+        check_k(k, len(self.image_ids))
         cleaned = self.check_query(query)
         with torch.no_grad():
             query_emb = self.model.embed_queries(Queries(sentences=[cleaned], encode=self._encode_frozen))
@@ -328,8 +354,7 @@ class Searcher:
         ):
             self.check_query(text)  # says what is wrong: empty, or too long
         query = query_language.parse(unicodedata.normalize("NFKC", text), self.gallery.place_names())
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise QueryError(f"k must be a whole number from 1, got {k!r}")
+        check_k(k)
         mask = self.gallery.matching(query) if query.filtered else None
         candidates = len(self.image_ids) if mask is None else int(mask.sum())
         k = min(k, candidates)  # at most what passed the filters (the answer says how many did)
@@ -370,22 +395,18 @@ class Searcher:
                 emb = self.model.embed_queries(Queries(as_tensor(space.text(part.caption_ids))))
             self._training_captions = (emb, list(part.captions))
         emb, sentences = self._training_captions
-        self._check_k(k, len(sentences))
+        check_k(k, len(sentences))
         with torch.no_grad():
             scores = self.model.scores(emb, self.image_embeddings[self.position(image_id)][None])[:, 0].float().numpy()
         best = np.argsort(-scores, kind="stable")[:k]
         return [(sentences[i], float(scores[i])) for i in best]
-
-    def _check_k(self, k, available: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
-            raise QueryError(f"k must be an integer from 1 to {available}, got {k!r}")
 
     def similar(self, image_id: str, k: int = 5) -> list[Hit]:
         """ "More like this": the ``k`` images of the collection whose embeddings (the image branch's
         output) are closest to ``image_id``'s by cosine, best first, the image itself left out."""
         if image_id not in self._position:
             raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
-        self._check_k(k, len(self.image_ids) - 1)
+        check_k(k, len(self.image_ids) - 1)
         with torch.no_grad():
             emb = torch.nn.functional.normalize(self.image_embeddings.float(), dim=1)
             scores = (emb @ emb[self.position(image_id)]).numpy()
@@ -414,7 +435,7 @@ class Searcher:
                 emb = self.model.embed_queries(Queries(as_tensor(self.space.text(caption_ids))))
             self._caption_embeddings = (emb, [sentences[c] for c in caption_ids])
         emb, sentences = self._caption_embeddings
-        self._check_k(k, len(sentences))
+        check_k(k, len(sentences))
         with torch.no_grad():
             scores = self.model.scores(emb, self.image_embeddings[self.position(image_id)][None])[:, 0].numpy()
         best = np.argsort(-scores, kind="stable")[:k]

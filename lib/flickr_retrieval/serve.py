@@ -53,7 +53,7 @@ from . import paths
 from .errors import QueryError, RunNameError, ServeError, cli_errors
 from .gallery import FLICKR8K_COLLECTIONS, check_collection_name
 from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, view_bytes
-from .search import Searcher, collections, default_run, load_run, trained_runs
+from .search import Searcher, check_k, collections, default_run, load_run, trained_runs
 from .text_encoders import load_text_encoder
 
 DEFAULT_PORT = 8217
@@ -344,15 +344,8 @@ def without_paths(message: str) -> str:
 
 
 def parse_k(value: str | None, default: int = 8) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        k = int(value)
-    except ValueError:
-        raise QueryError(f"k must be a whole number from 1 to {MAX_K}, got {value!r}") from None
-    if not 1 <= k <= MAX_K:
-        raise QueryError(f"k must be from 1 to {MAX_K}, got {k}")
-    return k
+    """The page's k: the default when absent, else :func:`search.check_k` up to :data:`MAX_K`."""
+    return default if value is None or value == "" else check_k(value, MAX_K)
 
 
 def host_name(header: str) -> str:
