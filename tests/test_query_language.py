@@ -122,15 +122,17 @@ def test_filters_match_metadata():
     assert not query_language.matches(parse("dog date:2023"), "a.jpg", None)  # no time: not in any period
 
 
-def test_the_threshold_keeps_the_precision_it_was_calibrated_for():
-    # 4 captions, 4 images: captions 0 and 1 find their own image with high scores, 2 and 3 do not
+def test_the_threshold_is_the_score_half_the_captions_reach_with_their_own_image():
+    # 4 captions, 4 images: captions 0 and 1 find their own image first, 2 and 3 do not
     sim = np.array([[0.9, 0.1, 0.0, 0.0], [0.2, 0.8, 0.0, 0.0], [0.7, 0.0, 0.1, 0.0], [0.0, 0.3, 0.0, 0.2]])
     own = np.arange(4)
-    assert metrics.calibrated_threshold(sim, own, precision=1.0) == pytest.approx(0.8)
-    assert metrics.calibrated_threshold(sim, own, precision=0.5) == pytest.approx(0.3)  # 2 right of 4
-    effect = metrics.threshold_effect(sim, own, 0.8)
-    assert effect == {"answered": 50.0, "precision": 100.0, "recall": 100.0}
-    assert metrics.calibrated_threshold(np.roll(np.eye(3), 1, axis=1), np.arange(3)) == float("inf")  # never right
+    assert metrics.own_scores(sim, own).tolist() == [0.9, 0.8, 0.1, 0.2]
+    assert metrics.calibrated_threshold(sim, own, recall=0.5) == pytest.approx(0.5)  # the median own score
+    assert metrics.calibrated_threshold(sim, own, recall=1.0) == pytest.approx(0.1)
+    effect = metrics.threshold_effect(sim, own, 0.5)
+    # own images above the line: captions 0, 1; best answers above it: 0, 1, 2 (2's is another image)
+    assert effect == {"recall": 50.0, "answered": 75.0, "precision": pytest.approx(200 / 3)}
+    assert np.isnan(metrics.threshold_effect(sim, own, 2.0)["precision"])  # nothing answered
 
 
 def _exif(taken=None, camera=None, gps=None) -> Image.Exif:

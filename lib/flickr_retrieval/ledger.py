@@ -95,7 +95,7 @@ def committed_dir() -> Path:
 def load(folder: Path | None = None, fallback: Path | None = None) -> list[Claim]:
     """Every recorded claim, in the report's order of sections (the study's own last). With
     ``fallback`` (the committed claims): a notebook that recorded nothing in ``folder`` (it has not
-    run in this session, e.g. the field notebooks of a default test run) counts with its committed
+    run in this test run, e.g. the field notebooks of a default test run) counts with its committed
     claims."""
     files = {p.name: p for p in sorted((folder or claims_dir()).glob("*.json"))}
     if fallback is not None and fallback.is_dir():

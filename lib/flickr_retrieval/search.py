@@ -47,8 +47,8 @@ from .vector_index import APPROXIMATE_FROM, ApproximateIndex, ExactIndex, build_
 MAX_QUERY_CHARS = 1000
 #: Dev captions on which an approximate index's recall@10 is measured against the exact scan.
 CALIBRATION_QUERIES = 500
-#: The share of "good matches" (above the line) whose best image is the caption's own, on dev captions.
-THRESHOLD_PRECISION = 0.5
+#: The share of Flickr8k dev captions whose own image reaches the line of good matches.
+THRESHOLD_RECALL = 0.5
 
 
 @dataclass
@@ -313,12 +313,12 @@ class Searcher:
         return similarity, np.asarray(part.caption_image)
 
     def threshold(self) -> float:
-        """The score above which a hit is a good match: on Flickr8k's dev captions, the lowest best
-        score at which :data:`THRESHOLD_PRECISION` of the best images reaching it are the caption's
-        own (:func:`metrics.calibrated_threshold`; computed once per searcher, about a second)."""
+        """The score above which a hit is a good match: the score that half of Flickr8k's dev
+        captions reach with their own image (:func:`metrics.calibrated_threshold`,
+        :data:`THRESHOLD_RECALL`; computed once per searcher, about a second)."""
         if self._threshold is None:
             self._check_scores_by_embeddings("a calibrated threshold")
-            self._threshold = metrics.calibrated_threshold(*self.split_similarity("dev"), THRESHOLD_PRECISION)
+            self._threshold = metrics.calibrated_threshold(*self.split_similarity("dev"), THRESHOLD_RECALL)
         return self._threshold
 
     def _term_vector(self, query: query_language.Query) -> torch.Tensor:
