@@ -413,7 +413,7 @@ def test_the_bench_times_every_training_path_and_marks_the_package_one(arithmeti
 def test_the_training_step_is_measured_against_the_machines_limits():
     from flickr_retrieval.training_bench import format_limits, training_limits
 
-    rows = training_limits(steps=2, repeats=1, batch=8, sizes={"tiny": (16, 32)})
+    rows = training_limits(steps=2, repeats=1, batch=8, sizes={"tiny": (16, 32)}, peak_size=128, bandwidth_mb=16)
     assert [r["precision"] for r in rows] == ["float32", "bfloat16"]
     for r in rows:
         assert r["samples/s"] > 0 and r["GFLOP/step"] > 0 and 0 < r["of peak"] and 0 < r["of bandwidth"]

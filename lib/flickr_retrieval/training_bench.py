@@ -160,12 +160,21 @@ def median_rounds(timers: dict, repeats: int) -> dict[str, float]:
     return {label: float(np.median(t)) for label, t in times.items()}
 
 
-def training_limits(steps: int = 20, repeats: int = 3, batch: int = BATCH, sizes: dict | None = None) -> list[dict]:
+def training_limits(
+    steps: int = 20,
+    repeats: int = 3,
+    batch: int = BATCH,
+    sizes: dict | None = None,
+    peak_size: int = 2048,
+    bandwidth_mb: int = 512,
+) -> list[dict]:
     """One row per model size and precision: samples/s of the package's step, its FLOP/s against the
-    measured matmul peak of the same dtype, its bytes per step against the measured bandwidth."""
+    measured matmul peak of the same dtype (``peak_size`` square matrices), its bytes per step
+    against the measured bandwidth (a copy of ``bandwidth_mb``). Small sizes make a quick check
+    (where bfloat16 is emulated, a 2048 product in it takes seconds)."""
     sizes = SIZES if sizes is None else sizes
-    peaks = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}
-    bandwidth = memory_bandwidth()
+    peaks = {"float32": matmul_peak(torch.float32, peak_size), "bfloat16": matmul_peak(torch.bfloat16, peak_size)}
+    bandwidth = memory_bandwidth(bandwidth_mb)
     rows = []
     for label, (text_dim, image_dim) in sizes.items():
         setups = {p: package_step(text_dim, image_dim, batch, steps, p == "bfloat16") for p in ("float32", "bfloat16")}
