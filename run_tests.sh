@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs the pinned environment if needed, then, in tiers
 #   lint       ruff: lint and format check of lib/, tests/, scripts/ (seconds; also a unit test),
-#   unit       unit tests of the package (tests/, about two minutes on a 2-core machine),
+#   unit       unit tests of the package (tests/, about four and a half minutes on a 2-core machine),
 #   notebooks  nbval: re-executes every notebook and compares the outputs of its checked cells,
 #   exports    regression checks of what the notebooks exported against the committed results,
 #              the ledger, and the browser test (tests_exports/).
