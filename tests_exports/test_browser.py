@@ -130,6 +130,53 @@ def test_the_page_says_how_it_read_the_query_and_draws_the_line_of_good_matches(
     page.close()
 
 
+def test_a_filtered_query_on_photos_with_dates_and_a_filter_that_leaves_none(browser, server, tmp_path):
+    """Photos of your own with EXIF dates and GPS positions: a date filter read from plain English
+    keeps only the photos of that month and the page says so; the larger view says why a photo
+    matches (Flickr8k's training captions); a filter no photo passes is a message, not an empty grid."""
+    from flickr_retrieval import gallery, photo_meta
+    from flickr_retrieval.data import load_flickr8k
+    from flickr_retrieval.results import load_run
+    from PIL import Image
+
+    url, _ = server
+    data = load_flickr8k()
+    folder = tmp_path / "trip"
+    for n, image_id in enumerate(data.split("test").image_ids[:6]):
+        exif = Image.Exif()
+        exif.get_ifd(photo_meta.EXIF_IFD)[photo_meta.DATETIME_ORIGINAL] = f"{2023 if n < 3 else 2021}:07:1{n} 10:00:00"
+        exif.get_ifd(photo_meta.GPS_IFD).update({1: "N", 2: (48.8566, 0.0, 0.0), 3: "E", 4: (2.3522, 0.0, 0.0)})
+        target = folder / f"{n}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(data.image_path(image_id)) as im:
+            im.convert("RGB").save(target, exif=exif)
+    gallery.index_folder(folder, "browser-trip", list(load_run("best").config.backbones))
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.select_option("#collection", "browser-trip")
+        page.fill("#query", "a dog runs in July 2023")
+        page.fill("#k", "6")
+        page.click("#go")
+        page.wait_for_function("() => document.querySelector('#said').textContent.includes('filtered July 2023')")
+        page.wait_for_selector("#results .hit >> nth=2")
+        shown = [h.get_attribute("data-rank") for h in page.query_selector_all("#results .hit")]
+        assert len(shown) == 3  # the three photos of July 2023, of six
+        assert 'read "in July 2023" as a date filter' in page.inner_text("#said")
+        page.click("#results .hit >> nth=0")
+        page.wait_for_function("() => document.querySelectorAll('#viewer-described li').length === 5")
+        assert "training captions" in page.inner_text("#viewer-described-from")
+        page.screenshot(path=str(SHOTS / "search_page_filtered_photos.png"), full_page=True)
+        page.click("#viewer-close")
+        page.fill("#query", "a dog place:Paris date:2019")
+        page.click("#go")
+        page.wait_for_function("() => document.querySelector('#error').textContent.includes('no photo')")
+        assert "2019" in page.inner_text("#error") and len(page.query_selector_all("#results .hit")) == 0
+        page.close()
+    finally:
+        gallery.forget_collection("browser-trip")
+
+
 def test_the_server_time_of_each_query_lies_within_its_http_round_trip(server):
     """Twenty queries through the API: each answer's own server time (``ms``) is positive and no longer
     than the round trip that carried it (a unit or clock error would break this); the latency is
