@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import SIMILARITIES
 from .models import pairwise_similarity
 
 #: Collections of at least this many images are searched through an approximate index; smaller ones
@@ -31,7 +32,6 @@ APPROXIMATE_FROM = 100_000
 TARGET_RECALL = 0.99
 #: ``nprobe`` must reach this on the calibration queries, a margin for the queries it has not seen.
 CALIBRATION_RECALL = 0.995
-SIMILARITIES = ("cosine", "dot", "euclidean")
 
 
 def _check(vectors: np.ndarray, name: str, dim: int | None = None, finite: bool = True) -> np.ndarray:
