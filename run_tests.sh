@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs the pinned environment if needed, then, in tiers
 #   lint       ruff: lint and format check of lib/, tests/, scripts/ (seconds; also a unit test),
-#   unit       unit tests of the package (tests/, about four and a half minutes on a 2-core machine),
+#   unit       unit tests of the package (tests/, about 2 1/2 minutes on a 2-core machine; "fast": 44 s),
 #   notebooks  nbval: re-executes every notebook and compares the outputs of its checked cells,
 #   exports    regression checks of what the notebooks exported against the committed results,
 #              the ledger, and the browser test (tests_exports/).
@@ -12,6 +12,7 @@
 #   ./run_tests.sh            unit, notebooks (00-09) and exports, in order (what CI runs)
 #   ./run_tests.sh all        the same, then the field tier
 #   ./run_tests.sh unit       the unit tests alone (likewise lint, notebooks, exports, field; or any pytest arguments)
+#   ./run_tests.sh fast       the unit tests that need no tiny data set (pure functions on hand-made inputs)
 #
 # The notebooks write their exports, figures and run records into a temporary folder
 # (RCP217_RESULTS, RCP217_FIGURES), never over the committed ones: a test run leaves `git status`
@@ -35,6 +36,7 @@ if [ "$#" -eq 0 ]; then
 elif [ "$#" -eq 1 ]; then
   case "$1" in
     unit) set -- tests ;;
+    fast) set -- tests -m "not slow" ;;
     notebooks) set -- notebooks "${ignore_field_notebooks[@]}" ;;
     exports) set -- tests_exports "${ignore_field_checks[@]}" ;;
     field) set -- "${field_notebooks[@]}" "${field_checks[@]}" tests_exports/test_zz_clean_tree.py ;;

@@ -87,3 +87,11 @@ def tiny_run(tiny_root, isolated_cache):
     space = FeatureSpace(config, data)
     feats = {name: space.split(name) for name in ("train", "dev", "test")}
     return data, config, space, feats, train(config, feats, text_norm=space.text_norm, image_norms=space.image_norms)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` every test that builds the tiny Flickr8k (it loads backbones and encoders, and
+    most of them train): ``./run_tests.sh fast`` runs the others, pure functions on hand-made data."""
+    for item in items:
+        if "tiny_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
