@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics, query_language
+from . import evaluation, metrics, query_language
 from .checkpoint import TrainedModel
 from .data import Flickr8k, load_flickr8k
 from .errors import QueryError, cli_errors
@@ -304,13 +304,10 @@ class Searcher:
 
     def split_similarity(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """The run's (captions x images) similarity over a Flickr8k split, and each caption's image."""
-        data, space = self._flickr8k_space()
-        part = data.split(split)
-        images, _ = space.images(part.image_ids)
+        _, space = self._flickr8k_space()
+        features = space.split(split)
         with torch.no_grad():
-            captions = self.model.embed_queries(Queries(as_tensor(space.text(part.caption_ids))))
-            similarity = self.model.scores(captions, self.model.embed_images(as_tensor(images))).float().numpy()
-        return similarity, np.asarray(part.caption_image)
+            return evaluation.similarity(self.model, features), np.asarray(features.caption_image)
 
     def threshold(self) -> float:
         """The score above which a hit is a good match: the score that half of Flickr8k's dev
