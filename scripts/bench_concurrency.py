@@ -46,7 +46,7 @@ def main() -> int:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": args.code, "RCP217_ROOT": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "flickr_retrieval.serve", "--run", args.run, "--port", str(port)],
+        [sys.executable, "-m", "flickr_retrieval.search.serve", "--run", args.run, "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -91,7 +91,7 @@ def main() -> int:
             [
                 python,
                 "-m",
-                "flickr_retrieval.gallery",
+                "flickr_retrieval.search.collection",
                 str(folder),
                 "--name",
                 "bomb-bench",
@@ -109,7 +109,7 @@ def main() -> int:
             [
                 python,
                 "-m",
-                "flickr_retrieval.serve",
+                "flickr_retrieval.search.serve",
                 "--port",
                 str(port),
                 "--run",
@@ -147,7 +147,12 @@ def main() -> int:
             server.terminate()
             server.wait()
         subprocess.run(
-            [python, "-c", "from flickr_retrieval import gallery; gallery.forget_collection('bomb-bench')"], env=env
+            [
+                python,
+                "-c",
+                "from flickr_retrieval.search import Collection; Collection.forget('bomb-bench')",
+            ],
+            env=env,
         )
     return 0
 

@@ -13,13 +13,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "lib" / "flickr_retrieval"
+sys.path.insert(0, str(ROOT / "lib"))  # this checkout's package, whatever is installed
+
+from flickr_retrieval import imports  # noqa: E402  (reads the code as syntax trees; imports nothing else)
+
 TARGET = ROOT / "docs" / "package.md"
 
 #: The layers, bottom up: a module imports only from its own layer or below (:func:`upward_imports`
 #: finds those that do not; a unit test asks for none; tests/test_training_core.py checks for cycles).
 LAYERS = (
-    ("foundations", ("errors", "paths", "helpers", "cache", "precision")),
+    ("foundations", ("errors", "paths", "helpers", "cache", "precision", "imports")),
     (
         "data and features",
         ("data", "text", "images", "backbones", "packaged_weights", "text_encoders", "features", "download"),
@@ -62,48 +65,39 @@ LAYERS = (
         ),
     ),
     (
-        "search and the photo index",
+        "search and the photo index (the subpackage search)",
         (
-            "vector_index",
-            "query_language",
-            "photo_meta",
-            "photo_index",
-            "duplicates",
-            "gallery",
+            "search.vector_index",
+            "search.query_language",
+            "search.photo_meta",
+            "search.photo_index",
+            "search.duplicates",
+            "search.collection",
+            "search.searcher",
+            "search.serve",
+            "search.widget",
             "search",
-            "serve",
-            "widget",
         ),
     ),
-    ("benches", ("bench", "training_bench", "index_bench", "photo_bench")),
+    (
+        "benches (the subpackage benches)",
+        ("benches.training", "benches.throughput", "benches.index", "benches.photos", "benches"),
+    ),
 )
 
 
 def modules() -> list[str]:
-    return sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
-
-
-def imports(name: str) -> list[str]:
-    """The package modules ``name`` imports, anywhere in its code."""
-    tree = ast.parse((PACKAGE / f"{name}.py").read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
-    return sorted(m for m in found if (PACKAGE / f"{m}.py").is_file() and m != name)
+    return imports.modules()
 
 
 def upward_imports() -> list[str]:
     """Every import of a module from a layer above its own."""
     rank = {m: i for i, (_, names) in enumerate(LAYERS) for m in names}
-    return [f"{m} -> {d}" for m in modules() for d in imports(m) if rank.get(d, -1) > rank.get(m, len(LAYERS))]
+    return [f"{m} -> {d}" for m in modules() for d in imports.imports(m) if rank.get(d, -1) > rank.get(m, len(LAYERS))]
 
 
 def summary(name: str) -> str:
-    doc = ast.get_docstring(ast.parse((PACKAGE / f"{name}.py").read_text())) or ""
+    doc = ast.get_docstring(ast.parse(imports.file_of(name).read_text())) or ""
     first = doc.strip().split("\n\n")[0].replace("\n", " ")
     return first.replace("|", "\\|")
 
@@ -124,7 +118,9 @@ def page() -> str:
     for layer, names in LAYERS:
         lines += [f"## {layer}", "", "| module | holds | imports |", "| --- | --- | --- |"]
         for name in names:
-            lines.append(f"| `{name}` | {summary(name)} | {', '.join(f'`{m}`' for m in imports(name)) or '-'} |")
+            lines.append(
+                f"| `{name}` | {summary(name)} | {', '.join(f'`{m}`' for m in imports.imports(name)) or '-'} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -54,7 +54,7 @@ def test_a_finetuned_row_chosen_on_dev_is_exported_and_searchable(table, tmp_pat
     table.ensure_seeds(selection["chosen"], (0, 1, 2))  # seeds of a fine-tuned choice (it once crashed here)
     folder = table.export_choice(selection)
     from flickr_retrieval import results
-    from flickr_retrieval.search import Searcher
+    from flickr_retrieval.search.searcher import Searcher
 
     metrics = results.load_metrics("best")
     assert folder.name == "best" and metrics["row"] == "8" and metrics["config"]["finetune_text"]

@@ -9,10 +9,11 @@ import struct
 import zlib
 
 import pytest
-from flickr_retrieval import gallery, paths, photo_index, serve
+from flickr_retrieval import paths
 from flickr_retrieval.errors import RunNameError, ServeError
-from flickr_retrieval.search import Searcher
-from flickr_retrieval.serve import SearchService, create_app
+from flickr_retrieval.search import collection, photo_index, serve
+from flickr_retrieval.search.searcher import Searcher
+from flickr_retrieval.search.serve import SearchService, create_app
 from PIL import Image
 
 
@@ -66,7 +67,7 @@ def test_a_name_that_ends_in_a_newline_is_not_a_name(name):
     with pytest.raises(RunNameError):
         paths.check_run_name(name)
     with pytest.raises(Exception, match="name"):
-        gallery.check_collection_name(name)
+        collection.check_collection_name(name)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_every_module_ends_with_its_main_block():
     """Code after ``if __name__ == "__main__":`` is defined only after the command has run (features.describe was)."""
     import ast
 
-    for path in sorted((ROOT / "lib" / "flickr_retrieval").glob("*.py")):
+    for path in sorted((ROOT / "lib" / "flickr_retrieval").rglob("*.py")):
         body = ast.parse(path.read_text()).body
         mains = [n for n, node in enumerate(body) if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
         assert not mains or mains[-1] == len(body) - 1, f"{path.name}: code after the __main__ block"

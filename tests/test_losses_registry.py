@@ -84,7 +84,7 @@ def test_a_spec_must_say_how_a_batch_reaches_it():
 def test_no_module_but_losses_compares_loss_names():
     names = set(LOSS_SPECS)
     found = []
-    for path in sorted(LIB.glob("*.py")):
+    for path in sorted(LIB.rglob("*.py")):
         if path.name == "losses.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):

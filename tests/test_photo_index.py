@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
-from flickr_retrieval import gallery, photo_index
 from flickr_retrieval.backbones import load_image_backbone
-from flickr_retrieval.errors import IndexWriteError
+from flickr_retrieval.errors import IndexWriteError, QueryError
+from flickr_retrieval.search import Collection, collection, photo_index
 from PIL import Image
 
 BACKBONE = "mobilenet_v2"
@@ -38,30 +38,57 @@ def library(tmp_path, isolated_cache):
 
 
 def test_a_second_run_reads_nothing_and_embeds_nothing(library):
-    first = gallery.index_folder(library, "lib", [BACKBONE])
+    first = Collection.index(library, "lib", [BACKBONE])
     assert first.images == 4 and len(first.changes.added) == 4 and first.changes.embedded == 4
     assert [u["file"] for u in first.unreadable] == ["broken.jpg"]
-    second = gallery.index_folder(library, "lib", [BACKBONE])
+    second = Collection.index(library, "lib", [BACKBONE])
     assert second.changes.unchanged == 4 and second.changes.embedded == 0 and not second.changes.added
     assert "0 added, 0 changed, 0 removed, 4 unchanged" in second.lines()[1]
 
 
 def test_added_changed_removed_and_renamed_files(library):
-    gallery.index_folder(library, "lib", [BACKBONE])
-    old = gallery.load_collection("lib")
-    before = dict(zip(old.ids, old.raw_features(BACKBONE).copy()))
+    Collection.index(library, "lib", [BACKBONE])
+    old = Collection.open("lib")
+    before = dict(zip(old.ids, old.features(BACKBONE).copy()))
     _photo(library / "new.jpg", "pink")
     _photo(library / "2025" / "red.jpg", "changed red")
     (library / "2024" / "green.jpg").unlink()
     os.rename(library / "2024" / "grey.jpg", library / "grey-renamed.jpg")  # same bytes, new name: found by content
-    report = gallery.index_folder(library, "lib", [BACKBONE])
+    report = Collection.index(library, "lib", [BACKBONE])
     assert report.changes.added == ["grey-renamed.jpg", "new.jpg"] and report.changes.changed == ["2025/red.jpg"]
     assert report.changes.removed == ["2024/green.jpg", "2024/grey.jpg"]
     assert report.changes.embedded == 2  # the new photo and the changed one; the renamed one was known
-    mine = gallery.load_collection("lib")
+    mine = Collection.open("lib")
     assert mine.ids == ["2025/blue.jpg", "2025/red.jpg", "grey-renamed.jpg", "new.jpg"]
-    np.testing.assert_array_equal(mine.raw_features(BACKBONE)[0], before["2025/blue.jpg"])  # untouched
-    np.testing.assert_array_equal(mine.raw_features(BACKBONE)[2], before["2024/grey.jpg"])  # renamed: the same vector
+    np.testing.assert_array_equal(mine.features(BACKBONE)[0], before["2025/blue.jpg"])  # untouched
+    np.testing.assert_array_equal(mine.features(BACKBONE)[2], before["2024/grey.jpg"])  # renamed: the same vector
+
+
+def test_a_collection_scans_without_embedding_updates_and_reads_features_only_from_the_store(library):
+    """Collection: open() and scan() read, update() indexes, features() reads the store and refuses
+    what it does not hold, embed_missing() is the one step that embeds for an opened collection."""
+    Collection.index(library, "lib", [BACKBONE])
+    mine = Collection.open("lib")
+    _photo(library / "new.jpg", "pink")
+    (library / "2024" / "green.jpg").unlink()
+    store = photo_index.FeatureStore(load_image_backbone(BACKBONE))
+    held = len(store)
+    scan = mine.scan()
+    # a file that failed to decode is read again each time (it may have been repaired)
+    assert [r for r, _ in scan.to_read] == ["broken.jpg", "new.jpg"] and scan.removed == ["2024/green.jpg"]
+    assert len(scan.kept) == 3 and scan.unreadable == []
+    assert len(photo_index.FeatureStore(load_image_backbone(BACKBONE))) == held  # scanning embedded nothing
+    report = mine.update()
+    assert report.changes.added == ["new.jpg"] and report.changes.removed == ["2024/green.jpg"]
+    again = Collection.open("lib")
+    assert again.features(BACKBONE).shape == (4, 1280) and again.missing(BACKBONE) == []
+    other = "efficientnet_lite0"
+    assert again.missing(other) == [0, 1, 2, 3]
+    with pytest.raises(QueryError, match="no efficientnet_lite0 features"):
+        again.features(other)
+    assert again.embed_missing(other) == 4 and again.features(other).shape == (4, 1280)
+    assert Collection.open("lib").embed_missing(other) == 0  # kept in the store for the next reader
+    assert Collection.forget("lib") and not Collection.forget("lib") and (library / "new.jpg").is_file()
 
 
 def test_vectors_are_those_of_the_decoded_photo_in_one_process_or_two(library, tmp_path):
@@ -95,8 +122,8 @@ def test_photos_are_turned_upright_and_decoded_small(tmp_path):
 
 
 def test_thumbnails_are_small_and_named_by_content(library):
-    gallery.index_folder(library, "lib", [BACKBONE])
-    mine = gallery.load_collection("lib")
+    Collection.index(library, "lib", [BACKBONE])
+    mine = Collection.open("lib")
     for image_id in mine.ids:
         thumb = photo_index.thumbnail_path(mine.sha256[image_id])
         with Image.open(thumb) as im:
@@ -106,8 +133,8 @@ def test_thumbnails_are_small_and_named_by_content(library):
 
 
 def test_an_interrupted_index_keeps_its_work_and_the_previous_index(library, monkeypatch):
-    gallery.index_folder(library, "lib", [BACKBONE])
-    manifest = (gallery.collections_dir() / "lib.json").read_text()
+    Collection.index(library, "lib", [BACKBONE])
+    manifest = (collection.collections_dir() / "lib.json").read_text()
     for n in range(6):
         _photo(library / "more" / f"{n}.jpg", f"more {n}")
     monkeypatch.setattr(photo_index, "SHARD_SIZE", 2)
@@ -122,18 +149,18 @@ def test_an_interrupted_index_keeps_its_work_and_the_previous_index(library, mon
 
     monkeypatch.setattr(photo_index.FeatureStore, "add", add_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        gallery.index_folder(library, "lib", [BACKBONE])
-    assert (gallery.collections_dir() / "lib.json").read_text() == manifest  # the previous index, as it was
+        Collection.index(library, "lib", [BACKBONE])
+    assert (collection.collections_dir() / "lib.json").read_text() == manifest  # the previous index, as it was
     monkeypatch.setattr(photo_index.FeatureStore, "add", real)
-    resumed = gallery.index_folder(library, "lib", [BACKBONE])
+    resumed = Collection.index(library, "lib", [BACKBONE])
     assert (
         len(resumed.changes.added) == 6 and resumed.changes.embedded == 3
     )  # the three finished before the stop were kept
 
 
 def test_a_full_disk_is_one_clear_error_and_the_previous_index_stays(library, monkeypatch):
-    gallery.index_folder(library, "lib", [BACKBONE])
-    manifest = (gallery.collections_dir() / "lib.json").read_text()
+    Collection.index(library, "lib", [BACKBONE])
+    manifest = (collection.collections_dir() / "lib.json").read_text()
     _photo(library / "new.jpg", "pink")
 
     def full(*args, **kwargs):
@@ -141,17 +168,17 @@ def test_a_full_disk_is_one_clear_error_and_the_previous_index_stays(library, mo
 
     monkeypatch.setattr(photo_index.FeatureStore, "_write", full)
     with pytest.raises(IndexWriteError, match="No space left on device.*previous index is unchanged"):
-        gallery.index_folder(library, "lib", [BACKBONE])
-    assert (gallery.collections_dir() / "lib.json").read_text() == manifest
+        Collection.index(library, "lib", [BACKBONE])
+    assert (collection.collections_dir() / "lib.json").read_text() == manifest
 
 
 def test_a_damaged_shard_is_never_trusted(library):
-    gallery.index_folder(library, "lib", [BACKBONE])
+    Collection.index(library, "lib", [BACKBONE])
     store = photo_index.FeatureStore(load_image_backbone(BACKBONE))
     for shard in store.folder.glob("shard-*.npz"):
         shard.write_bytes(b"PK\x03\x04 damaged")
     assert len(photo_index.FeatureStore(load_image_backbone(BACKBONE))) == 0
-    report = gallery.index_folder(library, "lib", [BACKBONE])
+    report = Collection.index(library, "lib", [BACKBONE])
     assert (
         report.changes.embedded == 4 and report.changes.unchanged == 0
     )  # embedded again, not read from the damaged store
@@ -196,13 +223,13 @@ def test_a_heic_file_without_its_plugin_says_what_to_install(tmp_path, monkeypat
 
 
 def test_the_old_manifest_format_asks_for_a_new_index(library):
-    gallery.index_folder(library, "lib", [BACKBONE])
-    path = gallery.collections_dir() / "lib.json"
+    Collection.index(library, "lib", [BACKBONE])
+    path = collection.collections_dir() / "lib.json"
     manifest = json.loads(path.read_text())
     manifest["format"] = 1
     path.write_text(json.dumps(manifest))
-    with pytest.raises(gallery.QueryError, match="index the folder again"):
-        gallery.load_collection("lib")
+    with pytest.raises(collection.QueryError, match="index the folder again"):
+        Collection.open("lib")
 
 
 def test_a_heic_phone_photo_is_indexed(tmp_path):
@@ -219,7 +246,7 @@ def test_a_heic_phone_photo_is_indexed(tmp_path):
 
 def test_the_bench_library_is_phone_sized_with_rotations(tiny_root, tmp_path):
     from conftest import TINY
-    from flickr_retrieval import photo_bench
+    from flickr_retrieval.benches import photos as photo_bench
     from flickr_retrieval.data import load_flickr8k
 
     data = load_flickr8k(tiny_root, expected=TINY)
@@ -228,7 +255,7 @@ def test_the_bench_library_is_phone_sized_with_rotations(tiny_root, tmp_path):
         assert im.getexif().get(0x0112) == 6 and im.size == photo_bench.PHONE_SIZE[::-1]  # stored sideways
     upright = photo_index.decode_photo(files[0].read_bytes())
     assert upright.size[0] > upright.size[1]  # turned back to landscape
-    from flickr_retrieval.photo_meta import read_meta
+    from flickr_retrieval.search.photo_meta import read_meta
 
     dated = read_meta(files[1])  # a capture time, a phone, and a city's position
     assert dated["taken"] == "2024-02-02T12:01:00" and dated["camera"] == "Google Pixel 7"
@@ -267,7 +294,7 @@ def test_a_path_longer_than_the_system_allows_is_listed_not_fatal(tmp_path):
             handle.write(b"x")
     finally:
         os.close(here)
-    entries = gallery.walk_folder(root)
+    entries = collection.walk_folder(root)
     names = {name: reason for name, _, reason in entries}
     assert names["ok.jpg"] is None
     refused = [reason for reason in names.values() if reason and "cannot be read" in reason]
@@ -282,7 +309,7 @@ def test_watch_mode_follows_added_moved_and_deleted_photos(library):
 
     reports, stop = queue.Queue(), threading.Event()
     watcher = threading.Thread(
-        target=gallery.watch_folder,
+        target=collection.watch_folder,
         args=(library, "lib", [BACKBONE]),
         kwargs={"settle_s": 0.3, "stop": stop, "on_update": reports.put},
         daemon=True,
@@ -311,7 +338,7 @@ def test_watch_mode_follows_added_moved_and_deleted_photos(library):
     finally:
         stop.set()
         watcher.join(timeout=30)
-    assert not watcher.is_alive() and gallery.load_collection("lib").ids == sorted(first_ids(library))
+    assert not watcher.is_alive() and Collection.open("lib").ids == sorted(first_ids(library))
 
 
 def first_ids(folder):

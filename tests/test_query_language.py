@@ -7,11 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-from flickr_retrieval import gallery, metrics, photo_meta, query_language
+from flickr_retrieval import metrics
 from flickr_retrieval.errors import QueryError
-from flickr_retrieval.query_language import Term, parse
-from flickr_retrieval.search import Searcher, answer_lines
-from flickr_retrieval.search import main as search_main
+from flickr_retrieval.search import Collection, photo_meta, query_language
+from flickr_retrieval.search.collection import duplicates_main
+from flickr_retrieval.search.query_language import Term, parse
+from flickr_retrieval.search.searcher import Searcher, answer_lines
+from flickr_retrieval.search.searcher import main as search_main
 from PIL import Image
 
 
@@ -186,13 +188,13 @@ def dated_photos(tiny_run, tmp_path):
     ] * 2
     for n, (source, (year, taken, camera, gps)) in enumerate(zip(sources, where)):
         _exif_photo(folder / year / f"{n}.jpg", taken, camera if n != 1 else None, gps, source=source)
-    gallery.index_folder(folder, "dated", list(tiny_run[1].backbones))
+    Collection.index(folder, "dated", list(tiny_run[1].backbones))
     return folder
 
 
 def test_an_indexed_folder_is_searched_with_filters_and_says_how(tiny_run, dated_photos, capsys):
     data, config, space, feats, trained = tiny_run
-    collection = gallery.load_collection("dated")
+    collection = Collection.open("dated")
     assert (
         collection.meta["2023/0.jpg"]["place"]["city"] == "Paris"
         and collection.meta["2021/2.jpg"]["taken_from"] == "exif"
@@ -230,7 +232,7 @@ def test_an_indexed_folder_is_searched_with_filters_and_says_how(tiny_run, dated
 def test_the_command_prints_paths_or_json_for_scripts(tiny_run, dated_photos, monkeypatch, capsys):
     data, config, space, feats, trained = tiny_run
     monkeypatch.setattr(
-        "flickr_retrieval.search.Searcher", lambda run, collection: Searcher(trained, collection, data=data)
+        "flickr_retrieval.search.searcher.Searcher", lambda run, collection: Searcher(trained, collection, data=data)
     )
     assert search_main(["a picture in 2021", "--collection", "dated", "--k", "5", "--paths"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -242,7 +244,7 @@ def test_the_command_prints_paths_or_json_for_scripts(tiny_run, dated_photos, mo
 
 
 def test_the_line_between_good_matches_and_the_rest():
-    from flickr_retrieval.search import Answer, Hit
+    from flickr_retrieval.search.searcher import Answer, Hit
 
     hits = [Hit(1, "a", 0.9), Hit(2, "b", 0.5), Hit(3, "c", 0.1)]
     lines = answer_lines(Answer(hits, "searched", [], 0.4, 2, 3), str)
@@ -255,7 +257,7 @@ def test_near_duplicates_group_and_search_shows_one_per_group(tiny_run, tmp_path
     """Mirrored, re-encoded and resized copies of a photo group with it (threshold calibrated on the
     tiny set's training images); search shows the group once with its number of copies; the command
     lists the groups."""
-    from flickr_retrieval import duplicates
+    from flickr_retrieval.search import duplicates
 
     data, config, space, feats, trained = tiny_run
     backbone = config.backbones[0]
@@ -271,18 +273,18 @@ def test_near_duplicates_group_and_search_shows_one_per_group(tiny_run, tmp_path
             make(im.convert("RGB")).save(folder / f"a-{kind.replace(' ', '').replace('/', '')}.jpg", quality=40)
     for n, source in enumerate(sources[1:]):
         shutil.copy(source, folder / f"other{n}.jpg")
-    report = gallery.index_folder(folder, "copies", list(config.backbones), duplicates=True, data=data)
+    report = Collection.index(folder, "copies", list(config.backbones), duplicates=True, data=data)
     assert "group(s) of near-duplicates" in report.lines()[-1]
-    collection = gallery.load_collection("copies")
+    collection = Collection.open("copies")
     assert collection.duplicate_groups == [["a-mirrored.jpg", "a-re-encoded.jpg", "a-resized34.jpg", "a.jpg"]]
     hits = Searcher(trained, "copies", data=data).ask("a picture", k=3).hits
     assert len(hits) == 3 and sum(h.copies for h in hits) == 3 and sum(h.image_id.startswith("a") for h in hits) == 1
-    assert gallery.duplicates_main(["copies"]) == 0
+    assert duplicates_main(["copies"]) == 0
     assert "group 1: 4 photos" in capsys.readouterr().out
 
 
 def test_groups_are_connected_sets_above_the_threshold():
-    from flickr_retrieval.duplicates import groups
+    from flickr_retrieval.search.duplicates import groups
 
     v = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.14, 0.99], [0.7, 0.7]])
     assert groups(v, threshold=0.98) == [[0, 1], [2, 3]]
@@ -291,7 +293,7 @@ def test_groups_are_connected_sets_above_the_threshold():
 
 
 def test_one_rule_for_k():
-    from flickr_retrieval.search import check_k
+    from flickr_retrieval.search.searcher import check_k
 
     assert check_k(3) == 3 and check_k("3", 5) == 3 and check_k(np.int64(5), 5) == 5
     for bad, available in ((0, None), (6, 5), (True, 5), ("x", 5), (2.0, 5), ("", None)):

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY, make_tiny_flickr8k
-from flickr_retrieval import backbones, bench, cache, data, download, features, metrics, paths, search, text_encoders
+from flickr_retrieval import backbones, cache, data, download, features, metrics, paths, text_encoders
+from flickr_retrieval.benches import throughput as bench
 from flickr_retrieval.errors import WeightsUnavailableError
+from flickr_retrieval.search import searcher as search
 
 
 def _zip_dir(folder: Path, target: Path, prefix: str = "", skip: str | None = None) -> str:

@@ -6,7 +6,7 @@ from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.evaluation import similarity
 from flickr_retrieval.models import ModelSpec, TextTunedDualEncoder, build_model
 from flickr_retrieval.sampling import length_bucketed
-from flickr_retrieval.search import Searcher
+from flickr_retrieval.search.searcher import Searcher
 from flickr_retrieval.train import train
 
 
@@ -153,7 +153,7 @@ def test_search_needs_no_caption_features(tiny_run, monkeypatch):
 
 
 def test_search_through_the_approximate_index_finds_what_the_exact_scan_finds(tiny_run):
-    from flickr_retrieval.vector_index import ApproximateIndex, ExactIndex
+    from flickr_retrieval.search.vector_index import ApproximateIndex, ExactIndex
 
     data, config, space, feats, trained = tiny_run
     exact = Searcher(trained, collection="all", data=data)

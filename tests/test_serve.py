@@ -5,10 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
-from flickr_retrieval import gallery
 from flickr_retrieval.errors import QueryError
-from flickr_retrieval.search import Searcher, collections
-from flickr_retrieval.serve import SearchService, create_app
+from flickr_retrieval.search import Collection, collection
+from flickr_retrieval.search.searcher import Searcher, collections
+from flickr_retrieval.search.serve import SearchService, create_app
 
 
 @pytest.fixture
@@ -29,16 +29,16 @@ def photos(tiny_root, tmp_path):
 def test_index_embeds_every_readable_image_and_lists_the_others(tiny_run, photos):
     data, config, space, feats, trained = tiny_run
     folder, images = photos
-    report = gallery.index_folder(folder, "mine", list(config.backbones))
+    report = Collection.index(folder, "mine", list(config.backbones))
     assert report.images == 4
     assert sorted(u["file"] for u in report.unreadable) == ["broken.jpg", "notes.txt"]
     assert any("broken.jpg" in line for line in report.lines())
     assert "mine" in collections()
-    mine = gallery.load_collection("mine")
+    mine = Collection.open("mine")
     assert mine.ids == sorted([images[0].name, images[1].name, f"sub/{images[2].name}", f"sub/{images[3].name}"])
     # the same features as the Flickr8k cache for the same image files
     table = space.image_tables[0]
-    for image_id, vector in zip(mine.ids, mine.raw_features(config.backbones[0])):
+    for image_id, vector in zip(mine.ids, mine.features(config.backbones[0])):
         np.testing.assert_allclose(vector, table.rows([image_id.split("/")[-1]])[0], rtol=1e-5, atol=1e-6)
     hits = Searcher(trained, "mine").search(f"A {images[2].name.split('_')[1][:-4]} picture", k=4)
     assert [h.rank for h in hits] == [1, 2, 3, 4]
@@ -49,8 +49,8 @@ def test_index_embeds_every_readable_image_and_lists_the_others(tiny_run, photos
 def test_a_second_index_of_the_same_folder_reads_the_cache(tiny_run, photos):
     data, config, space, feats, trained = tiny_run
     folder, _ = photos
-    first = gallery.index_folder(folder, "mine", list(config.backbones))
-    second = gallery.index_folder(folder, "mine", list(config.backbones))
+    first = Collection.index(folder, "mine", list(config.backbones))
+    second = Collection.index(folder, "mine", list(config.backbones))
     assert (
         second.images == first.images and second.manifest == first.manifest
     )  # the same index again (no timing assert)
@@ -61,26 +61,26 @@ def test_collection_names_are_names_and_manifests_cannot_reach_outside(tiny_run,
     folder, _ = photos
     for bad in ("../x", "/tmp/x", "a/b", "..", "", "test", "all"):
         with pytest.raises(QueryError):
-            gallery.index_folder(folder, bad, list(config.backbones))
+            Collection.index(folder, bad, list(config.backbones))
     with pytest.raises(QueryError, match="unknown collection"):
-        gallery.load_collection("nothing-here")
-    gallery.index_folder(folder, "mine", list(config.backbones))
-    manifest_path = gallery.collections_dir() / "mine.json"
+        Collection.open("nothing-here")
+    Collection.index(folder, "mine", list(config.backbones))
+    manifest_path = collection.collections_dir() / "mine.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["files"][0]["file"] = "../../../etc/passwd"
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(QueryError, match="outside"):
-        gallery.load_collection("mine")
+        Collection.open("mine")
     manifest_path.write_text("{not json")
     with pytest.raises(QueryError, match="not a collection index"):
-        gallery.load_collection("mine")
+        Collection.open("mine")
 
 
 def test_an_empty_folder_is_a_clear_error(tiny_run, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "a.txt").write_text("x")
     with pytest.raises(QueryError, match="no readable image"):
-        gallery.index_folder(tmp_path / "empty", "empty", ["mobilenet_v2"])
+        Collection.index(tmp_path / "empty", "empty", ["mobilenet_v2"])
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_no_file_outside_the_collection_is_served(client):
 
 
 def test_the_jupyter_search_box_shows_the_grid_and_messages(tiny_run):
-    from flickr_retrieval.widget import SearchBox
+    from flickr_retrieval.search.widget import SearchBox
 
     data, config, space, feats, trained = tiny_run
     box = SearchBox(run="tiny", collection="all", k=3, data=data)
@@ -198,7 +198,7 @@ def test_the_page_sends_bounded_thumbnails_never_the_file(client, tiny_run):
 
 
 def test_the_default_run_is_notebook_10s_choice_when_it_exists(tmp_path, monkeypatch):
-    from flickr_retrieval import search
+    from flickr_retrieval.search import searcher as search
 
     monkeypatch.setenv("RCP217_RESULTS", str(tmp_path))
     assert search.default_run() == "best"  # nothing trained: the name the messages give

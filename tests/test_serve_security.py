@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from flickr_retrieval import gallery, serve
-from flickr_retrieval.search import Searcher
-from flickr_retrieval.serve import SearchService, create_app
+from flickr_retrieval.search import Collection, serve
+from flickr_retrieval.search.searcher import Searcher
+from flickr_retrieval.search.serve import SearchService, create_app
 
 
 @pytest.fixture
@@ -26,12 +26,12 @@ def hostile(tiny_run, tmp_path):
     Image.open(images[3]).save(png, format="PNG")
     with open(png, "ab") as handle:
         handle.write(b"<script>alert(document.domain)</script>")
-    gallery.index_folder(folder, "hostile", list(config.backbones))
+    Collection.index(folder, "hostile", list(config.backbones))
     service = SearchService(data)
     service._searchers[("tiny", "all")] = Searcher(trained, "all", data=data)
     service._searchers[("tiny", "hostile")] = Searcher(trained, "hostile", data=data)
     app = create_app(service, run="tiny", collection="all")
-    return app.test_client(), service.loaded_gallery("hostile"), folder
+    return app.test_client(), service.loaded_collection("hostile"), folder
 
 
 def test_every_response_says_nosniff_and_a_strict_policy(hostile):
@@ -182,9 +182,9 @@ def test_links_and_special_files_are_listed_with_a_reason_never_read(tiny_run, t
     (folder / "loop").symlink_to(folder)
     (folder / "linked-dir").symlink_to(tmp_path)
     os.mkfifo(folder / "pipe.jpg")
-    report = gallery.index_folder(folder, "links", list(config.backbones))
+    report = Collection.index(folder, "links", list(config.backbones))
     reasons = {u["file"]: u["reason"] for u in report.unreadable}
-    assert report.images == 2 and set(gallery.load_collection("links").ids) == {"a.jpg", "sub/b.jpg"}
+    assert report.images == 2 and set(Collection.open("links").ids) == {"a.jpg", "sub/b.jpg"}
     assert "outside" in reasons["out.jpg"] and "dangling" in reasons["gone.jpg"] and "outside" in reasons["zero.jpg"]
     assert (
         "where it lies" in reasons["inside.jpg"]
@@ -196,16 +196,16 @@ def test_links_and_special_files_are_listed_with_a_reason_never_read(tiny_run, t
 
 
 def test_a_collection_can_be_forgotten_without_touching_its_files(tiny_run, tmp_path):
-    from flickr_retrieval.search import collections
+    from flickr_retrieval.search.searcher import collections
 
     data, config, *_ = tiny_run
     folder = tmp_path / "demo"
     folder.mkdir()
     shutil.copy(sorted(data.image_dir.glob("*.jpg"))[0], folder / "a.jpg")
-    gallery.index_folder(folder, "demo", list(config.backbones))
+    Collection.index(folder, "demo", list(config.backbones))
     assert "demo" in collections()
-    assert gallery.forget_collection("demo") and "demo" not in collections() and (folder / "a.jpg").is_file()
-    assert not gallery.forget_collection("demo")
+    assert Collection.forget("demo") and "demo" not in collections() and (folder / "a.jpg").is_file()
+    assert not Collection.forget("demo")
 
 
 def test_loaded_searchers_are_bounded_least_recently_used_first(tiny_run, monkeypatch):

@@ -44,7 +44,7 @@ def test_a_concatenation_is_less_simple_cannot_be_fine_tuned_and_is_not_searched
     from flickr_retrieval.checkpoint import TrainedModel
     from flickr_retrieval.models import ModelSpec, build_model
     from flickr_retrieval.objective import Objective
-    from flickr_retrieval.search import Searcher
+    from flickr_retrieval.search.searcher import Searcher
 
     config = one.replace(text_encoder="minilm+minilm")
     trained = TrainedModel(config, Objective(build_model(ModelSpec.from_config(config, 768, 1280)), config), [], 0, 0.0)

@@ -1,7 +1,6 @@
 """The training core: one fit loop with early stopping, the objective as one module, models built
 from a spec, safe checkpoints, and no hidden side effects."""
 
-import ast
 import pickle
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flickr_retrieval import losses
+from flickr_retrieval import imports, losses
 from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.config import RunConfig
 from flickr_retrieval.errors import CheckpointError
@@ -166,22 +165,8 @@ def test_a_checkpoint_with_wrong_shapes_or_keys_is_a_clear_error(tmp_path):
         TrainedModel.load(tmp_path / "old.pt")
 
 
-def _imports(module: Path) -> set[str]:
-    """Package modules imported anywhere in ``module``: at module level and inside functions (a
-    deferred import only hides a cycle until the function runs)."""
-    tree = ast.parse(module.read_text())
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                out.add(node.module.split(".")[0])
-            else:
-                out.update(alias.name for alias in node.names)
-    return out
-
-
 def test_the_package_import_graph_has_no_cycle():
-    graph = {p.stem: _imports(p) for p in PACKAGE.glob("*.py")}
+    graph = {m: set(imports.imports(m)) for m in imports.modules()}
     state: dict[str, int] = {}
 
     def visit(node, stack):
@@ -202,7 +187,7 @@ def test_the_package_import_graph_has_no_cycle():
 def test_the_training_core_does_not_import_feature_extraction():
     """models, objective, fit, evaluation, train and checkpoint take feature tensors; they never pull
     in the CNNs, the text encoders or the data set reader."""
-    graph = {p.stem: _imports(p) for p in PACKAGE.glob("*.py")}
+    graph = {m: set(imports.imports(m)) for m in imports.modules()}
 
     def reach(node, seen):
         for nxt in graph.get(node, ()):
@@ -262,7 +247,7 @@ def test_the_extraction_batch_size_changes_features_only_by_float_rounding(tiny_
 
 
 def test_the_bench_summary_adopts_only_matching_paths_that_are_much_faster():
-    from flickr_retrieval.bench import summary
+    from flickr_retrieval.benches.throughput import summary
 
     rows = [
         {
@@ -400,7 +385,7 @@ def test_use_fast_dropout_swaps_every_plain_dropout_and_keeps_p():
 
 @pytest.mark.parametrize("arithmetic", ["float32", "bfloat16"])
 def test_the_bench_times_every_training_path_and_marks_the_package_one(arithmetic, monkeypatch):
-    from flickr_retrieval.bench import TRAINING_PATHS, training_paths
+    from flickr_retrieval.benches.throughput import TRAINING_PATHS, training_paths
 
     monkeypatch.setenv("RCP217_PRECISION", arithmetic)
     rows = training_paths(steps=2, batches=(8,), repeats=1)
@@ -411,7 +396,7 @@ def test_the_bench_times_every_training_path_and_marks_the_package_one(arithmeti
 
 
 def test_the_training_step_is_measured_against_the_machines_limits():
-    from flickr_retrieval.training_bench import format_limits, training_limits
+    from flickr_retrieval.benches.training import format_limits, training_limits
 
     rows = training_limits(steps=2, repeats=1, batch=8, sizes={"tiny": (16, 32)}, peak_size=128, bandwidth_mb=16)
     assert [r["precision"] for r in rows] == ["float32", "bfloat16"]

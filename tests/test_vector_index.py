@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from flickr_retrieval.vector_index import (
+from flickr_retrieval.search.vector_index import (
     APPROXIMATE_FROM,
     TARGET_RECALL,
     ApproximateIndex,
@@ -93,7 +93,7 @@ def test_bad_vectors_are_refused():
 
 
 def test_the_synthetic_collection_of_the_scale_bench_is_unit_vectors_near_real_ones():
-    from flickr_retrieval.index_bench import synthetic_images
+    from flickr_retrieval.benches.index import synthetic_images
 
     real, _ = _clustered(300)
     synthetic = synthetic_images(real, 1000, 0.5, np.random.default_rng(0), chunk=300)

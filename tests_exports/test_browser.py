@@ -44,7 +44,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server():
-    from flickr_retrieval.serve import SearchService, create_app
+    from flickr_retrieval.search.serve import SearchService, create_app
     from werkzeug.serving import make_server
 
     service = SearchService()
@@ -134,9 +134,9 @@ def test_a_filtered_query_on_photos_with_dates_and_a_filter_that_leaves_none(bro
     """Photos of your own with EXIF dates and GPS positions: a date filter read from plain English
     keeps only the photos of that month and the page says so; the larger view says why a photo
     matches (Flickr8k's training captions); a filter no photo passes is a message, not an empty grid."""
-    from flickr_retrieval import gallery, photo_meta
     from flickr_retrieval.data import load_flickr8k
     from flickr_retrieval.results import load_run
+    from flickr_retrieval.search import Collection, photo_meta
     from PIL import Image
 
     url, _ = server
@@ -150,7 +150,7 @@ def test_a_filtered_query_on_photos_with_dates_and_a_filter_that_leaves_none(bro
         target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(data.image_path(image_id)) as im:
             im.convert("RGB").save(target, exif=exif)
-    gallery.index_folder(folder, "browser-trip", list(load_run("best").config.backbones))
+    Collection.index(folder, "browser-trip", list(load_run("best").config.backbones))
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
@@ -174,7 +174,7 @@ def test_a_filtered_query_on_photos_with_dates_and_a_filter_that_leaves_none(bro
         assert "2019" in page.inner_text("#error") and len(page.query_selector_all("#results .hit")) == 0
         page.close()
     finally:
-        gallery.forget_collection("browser-trip")
+        Collection.forget("browser-trip")
 
 
 def test_the_server_time_of_each_query_lies_within_its_http_round_trip(server):

@@ -45,7 +45,7 @@ def test_the_field_dev_choice_is_among_the_committed_ties():
 
 
 def test_the_field_choice_searches():
-    from flickr_retrieval.search import Searcher
+    from flickr_retrieval.search.searcher import Searcher
 
     hits = Searcher("field_best", "test").search("two dogs play in the snow", k=5)
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]

@@ -18,12 +18,11 @@ import hashlib
 import json
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import cache, paths
+from . import cache, imports, paths
 from .checkpoint import TrainedModel, state_digest
 from .config import RunConfig
 from .config import seed_offset as config_seed_offset
@@ -36,30 +35,11 @@ from .train import train
 TRAINING_ROOTS = ("train",)
 
 
-def _package_imports(name: str) -> set[str]:
-    """The package modules that module ``name`` imports, anywhere in its code."""
-    tree = ast.parse((Path(__file__).parent / f"{name}.py").read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:  # from . import a, b
-                found.update(alias.name for alias in node.names)
-    return {m for m in found if (Path(__file__).parent / f"{m}.py").is_file()}
-
-
 @functools.cache
 def training_modules() -> tuple[str, ...]:
     """The modules whose code decides what training produces: :data:`TRAINING_ROOTS` and everything
-    they reach through the package's imports, sorted."""
-    seen, todo = set(), list(TRAINING_ROOTS)
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(_package_imports(name) - seen)
-    return tuple(sorted(seen))
+    they reach through the package's imports (:mod:`flickr_retrieval.imports`), sorted."""
+    return imports.reach(TRAINING_ROOTS)
 
 
 def code_version() -> str:
@@ -71,7 +51,7 @@ def code_version() -> str:
     """
     digest = hashlib.sha256(torch.__version__.encode())
     for name in training_modules():
-        digest.update(code_digest((Path(__file__).parent / f"{name}.py").read_text()).encode())
+        digest.update(code_digest(imports.file_of(name).read_text()).encode())
     return digest.hexdigest()[:16]
 
 

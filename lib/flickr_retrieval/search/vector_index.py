@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import SIMILARITIES
-from .models import pairwise_similarity
+from ..config import SIMILARITIES
+from ..models import pairwise_similarity
 
 #: Collections of at least this many images are searched through an approximate index; smaller ones
 #: by the exact scan. The exact scan of one query costs about 13 ms per 10^5 512-d images on 2 cores,

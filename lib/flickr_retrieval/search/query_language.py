@@ -24,7 +24,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from .errors import QueryError
+from ..errors import QueryError
 
 FILTERS = ("date", "year", "before", "after", "place", "folder", "camera")
 _MONTHS = {m.lower(): n for n, m in enumerate(calendar.month_name) if m} | {
@@ -241,7 +241,7 @@ def parse(text: str, known_places: set[str] | None = None) -> Query:
 
 def matches(query: Query, image_id: str, meta: dict | None) -> bool:
     """Whether an image passes the query's filters: ``meta`` is its entry in the collection's index
-    (``taken``, ``camera``, ``place``: :mod:`flickr_retrieval.photo_meta`; None when it has none)."""
+    (``taken``, ``camera``, ``place``: :mod:`flickr_retrieval.search.photo_meta`; None when it has none)."""
     if query.folder is not None:
         folder = image_id.rsplit("/", 1)[0] if "/" in image_id else ""
         if not (folder == query.folder or folder.startswith(query.folder + "/")):

@@ -1,6 +1,6 @@
 """An incremental index of a photo folder: each file embedded once, found again by its content.
 
-Used by :func:`flickr_retrieval.gallery.index_folder` (``flickr-retrieval-index``). What it keeps:
+Used by :meth:`flickr_retrieval.search.Collection.index` (``flickr-retrieval-index``). What it keeps:
 
 * **a feature store per backbone** (``<cache>/photo-features/<backbone>-<key>/``): shards of
   ``(sha256 of the file's bytes, feature vector)``, each written whole (temporary file, then one
@@ -8,7 +8,7 @@ Used by :func:`flickr_retrieval.gallery.index_folder` (``flickr-retrieval-index`
   (:data:`DECODE_VERSION`), so a vector is only ever reused for the same computation. A file that
   was renamed, copied or moved is found by its content and not embedded again; an interrupted run
   keeps every shard it finished, and the next run resumes from there.
-* **the collection's manifest** (in :mod:`gallery`): every file's name, size, modification time and
+* **the collection's manifest** (in :mod:`collection`): every file's name, size, modification time and
   SHA-256. A file whose size and modification time are those of the manifest is not read again (the
   fast path git's index takes); any other file is read once, hashed, and decoded from the same bytes
   (so its vector is the vector of what was hashed).
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from . import cache, paths
-from .backbones import INFERENCE_PATH, ImageBackbone, inference_module
-from .helpers import atomic_write
+from .. import cache, paths
+from ..backbones import INFERENCE_PATH, ImageBackbone, inference_module
+from ..helpers import atomic_write
 
 #: What decoding does before the preprocessing (part of the store key): the EXIF orientation, draft
 #: decoding of JPEGs to at least :data:`DECODE_SIZE` pixels a side, RGB.

@@ -49,12 +49,12 @@ from flask import Flask, Response, abort, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
-from . import paths
-from .errors import QueryError, RunNameError, ServeError, cli_errors
-from .gallery import FLICKR8K_COLLECTIONS, check_collection_name
+from .. import paths
+from ..errors import QueryError, RunNameError, ServeError, cli_errors
+from ..text_encoders import load_text_encoder
+from .collection import FLICKR8K_COLLECTIONS, check_collection_name
 from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, view_bytes
-from .search import Searcher, check_k, collections, default_run, load_run, trained_runs
-from .text_encoders import load_text_encoder
+from .searcher import Searcher, check_k, collections, default_run, load_run, trained_runs
 
 DEFAULT_PORT = 8217
 MAX_K = 100
@@ -261,11 +261,11 @@ class SearchService:
             self._searchers.move_to_end(key)
             return self._searchers[key]
 
-    def loaded_gallery(self, collection: str):
-        """The gallery of a collection some loaded searcher uses, or None."""
+    def loaded_collection(self, collection: str):
+        """The collection of that name some loaded searcher uses, or None."""
         for (_, name), searcher in list(self._searchers.items()):
             if name == collection:
-                return searcher.gallery
+                return searcher.collection
         return None
 
     def search(self, query: str, k: int, run: str, collection: str) -> dict:
@@ -277,7 +277,7 @@ class SearchService:
     def describe(self, image_id: str, k: int, run: str, collection: str) -> dict:
         searcher = self.searcher(run, collection)
         start = time.perf_counter()
-        own = not searcher.gallery.is_flickr8k
+        own = not searcher.collection.is_flickr8k
         with self._lock:  # the first call embeds every caption it ranks: once, not once per waiting request
             captions = searcher.captions_for(image_id, k) if own else searcher.describe(image_id, k)
         return {
@@ -466,11 +466,11 @@ def create_app(
 
     @app.get("/image/<collection_name>/<int:position>")
     def image(collection_name: str, position: int):
-        gallery = service.loaded_gallery(collection_name)
-        if gallery is None or not 0 <= position < len(gallery.files):
+        opened = service.loaded_collection(collection_name)
+        if opened is None or not 0 <= position < len(opened.files):
             abort(404)
         size = {"thumb": THUMBNAIL_SIZE, "large": LARGE_SIZE}.get(request.args.get("size", "thumb"))
-        found = read_image(Path(gallery.files[position]), gallery.root)
+        found = read_image(Path(opened.files[position]), opened.root)
         if found is None or size is None:
             abort(404)
         try:

@@ -68,7 +68,7 @@ class StepSetup:
 
     def run(self) -> float:
         """Seconds for one pass over the batches (training mode), through :func:`fit.training_step`."""
-        from .fit import training_step
+        from ..fit import training_step
 
         self.objective.train()
         start = time.perf_counter()
@@ -86,10 +86,10 @@ def package_step(
     images, five captions per image as in the reference recipe. ``fused``: fused Adam (the
     package's) or the per-parameter loop; ``dropout``: a module class to use instead of the
     package's :class:`models.Dropout`."""
-    from .config import RunConfig
-    from .models import ModelSpec, Queries, build_model
-    from .objective import Objective
-    from .sampling import Batch
+    from ..config import RunConfig
+    from ..models import ModelSpec, Queries, build_model
+    from ..objective import Objective
+    from ..sampling import Batch
 
     config = RunConfig(loss="infonce", negatives="in_batch", batch_size=batch, precision="float32")
     gen = torch.Generator().manual_seed(0)
@@ -117,7 +117,7 @@ def step_counts(setup: StepSetup) -> dict:
     ``activations`` the tensors the backward pass keeps, written then read."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .fit import training_step
+    from ..fit import training_step
 
     params = sum(p.numel() for p in setup.objective.parameters())
     saved = []

@@ -9,10 +9,10 @@ Command line (prints the top k, writes their grid to a PNG)::
     flickr-retrieval-search "two dogs play in the snow" --run best --k 8 --collection test --out dogs.png
 
 A collection is a Flickr8k split (``train``, ``dev``, ``test``, ``all``) or a folder of your own
-images indexed by name (:mod:`flickr_retrieval.gallery`). Only the checkpoint and the cached image
+images indexed by name (:class:`flickr_retrieval.search.Collection`). Only the checkpoint and the cached image
 features are needed: the checkpoint carries the normalisers' training statistics, so the 40455
-caption vectors are not loaded. In a browser: :mod:`flickr_retrieval.serve`; in Jupyter:
-:mod:`flickr_retrieval.widget`.
+caption vectors are not loaded. In a browser: :mod:`flickr_retrieval.search.serve`; in Jupyter:
+:mod:`flickr_retrieval.search.widget`.
 """
 
 from __future__ import annotations
@@ -31,16 +31,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import evaluation, metrics, query_language
-from .checkpoint import TrainedModel
-from .data import Flickr8k, load_flickr8k
-from .errors import QueryError, cli_errors
-from .gallery import FLICKR8K_COLLECTIONS, Gallery, flickr8k_gallery, indexed_collections, load_collection
-from .inputs import FeatureSpace, Normaliser, as_tensor
-from .models import Queries, RetrievalModel
-from .results import DEFAULT_RUNS, default_run, load_run, trained_runs  # noqa: F401  (the search tools' names)
-from .text import clean_caption
-from .text_encoders import TextEncoder, encode_texts, load_text_encoder, pool
+from .. import evaluation, metrics
+from ..checkpoint import TrainedModel
+from ..data import Flickr8k, load_flickr8k
+from ..errors import QueryError, cli_errors
+from ..inputs import FeatureSpace, Normaliser, as_tensor
+from ..models import Queries, RetrievalModel
+from ..results import DEFAULT_RUNS, default_run, load_run, trained_runs  # noqa: F401  (the search tools' names)
+from ..text import clean_caption
+from ..text_encoders import TextEncoder, encode_texts, load_text_encoder, pool
+from . import query_language
+from .collection import FLICKR8K_COLLECTIONS, Collection, indexed_collections
 from .vector_index import APPROXIMATE_FROM, ApproximateIndex, ExactIndex, build_index
 
 #: Longer queries are refused before tokenising (a sentence is far shorter; the encoder reads 64 tokens).
@@ -143,6 +144,32 @@ def collections() -> list[str]:
     return [*FLICKR8K_COLLECTIONS, *indexed_collections()]
 
 
+def _open_collection(collection: str | Collection, config, data: Flickr8k | None) -> tuple[Collection, Flickr8k | None]:
+    """The collection to search, by name or as given, once the run is known to be able to search it,
+    and Flickr8k (loaded here for a split when not given; a folder needs it only to calibrate)."""
+    if isinstance(collection, Collection):
+        check_searchable(config, own_photos=not collection.is_flickr8k)
+        return collection, data or (load_flickr8k() if collection.is_flickr8k else None)
+    if not isinstance(collection, str):
+        raise QueryError(f"collection must be a name, got {collection!r}")
+    check_searchable(config, own_photos=collection not in FLICKR8K_COLLECTIONS)
+    if collection in FLICKR8K_COLLECTIONS:
+        data = data or load_flickr8k()
+        return Collection.flickr8k(data, collection), data
+    return Collection.open(collection), data
+
+
+def _feature_space(trained: TrainedModel, data: Flickr8k | None) -> FeatureSpace:
+    """The run's normalised feature space, from the statistics its checkpoint carries (a stateless
+    normalisation needs none: the caption features are never loaded to "fit" it)."""
+    config = trained.config
+    text_norm, image_norms = trained.text_norm, trained.image_norms
+    if config.feature_norm != "standardize":
+        text_norm = text_norm or Normaliser(config.feature_norm)
+        image_norms = image_norms or [Normaliser(config.feature_norm) for _ in config.backbones]
+    return FeatureSpace(config, data, text_norm, image_norms)
+
+
 class Searcher:
     """Rank the images of a collection (a Flickr8k split, all 8091 images, or your own indexed
     folder) for any English sentence.
@@ -157,47 +184,48 @@ class Searcher:
     def __init__(
         self,
         run: str | TrainedModel,
-        collection: str = "all",
+        collection: str | Collection = "all",
         data: Flickr8k | None = None,
         *,
         encoder: TextEncoder | None = None,
         tokenizer_lock: threading.Lock | None = None,
         approximate_from: int = APPROXIMATE_FROM,
     ):
-        if not isinstance(collection, str):
-            raise QueryError(f"collection must be a name, got {collection!r}")
+        """``run``: a trained run's name (``results/<run>/model.pt``) or a loaded one; ``collection``:
+        a collection's name (a Flickr8k split or an indexed folder) or an opened :class:`Collection`;
+        ``data``: Flickr8k when already loaded (a split needs it; a folder only to calibrate a large
+        index)."""
         self.trained = load_run(run) if isinstance(run, str) else run
         self.model = self.trained.model.eval()
-        config = self.trained.config
-        check_searchable(config, own_photos=collection not in FLICKR8K_COLLECTIONS)
-        if collection in FLICKR8K_COLLECTIONS:
-            self.data = data or load_flickr8k()
-            self.gallery: Gallery = flickr8k_gallery(self.data, collection)
-        else:
-            self.data = data
-            self.gallery = load_collection(collection)
-        self.collection = collection
-        self.image_ids = self.gallery.ids
+        self.collection, self.data = _open_collection(collection, self.trained.config, data)
+        self.image_ids = self.collection.ids
         self._position = {image_id: n for n, image_id in enumerate(self.image_ids)}
-        text_norm, image_norms = self.trained.text_norm, self.trained.image_norms
-        if config.feature_norm != "standardize":  # stateless: never load the caption features to "fit" them
-            text_norm = text_norm or Normaliser(config.feature_norm)
-            image_norms = image_norms or [Normaliser(config.feature_norm) for _ in config.backbones]
-        self.space = FeatureSpace(config, self.data, text_norm, image_norms)
-        if encoder is not None and encoder.name != config.text_encoder:
-            raise ValueError(f"run {config.name!r} reads {config.text_encoder!r} features, not {encoder.name!r}'s")
-        self.encoder = encoder or load_text_encoder(config.text_encoder)  # its tokenizer checks query lengths
+        self.space = _feature_space(self.trained, self.data)
+        if encoder is not None and encoder.name != self.trained.config.text_encoder:
+            raise ValueError(
+                f"run {self.trained.config.name!r} reads {self.trained.config.text_encoder!r} features, not {encoder.name!r}'s"
+            )
+        self.encoder = encoder or load_text_encoder(
+            self.trained.config.text_encoder
+        )  # its tokenizer checks query lengths
         self._tokenizer_lock = tokenizer_lock or threading.Lock()
         self._caption_embeddings = None  # (embeddings, sentences) of the collection's captions, for describe()
         self._training_captions = None  # (embeddings, sentences) of Flickr8k's training captions, for captions_for()
         self._threshold: float | None = None
-        if self.gallery.is_flickr8k:
-            images, _ = self.space.images(self.image_ids)
-        else:
-            images = self.space.image_inputs([self.gallery.raw_features(b) for b in config.backbones])
         with torch.no_grad():
-            self.image_embeddings = self.model.embed_images(as_tensor(images))
+            self.image_embeddings = self.model.embed_images(as_tensor(self._image_inputs()))
         self.index = self._build_index(approximate_from)
+
+    def _image_inputs(self) -> np.ndarray:
+        """The image branch's inputs for every image of the collection: Flickr8k's from the feature
+        cache, a folder's from its feature store (files the index did not embed with the run's
+        backbones are embedded now, once)."""
+        if self.collection.is_flickr8k:
+            return self.space.images(self.image_ids)[0]
+        backbones = self.trained.config.backbones
+        for b in backbones:
+            self.collection.embed_missing(b)
+        return self.space.image_inputs([self.collection.features(b) for b in backbones])
 
     def _build_index(self, approximate_from: int) -> ExactIndex | ApproximateIndex | None:
         """The exact scan, or above ``approximate_from`` images FAISS's approximate index calibrated on
@@ -213,12 +241,12 @@ class Searcher:
         with torch.no_grad():
             queries = self.model.embed_queries(Queries(sentences=sentences, encode=self._encode_frozen)).float().numpy()
         index = build_index(vectors, self.model.similarity, queries, approximate_from=approximate_from)
-        print(f"{self.collection!r}, {len(vectors)} images: {index.describe()}", file=sys.stderr)
+        print(f"{self.collection.name!r}, {len(vectors)} images: {index.describe()}", file=sys.stderr)
         return index
 
     def image_path(self, image_id: str) -> Path:
         """The file of an image of this collection."""
-        return self.gallery.files[self.position(image_id)]
+        return self.collection.files[self.position(image_id)]
 
     def position(self, image_id: str) -> int:
         """Where ``image_id`` is in :attr:`image_ids` (KeyError for an image not in the collection)."""
@@ -226,7 +254,7 @@ class Searcher:
 
     def captions(self, image_id: str) -> list[str]:
         """The reference captions of a Flickr8k image (none for your own photos)."""
-        return list(self.gallery.captions.get(image_id, []))
+        return list(self.collection.captions.get(image_id, []))
 
     def _encode_frozen(self, sentences: list[str]) -> torch.Tensor:
         if len(sentences) != 1:
@@ -335,7 +363,7 @@ class Searcher:
                 parts.append(t.weight * torch.nn.functional.normalize(emb.float(), dim=1))
             for t in query.like:
                 if t.text not in self._position:
-                    raise QueryError(f"like:{t.text}: no such image in collection {self.collection!r}")
+                    raise QueryError(f"like:{t.text}: no such image in collection {self.collection.name!r}")
                 emb = self.image_embeddings[self.position(t.text)][None].float()
                 parts.append(t.weight * torch.nn.functional.normalize(emb, dim=1))
         return torch.stack(parts).sum(0)
@@ -350,12 +378,12 @@ class Searcher:
             or len(text) > MAX_QUERY_CHARS
         ):
             self.check_query(text)  # says what is wrong: empty, or too long
-        query = query_language.parse(unicodedata.normalize("NFKC", text), self.gallery.place_names())
+        query = query_language.parse(unicodedata.normalize("NFKC", text), self.collection.place_names())
         check_k(k)
-        mask = self.gallery.matching(query) if query.filtered else None
+        mask = self.collection.matching(query) if query.filtered else None
         candidates = len(self.image_ids) if mask is None else int(mask.sum())
         k = min(k, candidates)  # at most what passed the filters (the answer says how many did)
-        groups = self.gallery.representatives()
+        groups = self.collection.representatives()
         wanted = min(k + sum(copies for i, (first, copies) in groups.items() if i == first), candidates)
         if query.plain:
             hits = self.search(query.terms[0].text, wanted)
@@ -383,7 +411,7 @@ class Searcher:
         """Why this photo: the ``k`` Flickr8k training captions the run scores highest for the image
         (any image of the collection, your own photos included: a description by retrieval)."""
         if image_id not in self._position:
-            raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
+            raise QueryError(f"no image {image_id!r} in collection {self.collection.name!r}")
         if self._training_captions is None:
             self._check_scores_by_embeddings("describing an image by training captions")
             data, space = self._flickr8k_space()
@@ -402,7 +430,7 @@ class Searcher:
         """ "More like this": the ``k`` images of the collection whose embeddings (the image branch's
         output) are closest to ``image_id``'s by cosine, best first, the image itself left out."""
         if image_id not in self._position:
-            raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
+            raise QueryError(f"no image {image_id!r} in collection {self.collection.name!r}")
         check_k(k, len(self.image_ids) - 1)
         with torch.no_grad():
             emb = torch.nn.functional.normalize(self.image_embeddings.float(), dim=1)
@@ -415,10 +443,10 @@ class Searcher:
         ``image_id`` (Flickr8k collections, whose images have captions; the caption embeddings are
         computed on first use, from the cached caption features)."""
         if image_id not in self._position:
-            raise QueryError(f"no image {image_id!r} in collection {self.collection!r}")
-        if not self.gallery.is_flickr8k:
+            raise QueryError(f"no image {image_id!r} in collection {self.collection.name!r}")
+        if not self.collection.is_flickr8k:
             raise QueryError(
-                f"collection {self.collection!r} has no captions to rank (your own photos): image-to-text needs Flickr8k's"
+                f"collection {self.collection.name!r} has no captions to rank (your own photos): image-to-text needs Flickr8k's"
             )
         if self._caption_embeddings is None:
             if self.trained.config.finetune_text:
@@ -426,8 +454,10 @@ class Searcher:
                     f"run {self.trained.config.name!r} trains its text encoder: ranking every caption would encode "
                     "them all again; use a frozen-text run for image-to-text"
                 )
-            caption_ids = [f"{i}#{n}" for i in self.image_ids for n in range(len(self.gallery.captions.get(i, [])))]
-            sentences = {f"{i}#{n}": c for i in self.image_ids for n, c in enumerate(self.gallery.captions.get(i, []))}
+            caption_ids = [f"{i}#{n}" for i in self.image_ids for n in range(len(self.collection.captions.get(i, [])))]
+            sentences = {
+                f"{i}#{n}": c for i in self.image_ids for n, c in enumerate(self.collection.captions.get(i, []))
+            }
             with torch.no_grad():
                 emb = self.model.embed_queries(Queries(as_tensor(self.space.text(caption_ids))))
             self._caption_embeddings = (emb, [sentences[c] for c in caption_ids])
@@ -440,7 +470,7 @@ class Searcher:
 
     def figure(self, query: str, k: int = 5, ncols: int = 5):
         """A grid of the top-k images with their scores (the title wrapped, however long the query)."""
-        from . import plots
+        from .. import plots
 
         answer = self.ask(query, k)
         hits = answer.hits
@@ -454,7 +484,7 @@ class Searcher:
         shown = textwrap.shorten(query, 300, placeholder=" ...")
         title = "\n".join(
             textwrap.wrap(
-                f'"{shown}"  ({answer.said}; {self.trained.config.name}, {len(self.image_ids)} images of {self.collection!r})',
+                f'"{shown}"  ({answer.said}; {self.trained.config.name}, {len(self.image_ids)} images of {self.collection.name!r})',
                 30 * ncols,
             )
         )
@@ -526,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.paths:
             print("\n".join(str(searcher.image_path(h.image_id)) for h in answer.hits))
         elif args.json:
-            body = answer.as_json() | {"run": searcher.trained.config.name, "collection": searcher.collection}
+            body = answer.as_json() | {"run": searcher.trained.config.name, "collection": searcher.collection.name}
             for hit in body["hits"]:
                 hit["path"] = str(searcher.image_path(hit["id"]))
             print(json.dumps(body, indent=1))

@@ -11,7 +11,7 @@ images group (false groupings per million pairs).
 
 Groups (:func:`groups`): connected photos above the threshold, computed when a folder is indexed
 (up to :data:`MAX_IMAGES` photos) and stored in its index; search shows one photo per group with
-the number of its copies. ``flickr-retrieval-duplicates NAME`` lists them (:func:`gallery.duplicates_main`).
+the number of its copies. ``flickr-retrieval-duplicates NAME`` lists them (:func:`collection.duplicates_main`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import paths
-from .backbones import load_image_backbone
-from .cache import cache_key
-from .helpers import atomic_write, l2_normalise
+from .. import paths
+from ..backbones import load_image_backbone
+from ..cache import cache_key
+from ..helpers import atomic_write, l2_normalise
 from .photo_index import FeatureStore, embed_files, store_key
 
 #: Calibration: the share of pairs of different images allowed to reach the threshold.
@@ -102,7 +102,7 @@ def calibrate(backbone_name: str, data=None, n: int = CALIBRATION_IMAGES) -> dic
     except (OSError, ValueError, AttributeError):
         pass
     if data is None:
-        from .data import load_flickr8k
+        from ..data import load_flickr8k
 
         data = load_flickr8k()
     cosines = _copy_cosines(_sources(data, "train", n), backbone)
@@ -125,7 +125,7 @@ def measure(backbone_name: str, threshold: float, data=None, n: int = CALIBRATIO
     with its original, false groupings per million pairs of different images, and the precision of
     the pairs grouped (copies against copies and different pairs, equal numbers of each kind)."""
     if data is None:
-        from .data import load_flickr8k
+        from ..data import load_flickr8k
 
         data = load_flickr8k()
     cosines = _copy_cosines(_sources(data, "test", n), load_image_backbone(backbone_name))

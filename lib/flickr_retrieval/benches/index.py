@@ -22,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from .errors import cli_errors
-from .vector_index import ApproximateIndex, ExactIndex, recall_at, top_rows
+from ..errors import cli_errors
+from ..search.vector_index import ApproximateIndex, ExactIndex, recall_at, top_rows
 
 SIZES = (10_000, 100_000, 1_000_000)
 
@@ -58,10 +58,10 @@ def _peak_mb() -> float:
 def embedded_flickr8k(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """The run's embeddings of all 8091 images, of 500 dev captions and of 1000 test captions
     (from the cached caption features), and its similarity."""
-    from .data import load_flickr8k
-    from .inputs import FeatureSpace, Normaliser, as_tensor
-    from .models import Queries
-    from .results import load_run
+    from ..data import load_flickr8k
+    from ..inputs import FeatureSpace, Normaliser, as_tensor
+    from ..models import Queries
+    from ..results import load_run
 
     trained = load_run(run)
     config, model = trained.config, trained.model.eval()
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timed", type=int, default=100, help="single queries timed per size (median reported)")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-bench-index"):
-        from .results import default_run
+        from ..results import default_run
 
         for line in run(args.run or default_run(), args.sizes, args.noise, args.timed):
             print(line, flush=True)

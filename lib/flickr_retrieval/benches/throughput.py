@@ -25,14 +25,14 @@ import time
 import numpy as np
 import torch
 
-from .backbones import BACKBONES, OFFLINE_BACKBONES, inference_module, load_image_backbone
-from .data import load_flickr8k
-from .errors import cli_errors
-from .features import extract_image_features
-from .helpers import l2_normalise
-from .images import load_image
-from .text import clean_caption
-from .text_encoders import OFFLINE_TEXT_ENCODERS, TEXT_ENCODERS, encode_texts, load_text_encoder, pool
+from ..backbones import BACKBONES, OFFLINE_BACKBONES, inference_module, load_image_backbone
+from ..data import load_flickr8k
+from ..errors import cli_errors
+from ..features import extract_image_features
+from ..helpers import l2_normalise
+from ..images import load_image
+from ..text import clean_caption
+from ..text_encoders import OFFLINE_TEXT_ENCODERS, TEXT_ENCODERS, encode_texts, load_text_encoder, pool
 
 #: The path the package uses, per kind of row (images: the row marked "package default"): the
 #: ratios are taken against it.
@@ -233,8 +233,8 @@ def training_paths(steps: int = 40, batches: tuple[int, ...] = (64, 256), repeat
     package's dropout and fused Adam."""
     from torch import nn
 
-    from .precision import default_precision
-    from .training_bench import median_rounds, package_step
+    from ..precision import default_precision
+    from .training import median_rounds, package_step
 
     package_bf16 = default_precision() == "bfloat16"
     rows = []
@@ -313,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images > 8091 or args.captions > 40455:
         parser.error("--images is at most 8091 and --captions at most 40455 (all of Flickr8k)")
-    from .precision import describe
-    from .training_bench import format_limits, training_limits
+    from ..precision import describe
+    from .training import format_limits, training_limits
 
     with cli_errors("flickr-retrieval-bench"):
         print(describe())

@@ -3,7 +3,7 @@
     flickr-retrieval-index ~/Pictures/holidays --name holidays      # once: embeds every readable image
     flickr-retrieval-search "a dog on the beach" --collection holidays
 
-Indexing is incremental (:mod:`flickr_retrieval.photo_index`): each file is read once, hashed, and
+Indexing is incremental (:mod:`flickr_retrieval.search.photo_index`): each file is read once, hashed, and
 embedded only if no earlier run (of any collection) embedded the same bytes with the same backbone;
 a file whose size and modification time did not change is not even read; removed files are dropped.
 Run the same command again after adding photos: only the new ones are embedded; with ``--watch``
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .backbones import BACKBONES, load_image_backbone
-from .data import SPLITS, Flickr8k
-from .errors import IndexWriteError, QueryError, cli_errors
-from .helpers import atomic_write
+from .. import paths
+from ..backbones import BACKBONES, load_image_backbone
+from ..data import SPLITS, Flickr8k
+from ..errors import IndexWriteError, QueryError, cli_errors
+from ..helpers import atomic_write
 from .photo_index import IndexChanges
 
 FLICKR8K_COLLECTIONS = (*SPLITS, "all")
@@ -45,8 +45,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,63}$")
 
 
 @dataclass
-class Gallery:
-    """Images to search, with what search shows about them.
+class Collection:
+    """Images to search, with what search shows about them: a Flickr8k split, or a folder of your
+    own photos indexed under a name.
+
+        Collection.index("~/Pictures/holidays", "holidays", ["efficientnet_lite0"])  # embeds what is new
+        holidays = Collection.open("holidays")      # reads the index only: no file is embedded or written
+        holidays.scan()                             # what an update would read again (nothing embedded)
+        holidays.update()                           # index its folder again, incrementally
+        holidays.features("efficientnet_lite0")     # (len(ids), dim) backbone features, read from the store
 
     Attributes
     ----------
@@ -67,13 +74,121 @@ class Gallery:
     files: list[Path]
     captions: dict[str, list[str]] = field(default_factory=dict)
     unreadable: list[dict] = field(default_factory=list)
-    _features: Callable[[str], np.ndarray] | None = field(default=None, repr=False)
     root: Path | None = None  # the folder every file must stay inside (checked again when the page serves one)
     sha256: dict[str, str] = field(default_factory=dict)  # an indexed file's content hash (names its thumbnail)
     meta: dict[str, dict] = field(default_factory=dict)  # an indexed file's capture time, camera, place (photo_meta)
     backbones: list[str] = field(default_factory=list)  # the backbones an indexed folder was embedded with
     duplicate_groups: list[list[str]] | None = None  # near-duplicate photos (duplicates.py); None: not grouped
     duplicates_said: str = ""
+    _opened: dict = field(default_factory=dict, repr=False, compare=False)  # backbone -> (loaded, its store)
+
+    @classmethod
+    def flickr8k(cls, data: Flickr8k, split: str) -> Collection:
+        """A Flickr8k split (or ``all``) with its captions; its features come from the feature cache
+        through :class:`~flickr_retrieval.inputs.FeatureSpace`."""
+        if split not in FLICKR8K_COLLECTIONS:
+            raise QueryError(f"unknown Flickr8k split {split!r}; choose one of {list(FLICKR8K_COLLECTIONS)}")
+        ids = data.split(split).image_ids
+        return cls(
+            split, ids, [data.image_path(i) for i in ids], {i: data.captions[i] for i in ids}, root=data.image_dir
+        )
+
+    @classmethod
+    def open(cls, name: str) -> Collection:
+        """The indexed collection ``name`` (see :meth:`index`), read from its manifest and checked
+        against its folder. Reading only: nothing is embedded or written."""
+        return _read_manifest(check_collection_name(name))
+
+    @classmethod
+    def index(
+        cls,
+        folder: str | Path,
+        name: str,
+        backbones: list[str],
+        *,
+        show_progress: bool = False,
+        workers: int = 1,
+        duplicates: bool = False,
+        data=None,
+    ) -> IndexReport:
+        """Index every readable image under ``folder`` (recursively) with ``backbones`` as collection
+        ``name``, incrementally (:meth:`scan` says what is read again); see :func:`_index` for what
+        is kept when a run is interrupted."""
+        return _index(
+            folder, name, backbones, show_progress=show_progress, workers=workers, duplicates=duplicates, data=data
+        )
+
+    def scan(self) -> Scan:
+        """What :meth:`update` would do now, without reading a file's bytes or embedding anything:
+        the files kept by the fast path (same size and modification time), those to read again, the
+        new ones, the removed ones and those the walk refuses (a file that fails to decode is found
+        when it is read)."""
+        self._check_indexed("scan")
+        return scan_folder(
+            self.root, _previous_entries(self.name, self.root), [self._store(b)[1] for b in self.backbones]
+        )
+
+    def update(self, **kwargs) -> IndexReport:
+        """Index this collection's folder again with its backbones (only what changed is read; a
+        near-duplicate grouping is kept if the index had one). ``kwargs`` as for :meth:`index`."""
+        self._check_indexed("update")
+        kwargs.setdefault("duplicates", self.duplicate_groups is not None)
+        return _index(self.root, self.name, self.backbones, **kwargs)
+
+    def missing(self, backbone: str) -> list[int]:
+        """Positions of the files whose ``backbone`` vectors are not in the feature store (all of
+        them for a backbone the index did not run, or after the store was cleared)."""
+        self._check_indexed("read features")
+        store = self._store(backbone)[1]
+        return [n for n, i in enumerate(self.ids) if self.sha256[i] not in store]
+
+    def embed_missing(self, backbone: str) -> int:
+        """Embed the files :meth:`missing` lists with ``backbone`` into the feature store (the
+        manifest is not touched). Returns how many were embedded."""
+        from .photo_index import embed_files
+
+        todo = self.missing(backbone)
+        if todo:
+            loaded, store = self._store(backbone)
+            found = embed_files([self.files[n] for n in todo], [loaded], [store])
+            if any(d.error or d.sha256 != self.sha256[self.ids[n]] for d, n in zip(found, todo)):
+                raise QueryError(
+                    f"collection {self.name!r}: files changed since they were indexed; index the folder again"
+                )
+        return len(todo)
+
+    def features(self, backbone: str) -> np.ndarray:
+        """(len(ids), dim) ``backbone`` features of an indexed folder, read from the feature store;
+        QueryError when some are not there (:meth:`embed_missing` computes them). Flickr8k splits go
+        through :class:`~flickr_retrieval.inputs.FeatureSpace` instead."""
+        missing = self.missing(backbone)
+        if missing:
+            raise QueryError(
+                f"collection {self.name!r}: {len(missing)} file(s) have no {backbone} features; "
+                f"embed them (Collection.embed_missing) or index the folder again with --backbones {backbone}"
+            )
+        return self._store(backbone)[1].get([self.sha256[i] for i in self.ids])
+
+    def _store(self, backbone: str):
+        """The loaded ``backbone`` and its feature store, opened once per collection."""
+        if backbone not in self._opened:
+            (loaded,), (store,) = _open_stores([backbone])
+            self._opened[backbone] = (loaded, store)
+        return self._opened[backbone]
+
+    @staticmethod
+    def forget(name: str) -> bool:
+        """Remove the index of collection ``name`` (its manifest; the cached features stay in the
+        cache, the folder's files are never touched). True when there was one."""
+        path = collections_dir() / f"{check_collection_name(name)}.json"
+        if path.is_file():
+            path.unlink()
+            return True
+        return False
+
+    def _check_indexed(self, what: str) -> None:
+        if self.is_flickr8k:
+            raise QueryError(f"{self.name!r} is a Flickr8k split, not an indexed folder: cannot {what} it")
 
     def representatives(self) -> dict[str, tuple[str, int]]:
         """For each photo of a near-duplicate group: the group's first photo and its number of copies."""
@@ -117,22 +232,6 @@ class Gallery:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def raw_features(self, backbone: str) -> np.ndarray:
-        """(len(ids), dim) backbone features of an indexed folder (Flickr8k galleries go through
-        :class:`~flickr_retrieval.inputs.FeatureSpace` instead)."""
-        if self._features is None:
-            raise ValueError(f"{self.name!r} is a Flickr8k split: use its FeatureSpace")
-        return self._features(backbone)
-
-
-def flickr8k_gallery(data: Flickr8k, split: str) -> Gallery:
-    if split not in FLICKR8K_COLLECTIONS:
-        raise QueryError(f"unknown Flickr8k split {split!r}; choose one of {list(FLICKR8K_COLLECTIONS)}")
-    ids = data.split(split).image_ids
-    return Gallery(
-        split, ids, [data.image_path(i) for i in ids], {i: data.captions[i] for i in ids}, root=data.image_dir
-    )
-
 
 def check_collection_name(name: str) -> str:
     """``name`` when it is a plain name (letters, digits, ``._+=-``) that is not a Flickr8k split."""
@@ -169,7 +268,7 @@ def _open_stores(backbones: list[str]) -> tuple[list, list]:
 
 @dataclass
 class IndexReport:
-    """What :func:`index_folder` did."""
+    """What :meth:`Collection.index` did."""
 
     name: str
     folder: Path
@@ -300,7 +399,50 @@ def _progress_printer(total: int, show: bool):
     return update, lambda: None
 
 
-def index_folder(
+@dataclass
+class Scan:
+    """What indexing a folder would read, decided from the file system and the previous index alone."""
+
+    kept: dict[str, dict]  # relative name -> its previous entry (same size and modification time: not read)
+    to_read: list[tuple[str, Path]]  # new, changed or undecodable files: read (hashed, embedded if new)
+    unreadable: list[dict]  # ``file``, ``reason``: refused by the walk (links, special files, system errors)
+    removed: list[str]  # in the previous index, no longer in the folder
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.kept)} unchanged, {len(self.to_read)} to read (new or changed), {len(self.removed)} removed, "
+            f"{len(self.unreadable)} not readable"
+        )
+
+
+def scan_folder(root: Path, previous: dict[str, dict], stores: list) -> Scan:
+    """Walk ``root`` (:func:`walk_folder`) against the ``previous`` index's entries: a file whose size
+    and modification time are those of its entry, and whose vectors every store holds, is kept as it
+    was (the fast path); any other regular file is to be read. Reads no file's bytes."""
+    kept, to_read, unreadable, seen = {}, [], [], set()
+    for relative, path, reason in walk_folder(root):
+        seen.add(relative)
+        if reason is not None:
+            unreadable.append({"file": relative, "reason": reason})
+            continue
+        old = previous.get(relative)
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except OSError as exc:
+            unreadable.append({"file": relative, "reason": f"cannot be read ({exc.strerror})"})
+            continue
+        if (
+            old
+            and (old["size"], old["mtime_ns"]) == (info.st_size, info.st_mtime_ns)
+            and all(old["sha256"] in s for s in stores)
+        ):
+            kept[relative] = old
+        else:
+            to_read.append((relative, path))
+    return Scan(kept, to_read, unreadable, sorted(set(previous) - seen))
+
+
+def _index(
     folder: str | Path,
     name: str,
     backbones: list[str],
@@ -310,8 +452,7 @@ def index_folder(
     duplicates: bool = False,
     data=None,
 ) -> IndexReport:
-    """Index every readable image under ``folder`` (recursively) with ``backbones`` as collection
-    ``name``, incrementally: a file whose size and modification time are those of the previous
+    """:meth:`Collection.index`: a file whose size and modification time are those of the previous
     index is not read again, a file whose content was embedded before (here or in any collection)
     is not embedded again, removed files are dropped (:mod:`photo_index`). Unreadable files are
     listed in the report and the manifest. The manifest is replaced only at the end: an
@@ -329,25 +470,8 @@ def index_folder(
         raise QueryError("give at least one image backbone")
     loaded, stores = _open_stores(list(backbones))
     previous = _previous_entries(name, root)
-    entries, unreadable, to_read = {}, [], []
-    for relative, path, reason in walk_folder(root):
-        if reason is not None:
-            unreadable.append({"file": relative, "reason": reason})
-            continue
-        old = previous.get(relative)
-        try:
-            info = os.stat(path, follow_symlinks=False)
-        except OSError as exc:
-            unreadable.append({"file": relative, "reason": f"cannot be read ({exc.strerror})"})
-            continue
-        if (
-            old
-            and (old["size"], old["mtime_ns"]) == (info.st_size, info.st_mtime_ns)
-            and all(old["sha256"] in s for s in stores)
-        ):
-            entries[relative] = old  # the fast path: not read again
-        else:
-            to_read.append((relative, path))
+    scan = scan_folder(root, previous, stores)
+    entries, unreadable, to_read = dict(scan.kept), list(scan.unreadable), scan.to_read
     changes = IndexChanges(unchanged=len(entries))
     before = [len(s) for s in stores]
     update, close = _progress_printer(len(to_read), show_progress)
@@ -479,12 +603,12 @@ def watch_folder(
     observer.schedule(changed, str(Path(folder).expanduser().resolve()), recursive=True)
     observer.start()  # before the first index: a change made while it runs is caught too
     try:
-        report = index_folder(folder, name, backbones, duplicates=duplicates)
+        report = Collection.index(folder, name, backbones, duplicates=duplicates)
         if on_update:
             on_update(report)
         while not stop.wait(0.1):
             if changed.settled(settle_s):
-                report = index_folder(folder, name, backbones, duplicates=duplicates)
+                report = Collection.index(folder, name, backbones, duplicates=duplicates)
                 if on_update:
                     on_update(report)
         return report
@@ -493,19 +617,9 @@ def watch_folder(
         observer.join()
 
 
-def forget_collection(name: str) -> bool:
-    """Remove the index of collection ``name`` (its manifest; the cached features stay in the cache,
-    the folder's files are never touched). True when there was one."""
-    path = collections_dir() / f"{check_collection_name(name)}.json"
-    if path.is_file():
-        path.unlink()
-        return True
-    return False
-
-
-def load_collection(name: str) -> Gallery:
-    """The indexed collection ``name`` (see :func:`index_folder`), checked against its folder."""
-    name = check_collection_name(name)
+def _read_manifest(name: str) -> Collection:
+    """:meth:`Collection.open`: the manifest read as data (every field checked), every file checked
+    to lie inside the indexed folder."""
     path = collections_dir() / f"{name}.json"
     if not path.is_file():
         raise QueryError(
@@ -538,28 +652,19 @@ def load_collection(name: str) -> Gallery:
         ):  # an edited manifest never reaches outside its folder
             raise QueryError(f"collection {name!r}: {f} is missing or outside {root}; index the folder again")
         resolved.append(p)
-    computed: dict[str, np.ndarray] = {}
-
-    def features(backbone: str) -> np.ndarray:
-        if backbone not in computed:
-            from .photo_index import embed_files
-
-            loaded, (store,) = _open_stores([backbone])
-            missing = [n for n, s in enumerate(shas) if s not in store]
-            if missing:  # a backbone the index did not run, or a store cleared since: embed those files now
-                found = embed_files([resolved[n] for n in missing], loaded, [store])
-                if any(d.error or d.sha256 != shas[n] for d, n in zip(found, missing)):
-                    raise QueryError(
-                        f"collection {name!r}: files changed since they were indexed; index the folder again"
-                    )
-            computed[backbone] = store.get(shas)
-        return computed[backbone]
-
-    gallery = Gallery(name, files, resolved, {}, unreadable, features, root=root)
-    gallery.sha256 = dict(zip(files, shas))
-    gallery.meta, gallery.backbones = meta, backbones
-    gallery.duplicate_groups, gallery.duplicates_said = groups, "" if dups is None else str(dups.get("said", ""))
-    return gallery
+    return Collection(
+        name,
+        files,
+        resolved,
+        {},
+        unreadable,
+        root=root,
+        sha256=dict(zip(files, shas)),
+        meta=meta,
+        backbones=backbones,
+        duplicate_groups=groups,
+        duplicates_said="" if dups is None else str(dups.get("said", "")),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -589,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.backbones:
             backbones = args.backbones
         else:
-            from .results import default_run, load_run
+            from ..results import default_run, load_run
 
             backbones = list(load_run(args.run or default_run()).config.backbones)
         if args.watch:
@@ -603,7 +708,9 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 print("stopped; the index is as of the last update", file=sys.stderr)
             return 0
-        report = index_folder(args.folder, args.name, backbones, show_progress=True, duplicates=not args.no_duplicates)
+        report = Collection.index(
+            args.folder, args.name, backbones, show_progress=True, duplicates=not args.no_duplicates
+        )
         print("\n".join(report.lines()))
         print(f'search it: flickr-retrieval-search "a dog on the beach" --collection {report.name}')
     return 0
@@ -615,7 +722,7 @@ def duplicates_main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="a collection indexed with flickr-retrieval-index")
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-duplicates"):
-        collection = load_collection(args.name)
+        collection = Collection.open(args.name)
         if collection.duplicate_groups is None:
             raise QueryError(
                 f"collection {args.name!r} was indexed without grouping near-duplicates: index it again "

