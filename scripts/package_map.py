@@ -59,6 +59,7 @@ LAYERS = (
             "ledger",
             "literature",
             "contamination",
+            "hubness",
             "sanity",
             "plots",
             "report",

@@ -133,3 +133,33 @@ def test_seed_offset_shifts_training_and_is_validated(tiny_run, monkeypatch):
         monkeypatch.setenv("RCP217_SEED_OFFSET", bad)
         with pytest.raises(ValueError, match="RCP217_SEED_OFFSET"):
             seed_offset()
+
+
+def test_a_rescored_row_keeps_its_parents_runs_chooses_on_dev_and_is_less_simple(table, monkeypatch):
+    """Hubness reduction as a row: the parent's models and seeds, the method's parameters chosen on
+    dev (test never read for it), compared with its parent seed by seed; on a dev tie the parent
+    (no query bank) is chosen; a transductive re-scoring is never a candidate."""
+    from flickr_retrieval import hubness
+
+    read = []
+    real_tune = hubness.tune
+
+    def spy(method, sims, banks, caption_image, grid=None):
+        read.append(sims)
+        return real_tune(method, sims, banks, caption_image, grid)
+
+    monkeypatch.setattr(hubness, "tune", spy)
+    row = table.rescore(RowSpec("5q", "QB-Norm", "5", "query-bank normalisation"), "querybank_norm")
+    parent = table.rows["5"]
+    dev = [table.bank_matrices(parent.runs[s], "dev")[0] for s in parent.seeds]
+    test = [table.bank_matrices(parent.runs[s], "test")[0] for s in parent.seeds]
+    assert len(read) == 1 and all(np.array_equal(a, b) for a, b in zip(read[0], dev))
+    assert not any(np.array_equal(a, b) for a, b in zip(read[0], test))  # the choice read dev, not test
+    assert row.seeds == table.rows["5"].seeds and row.rescored == "querybank_norm" and "chosen on dev" in row.note
+    assert all(row.runs[s].model is table.rows["5"].runs[s].model for s in row.seeds)
+    c = table.compare("5q")
+    assert c["vs"] == "5" and c["seed_list"] == [0, 1]
+    table.rescore(RowSpec("5d", "dual softmax", "5", "transductive"), "dual_softmax")
+    monkeypatch.setattr(experiments, "dev_rsum", lambda run: 100.0)  # every row ties on dev
+    chosen = table.selection()
+    assert chosen["chosen"] != "5q" and "5d" not in chosen["seeds"]
