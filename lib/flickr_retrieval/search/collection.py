@@ -112,11 +112,90 @@ class Collection:
         data=None,
     ) -> IndexReport:
         """Index every readable image under ``folder`` (recursively) with ``backbones`` as collection
-        ``name``, incrementally (:meth:`scan` says what is read again); see :func:`_index` for what
-        is kept when a run is interrupted."""
-        return _index(
-            folder, name, backbones, show_progress=show_progress, workers=workers, duplicates=duplicates, data=data
+        ``name``, incrementally (:meth:`scan` says what is read again): a file whose size and
+        modification time are those of the previous index is not read again, a file whose content
+        was embedded before (here or in any collection) is not embedded again, removed files are
+        dropped (:mod:`photo_index`). Unreadable files are listed in the report and the manifest.
+        The manifest is replaced only at the end: an interrupted or failed run leaves the previous
+        index as it was, and keeps the vectors it finished for the next run. ``duplicates``: group
+        near-duplicate photos (:mod:`duplicates`, a threshold calibrated on Flickr8k, ``data`` when
+        given) and store the groups in the index."""
+        from .photo_index import embed_files
+
+        start = time.perf_counter()
+        name = check_collection_name(name)
+        root = Path(folder).expanduser().resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"no folder {folder}")
+        if not backbones:
+            raise QueryError("give at least one image backbone")
+        loaded, stores = _open_stores(list(backbones))
+        previous = _previous_entries(name, root)
+        scan = scan_folder(root, previous, stores)
+        entries, unreadable, to_read = dict(scan.kept), list(scan.unreadable), scan.to_read
+        changes = IndexChanges(unchanged=len(entries))
+        before = [len(s) for s in stores]
+        update, close = _progress_printer(len(to_read), show_progress)
+        try:
+            decoded = embed_files([p for _, p in to_read], loaded, stores, workers=workers, on_progress=update)
+        except KeyboardInterrupt:
+            for s in stores:
+                s.flush()
+            kept = sum(len(s) - b for s, b in zip(stores, before))
+            print(
+                f"interrupted: {kept} new vector(s) kept; run the same command again to resume "
+                f"(the previous index of {name!r} is unchanged)",
+                file=sys.stderr,
+            )
+            raise
+        except OSError as exc:
+            raise IndexWriteError(
+                f"could not write the index of {name!r} ({exc.strerror or exc}); the previous index is unchanged, and the "
+                "images finished so far are kept: free some space and run the same command again"
+            ) from None
+        finally:
+            close()
+        for (relative, _), d in zip(to_read, decoded):
+            if d.error:
+                unreadable.append({"file": relative, "reason": d.error})
+                continue
+            entries[relative] = {"file": relative, "size": d.size, "mtime_ns": d.mtime_ns, "sha256": d.sha256}
+            (changes.changed if relative in previous else changes.added).append(relative)
+        _add_meta(entries, root)
+        changes.removed = sorted(set(previous) - set(entries))
+        changes.embedded = max((len(s) - b for s, b in zip(stores, before)), default=0)
+        for s in stores:
+            s.compact()
+        if not entries:
+            raise QueryError(f"no readable image under {root} ({len(unreadable)} other file(s))")
+        files = [entries[k] for k in sorted(entries)]
+        manifest = {
+            "format": INDEX_FORMAT,
+            "name": name,
+            "folder": str(root),
+            "backbones": list(backbones),
+            "files": files,
+            "unreadable": sorted(unreadable, key=lambda u: u["file"]),
+        }
+        if duplicates:
+            from .duplicates import collection_groups
+
+            vectors = stores[0].get([e["sha256"] for e in files])
+            found, said = collection_groups([e["file"] for e in files], vectors, backbones[0], data)
+            manifest["duplicates"] = {"groups": found, "said": said}
+        out = collections_dir() / f"{name}.json"
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(out, lambda handle: handle.write((json.dumps(manifest, indent=1) + "\n").encode("utf-8")))
+        except OSError as exc:
+            raise IndexWriteError(
+                f"could not write the index of {name!r} at {out} ({exc.strerror or exc}); the previous index is unchanged"
+            ) from None
+        report = IndexReport(
+            name, root, len(files), manifest["unreadable"], list(backbones), time.perf_counter() - start, out, changes
         )
+        report.duplicates_said = manifest.get("duplicates", {}).get("said", "")
+        return report
 
     def scan(self) -> Scan:
         """What :meth:`update` would do now, without reading a file's bytes or embedding anything:
@@ -133,7 +212,7 @@ class Collection:
         near-duplicate grouping is kept if the index had one). ``kwargs`` as for :meth:`index`."""
         self._check_indexed("update")
         kwargs.setdefault("duplicates", self.duplicate_groups is not None)
-        return _index(self.root, self.name, self.backbones, **kwargs)
+        return Collection.index(self.root, self.name, self.backbones, **kwargs)
 
     def missing(self, backbone: str) -> list[int]:
         """Positions of the files whose ``backbone`` vectors are not in the feature store (all of
@@ -440,100 +519,6 @@ def scan_folder(root: Path, previous: dict[str, dict], stores: list) -> Scan:
         else:
             to_read.append((relative, path))
     return Scan(kept, to_read, unreadable, sorted(set(previous) - seen))
-
-
-def _index(
-    folder: str | Path,
-    name: str,
-    backbones: list[str],
-    *,
-    show_progress: bool = False,
-    workers: int = 1,
-    duplicates: bool = False,
-    data=None,
-) -> IndexReport:
-    """:meth:`Collection.index`: a file whose size and modification time are those of the previous
-    index is not read again, a file whose content was embedded before (here or in any collection)
-    is not embedded again, removed files are dropped (:mod:`photo_index`). Unreadable files are
-    listed in the report and the manifest. The manifest is replaced only at the end: an
-    interrupted or failed run leaves the previous index as it was, and keeps the vectors it
-    finished for the next run. ``duplicates``: group near-duplicate photos (:mod:`duplicates`, a
-    threshold calibrated on Flickr8k, ``data`` when given) and store the groups in the index."""
-    from .photo_index import embed_files
-
-    start = time.perf_counter()
-    name = check_collection_name(name)
-    root = Path(folder).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"no folder {folder}")
-    if not backbones:
-        raise QueryError("give at least one image backbone")
-    loaded, stores = _open_stores(list(backbones))
-    previous = _previous_entries(name, root)
-    scan = scan_folder(root, previous, stores)
-    entries, unreadable, to_read = dict(scan.kept), list(scan.unreadable), scan.to_read
-    changes = IndexChanges(unchanged=len(entries))
-    before = [len(s) for s in stores]
-    update, close = _progress_printer(len(to_read), show_progress)
-    try:
-        decoded = embed_files([p for _, p in to_read], loaded, stores, workers=workers, on_progress=update)
-    except KeyboardInterrupt:
-        for s in stores:
-            s.flush()
-        kept = sum(len(s) - b for s, b in zip(stores, before))
-        print(
-            f"interrupted: {kept} new vector(s) kept; run the same command again to resume (the previous index of {name!r} is unchanged)",
-            file=sys.stderr,
-        )
-        raise
-    except OSError as exc:
-        raise IndexWriteError(
-            f"could not write the index of {name!r} ({exc.strerror or exc}); the previous index is unchanged, and the "
-            "images finished so far are kept: free some space and run the same command again"
-        ) from None
-    finally:
-        close()
-    for (relative, _), d in zip(to_read, decoded):
-        if d.error:
-            unreadable.append({"file": relative, "reason": d.error})
-            continue
-        entries[relative] = {"file": relative, "size": d.size, "mtime_ns": d.mtime_ns, "sha256": d.sha256}
-        (changes.changed if relative in previous else changes.added).append(relative)
-    _add_meta(entries, root)
-    changes.removed = sorted(set(previous) - set(entries))
-    changes.embedded = max((len(s) - b for s, b in zip(stores, before)), default=0)
-    for s in stores:
-        s.compact()
-    if not entries:
-        raise QueryError(f"no readable image under {root} ({len(unreadable)} other file(s))")
-    files = [entries[k] for k in sorted(entries)]
-    manifest = {
-        "format": INDEX_FORMAT,
-        "name": name,
-        "folder": str(root),
-        "backbones": list(backbones),
-        "files": files,
-        "unreadable": sorted(unreadable, key=lambda u: u["file"]),
-    }
-    if duplicates:
-        from .duplicates import collection_groups
-
-        vectors = stores[0].get([e["sha256"] for e in files])
-        found, said = collection_groups([e["file"] for e in files], vectors, backbones[0], data)
-        manifest["duplicates"] = {"groups": found, "said": said}
-    out = collections_dir() / f"{name}.json"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, lambda handle: handle.write((json.dumps(manifest, indent=1) + "\n").encode("utf-8")))
-    except OSError as exc:
-        raise IndexWriteError(
-            f"could not write the index of {name!r} at {out} ({exc.strerror or exc}); the previous index is unchanged"
-        ) from None
-    report = IndexReport(
-        name, root, len(files), manifest["unreadable"], list(backbones), time.perf_counter() - start, out, changes
-    )
-    report.duplicates_said = manifest.get("duplicates", {}).get("said", "")
-    return report
 
 
 def _add_meta(entries: dict[str, dict], root: Path) -> None:
