@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from .metrics import selection_score, summarize_ranks, t2i_ranks
+
 #: The methods, by name: what :func:`rescore` applies.
 METHODS = ("inverted_softmax", "querybank_norm", "csls")
 
@@ -128,8 +130,6 @@ def tune(
     """The parameters of ``method`` with the best mean criterion (t2i R@1+R@5+R@10) over the runs
     given, one (similarity, bank) pair per run, and every candidate's mean. Pass **dev**
     similarities and banks scored against the dev images: the choice never reads test."""
-    from .metrics import selection_score, summarize_ranks, t2i_ranks
-
     if len(similarities) != len(banks) or not similarities:
         raise ValueError("one bank per similarity matrix, at least one")
     scores = {}
