@@ -130,3 +130,32 @@ def test_choose_ties_to_the_simplest_within_the_tolerance():
     out = protocol.choose(scores, {"simple": (0,), "complex": (1,), "bad": (0,)})
     assert out["chosen"] == "simple" and out["within_tolerance"] == ["simple", "complex"]
     assert protocol.choose(scores, {"simple": (0,), "complex": (1,), "bad": (0,)}, tolerance=0.1)["chosen"] == "complex"
+
+
+def noisy_similarity(signal: float, seed: int) -> np.ndarray:
+    """(captions x images) scores: each caption's own image raised by ``signal``, plus seeded noise."""
+    rng = np.random.default_rng(seed)
+    sim = rng.normal(size=(len(CAPTION_IMAGE), N_IMAGES))
+    sim[np.arange(len(CAPTION_IMAGE)), CAPTION_IMAGE] += signal
+    return sim
+
+
+def test_select_members_adds_what_raises_dev_and_leaves_out_noise():
+    pool = {"a": noisy_similarity(2.0, 1), "b": noisy_similarity(2.0, 2), "noise": noisy_similarity(0.0, 3)}
+    out = protocol.select_members(pool, CAPTION_IMAGE)
+    assert out["members"][0] in ("a", "b") and set(out["members"]) == {"a", "b"}  # independent noise: both add
+    assert all(later > earlier for earlier, later in zip(out["dev_criterion"], out["dev_criterion"][1:]))
+    assert out["alone"]["noise"] < out["alone"]["a"]
+    # the criterion it reports is the criterion of the members' mean, computed the long way
+    mean = np.mean([pool[i] for i in out["members"]], axis=0)
+    assert out["dev_criterion"][-1] == pytest.approx(verdicts.hits(metrics.t2i_ranks(mean, CAPTION_IMAGE)).mean())
+    assert protocol.select_members(pool, CAPTION_IMAGE, max_members=1)["members"] == [out["members"][0]]
+    # a copy of a member adds nothing: selection stops (without replacement, ties do not count)
+    assert protocol.select_members({"a": pool["a"], "a again": pool["a"].copy()}, CAPTION_IMAGE)["members"] == ["a"]
+
+
+def test_select_members_refuses_mismatched_candidates():
+    with pytest.raises(ValueError, match="shape"):
+        protocol.select_members({"a": np.zeros((10, 4)), "b": np.zeros((10, 5))}, np.arange(10) % 4)
+    with pytest.raises(ValueError, match="no candidate"):
+        protocol.select_members({}, CAPTION_IMAGE)

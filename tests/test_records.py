@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from flickr_retrieval import records
+from flickr_retrieval import protocol, records
 from flickr_retrieval.checkpoint import TrainedModel
 from flickr_retrieval.errors import CheckpointError
 from flickr_retrieval.experiments import Experiment, RowSpec
@@ -174,3 +174,42 @@ def test_a_row_ci_need_not_retrain_is_read_whole_and_trained_when_a_model_is_nee
     assert not sampled.rows["5"].first.from_record  # the record now stands for the run trained here
     started = study(fine_tune=True)  # a fine-tuning from it: its start is trained
     assert started.rows["5"].runs[0].model is not None and started.rows["8"].runs[0].model is not None
+
+
+def test_committed_rows_and_an_ensemble_chosen_on_dev(tiny_run, tmp_path, monkeypatch):
+    """Another notebook's committed single-model rows come back as configs (its ensembles left out);
+    an ensemble chosen on dev from their runs holds the members the dev selection named."""
+    data, config, *_ = tiny_run
+    monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
+    with pytest.raises(FileNotFoundError, match="no committed run record"):
+        Experiment(data, n_boot=10).committed_rows("other")
+    other = Experiment(data, n_boot=10, notebook="other")
+    short = config.replace(name="short", max_epochs=1)
+    other.run(RowSpec("A", "a", None, "-", short), seeds=(0, 1))
+    other.run(RowSpec("B", "b", "A", "lr", short.replace(name="b", lr=short.lr * 2)), seeds=(0,))
+    other.ensemble(RowSpec("E", "seeds", "A", "mean"), [other.rows["A"].runs[s] for s in (0, 1)])
+    here = Experiment(data, n_boot=10)
+    rows = here.committed_rows("other")
+    assert list(rows) == ["A", "B"] and rows["B"].setting() == short.replace(lr=short.lr * 2).setting()
+    pool = {
+        f"{i} seed 0": here.run(RowSpec(i, i, None, "-", c), seeds=(0,), quiet=True).runs[0] for i, c in rows.items()
+    }
+    assert all(run.source == "run cache" for run in pool.values())  # the same settings: nothing trained again
+    row = here.select_ensemble(RowSpec("G", "chosen on dev", None, "greedy"), pool)
+    picked = protocol.select_members({k: here.dev_similarity(r) for k, r in pool.items()}, here.caption_image("dev"))
+    assert [m for m in row.members] == [pool[k] for k in picked["members"]]
+    assert row.note.startswith(f"chosen on dev from 2 candidates, added in order: {picked['members'][0]}")
+
+
+def test_parameters_counts_the_branches_without_training(tiny_run):
+    data, config, space, feats, trained = tiny_run
+    exp = Experiment(data, n_boot=10)
+    assert exp.parameters(config) == sum(p.numel() for p in trained.model.parameters())
+    wider = config.replace(hidden_dim=config.hidden_dim * 2)
+    d_text, d_image = feats["train"].text.shape[1], feats["train"].image.shape[1]
+    assert exp.parameters(wider) - exp.parameters(config) == config.hidden_dim * (
+        d_text + d_image + 2 + 2 * config.embed_dim
+    )
+    with pytest.raises(ValueError, match="frozen features"):
+        exp.parameters(config.replace(tune_image_heads=True))

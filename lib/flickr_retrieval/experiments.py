@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import analysis, hubness, metrics, protocol, records, results, verdicts
 from .checkpoint import TrainedModel
@@ -33,6 +34,7 @@ from .data import Flickr8k
 from .evaluation import similarity
 from .images import VIEW_SETS
 from .inputs import FeatureSpace, SplitFeatures
+from .models import ModelSpec, build_model
 from .protocol import CLOSE_CALL_MARGIN, CRITERION
 from .records import Run, Sampling
 from .runs import train_cached
@@ -180,6 +182,17 @@ class Experiment:
             self._spaces[key] = (space, {name: space.split(name) for name in ("train", "dev", "test")})
         return self._spaces[key]
 
+    def parameters(self, config: RunConfig) -> int:
+        """How many weights the config's model has (its branches on these features), counted on a
+        model built on torch's ``meta`` device: nothing is trained or allocated. For a model on frozen
+        features (no trained text encoder or image layers)."""
+        if config.finetune_text or config.tune_image_heads:
+            raise ValueError("count the weights of a model on frozen features (no finetune_text, no tune_image_heads)")
+        train = self.features(config)[1]["train"]
+        spec = ModelSpec.from_config(config, train.text.shape[1], train.image.shape[1])
+        with torch.device("meta"):
+            return sum(p.numel() for p in build_model(spec).parameters())
+
     def caption_image(self, split: str = "test") -> np.ndarray:
         """The image of each caption of ``split``, in the order of every rank array."""
         return np.asarray(self.data.split(split).caption_image)
@@ -272,6 +285,20 @@ class Experiment:
         )
         return self._scored(trained)
 
+    def committed_rows(self, notebook: str) -> dict[str, RunConfig]:
+        """The single-model rows of another notebook's committed run records (row id -> the config
+        of its seed-0 record; ensembles left out), to build rows of the same settings here. A
+        re-scored row (12's) records its parent's config: read a notebook that trains its rows."""
+        folder = records.committed_record_path(notebook, "row", 0).parent
+        out = {}
+        for path in sorted(folder.glob("*-seed0.npz")):
+            run = self._load(path)
+            if not run.members:
+                out[path.name.removesuffix("-seed0.npz")] = run.config
+        if not out:
+            raise FileNotFoundError(f"no committed run record of notebook {notebook!r} in {folder}: run it first")
+        return out
+
     def ensure_seeds(self, row_id: str, seeds: tuple[int, ...]) -> Row:
         """Obtain the seeds of ``row_id`` it does not have yet (its spec must carry a config)."""
         row = self.rows[row_id]
@@ -358,6 +385,28 @@ class Experiment:
         row = Row(spec, runs={0: run}, members=tuple(members))
         self.rows[spec.id] = row
         print(self.describe(spec.id))
+        return row
+
+    def dev_similarity(self, run: Run) -> np.ndarray:
+        """The run's (captions x images) dev similarity (its weights: trained now when it was read
+        from a record)."""
+        return similarity(self.weights(run).model, self.features(run.config)[1]["dev"])
+
+    def select_ensemble(self, spec: RowSpec, candidates: dict[str, Run], max_members: int | None = None) -> Row:
+        """An ensemble whose members are chosen on **dev** from ``candidates`` (label -> run) by greedy
+        forward selection (:func:`protocol.select_members`), then scored like :meth:`ensemble`. The
+        row's note says the members in the order added and the dev criterion after each."""
+        picked = protocol.select_members(
+            {label: self.dev_similarity(run) for label, run in candidates.items()},
+            self.caption_image("dev"),
+            CRITERION,
+            max_members,
+        )
+        row = self.ensemble(spec, [candidates[label] for label in picked["members"]])
+        row.note = "chosen on dev from {} candidates, added in order: {}".format(
+            len(candidates),
+            ", ".join(f"{label} ({score:.1f})" for label, score in zip(picked["members"], picked["dev_criterion"])),
+        )
         return row
 
     def bank_matrices(self, run: Run, split: str) -> tuple[np.ndarray, np.ndarray]:

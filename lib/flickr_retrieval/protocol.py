@@ -5,7 +5,8 @@ Decisions (each reads the **dev** ranks and dev curves of the runs, never their 
 
 - :func:`is_close_call` on a :func:`compare` of dev ranks: which rows get more seeds;
 - :func:`choose`: the dev choice (best mean dev criterion over seeds, ties to the simplest row);
-- ensemble members and sizes follow from those (a chosen row's seeds).
+- ensemble members and sizes follow from those (a chosen row's seeds), or :func:`select_members`
+  picks them from a pool by their dev similarity matrices (greedy forward selection).
 
 Reports (test ranks, once the decisions are made):
 
@@ -31,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 from . import verdicts
+from .metrics import t2i_ranks
 
 #: The criterion of every verdict and of the model choice: R@1 + R@5 + R@10 (t2i), in points.
 CRITERION = (1, 5, 10)
@@ -206,3 +208,44 @@ def ensemble_gain(
         "df": max(n_images - 1, 1),
     }
     return {**out, "p": p_value(out)}
+
+
+def select_members(
+    dev_similarity: dict[str, np.ndarray],
+    caption_image: np.ndarray,
+    ks: tuple[int, ...] = CRITERION,
+    max_members: int | None = None,
+) -> dict:
+    """Ensemble members chosen on **dev** by greedy forward selection (Caruana et al. 2004, without
+    replacement): start from the candidate with the best dev criterion alone, then add the candidate
+    whose similarity matrix, averaged with the members', raises the dev criterion most; stop when no
+    candidate raises it (or at ``max_members``). ``dev_similarity``: candidate id -> its (captions x
+    images) dev similarity, all of the same captions and images; ``caption_image``: the dev image of
+    each caption. Ties go to the first candidate in order. Reads nothing but dev.
+
+    Returns ``{"members": [ids in the order added], "dev_criterion": [the criterion after each
+    addition], "alone": {id: its own dev criterion}}``."""
+    if not dev_similarity:
+        raise ValueError("no candidate to select from")
+    shapes = {np.shape(m) for m in dev_similarity.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"the candidates' dev similarities differ in shape: {sorted(shapes)}")
+
+    def criterion(sim: np.ndarray) -> float:
+        return float(verdicts.hits(t2i_ranks(sim, caption_image), ks).mean())
+
+    alone = {i: criterion(m) for i, m in dev_similarity.items()}
+    first = max(alone, key=lambda i: alone[i])  # max keeps the first of equals
+    members, scores = [first], [alone[first]]
+    total = np.asarray(dev_similarity[first], dtype=np.float64).copy()
+    while max_members is None or len(members) < max_members:
+        trial = {i: criterion((total + m) / (len(members) + 1)) for i, m in dev_similarity.items() if i not in members}
+        if not trial:
+            break
+        best = max(trial, key=lambda i: trial[i])
+        if trial[best] <= scores[-1]:
+            break
+        members.append(best)
+        scores.append(trial[best])
+        total += dev_similarity[best]
+    return {"members": members, "dev_criterion": scores, "alone": alone}
