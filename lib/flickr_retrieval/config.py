@@ -21,7 +21,14 @@ TEST_VIEWS = ("full", "mean")
 #: Fields added after run records and exports were first written, with their defaults: written by
 #: :meth:`RunConfig.to_dict` only when set otherwise, so that every earlier config's dict, run-cache
 #: key, record and ensemble member id stays exactly what it was.
-LATER_FIELDS = {"image_views": "full", "test_view": "full", "tune_image_heads": False, "image_head_lr": 1e-4}
+LATER_FIELDS = {
+    "image_views": "full",
+    "test_view": "full",
+    "tune_image_heads": False,
+    "image_head_lr": 1e-4,
+    "hardest_weight": 0.0,
+    "hardest_from_epoch": 1,
+}
 
 #: The fields that are not part of what a run trains (see :meth:`RunConfig.setting`).
 SETTING_EXCLUDES = ("name", "seed", "precision")
@@ -109,6 +116,10 @@ class RunConfig:
     margin: float = 0.0  # CosineEmbeddingLoss margin, or the triplet margin (VSE++: 0.2)
     temperature: float = 0.05  # InfoNCE initial temperature
     learn_temperature: bool = True
+    # VSE++'s hardest-negative hinge (margin ``margin``) added to InfoNCE with this weight, from epoch
+    # ``hardest_from_epoch`` on (the epochs before it are a warm-up on InfoNCE alone); 0: InfoNCE alone
+    hardest_weight: float = 0.0
+    hardest_from_epoch: int = 1
     finetune_text: bool = False  # also train the text encoder (models.TextTunedDualEncoder), from a trained run
     text_lr: float = 2e-5  # the text encoder's learning rate when fine-tuned
     # optimisation
@@ -168,7 +179,12 @@ class RunConfig:
         for name in ("lr", "text_lr", "temperature", "image_head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("batch_size", "max_epochs", "patience", "hidden_dim", "embed_dim"):
+        if not self.hardest_weight >= 0.0:
+            raise ValueError(f"hardest_weight must be 0 or positive, got {self.hardest_weight!r}")
+        if self.hardest_weight > 0 and not spec.takes_hardest_term:
+            takers = [name for name, s in LOSS_SPECS.items() if s.takes_hardest_term]
+            raise ValueError(f"hardest_weight adds a hardest-negative hinge to loss {' or '.join(map(repr, takers))}")
+        for name in ("batch_size", "max_epochs", "patience", "hidden_dim", "embed_dim", "hardest_from_epoch"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -197,8 +213,10 @@ class RunConfig:
         unused = []
         if self.model != "dual_encoder":
             unused += ["hidden_dim", "embed_dim", "dropout", "similarity"]
-        if not spec.uses_margin:
+        if not spec.uses_margin and self.hardest_weight == 0:
             unused.append("margin")
+        if self.hardest_weight == 0:
+            unused.append("hardest_from_epoch")
         if not spec.learns_temperature:
             unused += ["temperature", "learn_temperature"]
         if len(spec.label_schemes) == 1:

@@ -92,7 +92,8 @@ def fit(
     scored as epoch 0 and can be the ones kept (a fine-tuning that does not help keeps its start).
     ``bf16`` runs each training step's forward pass under bfloat16 autocast (weights, gradients and
     the optimiser stay float32; dev scores are computed in float32). ``scheduler`` (a learning-rate
-    schedule) is stepped after every batch.
+    schedule) is stepped after every batch. ``objective.set_epoch`` is told each epoch (from 1) before
+    its batches (a term of the loss may start after a warm-up).
     """
     history = []
     if score_start:
@@ -104,6 +105,7 @@ def fit(
     for epoch in progress(epochs) if progress else epochs:
         start = time.perf_counter()
         objective.train()
+        objective.set_epoch(epoch)
         total, count = 0.0, 0
         for batch in batches(rng):
             loss = training_step(objective, optimizer, batch, bf16, scheduler)

@@ -99,6 +99,7 @@ class LossSpec:
     learns_temperature: bool = False
     uses_margin: bool = False
     finetunes_text: bool = False
+    takes_hardest_term: bool = False  # RunConfig.hardest_weight may add VSE++'s hardest-negative hinge to it
     batch_loss: Callable | None = None  # for ``batch`` inputs: (scores, positive, margin=, hardest=, temperature=)
 
     def __post_init__(self):
@@ -148,6 +149,7 @@ LOSS_SPECS: dict[str, LossSpec] = {
             ("in_batch",),
             learns_temperature=True,
             finetunes_text=True,
+            takes_hardest_term=True,
             batch_loss=_info_nce_of_batch,
         ),
         *(LossSpec(kind, "pairs", ("pair_classifier",), ("none", "random")) for kind in ("mse", "gaussian_nll", "bce")),

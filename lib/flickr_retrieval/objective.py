@@ -26,6 +26,8 @@ class Objective(nn.Module):
         self.loss_name, self.negatives = config.loss, config.negatives
         self.spec = losses.loss_spec(config.loss)  # what the loss takes, as it declares it
         self.margin, self.label_scheme = config.margin, config.label_scheme
+        self.hardest_weight, self.hardest_from_epoch = config.hardest_weight, config.hardest_from_epoch
+        self.epoch = 1  # the epoch being trained (fit sets it): the hardest-negative term starts from one
         if self.spec.learns_temperature:  # CLIP's learned temperature, as log(1 / T)
             start = temperature if temperature is not None else config.temperature
             self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / start)), requires_grad=config.learn_temperature)
@@ -35,6 +37,15 @@ class Objective(nn.Module):
     @property
     def temperature(self) -> float | None:
         return None if self.log_scale is None else float(torch.exp(-self.log_scale.detach()))
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next batches belong to (counted from 1), as :func:`flickr_retrieval.fit.fit` trains it."""
+        self.epoch = epoch
+
+    @property
+    def hardest_on(self) -> bool:
+        """Whether the hardest-negative hinge is added to the batch loss in the current epoch."""
+        return self.hardest_weight > 0 and self.epoch >= self.hardest_from_epoch
 
     def after_step(self) -> None:
         """Keep the learned scale in CLIP's range after each optimiser step."""
@@ -64,10 +75,14 @@ class Objective(nn.Module):
             return losses.cosine_embedding(torch.cat([t, t]), torch.cat([own_emb, neg_emb]), target, self.margin)
         scores = model.scores(t, own_emb)
         temperature = None if self.log_scale is None else torch.exp(-self.log_scale)
-        return self.spec.batch_loss(
+        positive = losses.same_image_mask(own)
+        loss = self.spec.batch_loss(
             scores,
-            losses.same_image_mask(own),
+            positive,
             margin=self.margin,
             hardest=self.negatives == "hardest_in_batch",
             temperature=temperature,
         )
+        if self.hardest_on:  # after the warm-up: VSE++'s hardest negatives beside InfoNCE's softmax
+            loss = loss + self.hardest_weight * losses.triplet(scores, positive, self.margin, max_violation=True)
+        return loss
