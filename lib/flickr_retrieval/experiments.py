@@ -1,4 +1,4 @@
-"""Rows of an ablation table, each trained with several seeds (notebooks 05, 07, 10, 11, 13, 14).
+"""Rows of an ablation table, each trained with several seeds (notebooks 05, 07, 10, 11, 13, 14, 15).
 
 A row is data (:class:`RowSpec`): an id, a display label, the row it changes (``parent``), what
 changed, and its config. :class:`Experiment` obtains each row's runs (:class:`records.Run`) for any
