@@ -163,3 +163,48 @@ def test_a_rescored_row_keeps_its_parents_runs_chooses_on_dev_and_is_less_simple
     monkeypatch.setattr(experiments, "dev_rsum", lambda run: 100.0)  # every row ties on dev
     chosen = table.selection()
     assert chosen["chosen"] != "5q" and "5d" not in chosen["seeds"]
+
+
+def test_an_ensemble_is_rescored_as_one_model_and_compared_with_itself(table):
+    """The ensemble's scores and its bank's are the means of its members'; the re-scored row keeps
+    the ensemble's single run and is compared with the ensemble over test images, models fixed."""
+    from flickr_retrieval import hubness, protocol
+
+    members = [table.rows["5"].runs[s] for s in (0, 1)]
+    ensemble = table.ensemble(RowSpec("E", "two seeds", "5", "mean"), members)
+    row = table.rescore(RowSpec("EIS", "E + inverted softmax", "E", "bank"), "inverted_softmax", grid=[{"beta": 20.0}])
+    sims, banks = zip(*(table.bank_matrices(m, "test") for m in members))
+    expected = hubness.rescore("inverted_softmax", np.mean(sims, axis=0), np.mean(banks, axis=0), beta=20.0)
+    np.testing.assert_allclose(row.first.result["similarity"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.mean(sims, axis=0), ensemble.first.result["similarity"], rtol=1e-5, atol=1e-6)
+    assert row.seeds == [0] and not row.is_ensemble and "EIS" in table.compared()
+    c = table.compare("EIS")
+    own = protocol.ensemble_gain(row.first.ranks["t2i"], [ensemble.first.ranks["t2i"]], table.caption_image("test"))
+    assert c["vs"] == "E" and c["diff"] == own["diff"] and c["ci95"] == own["ci95"]
+    plain = table.rows["3"]
+    with pytest.raises(ValueError, match="has an ensemble for parent"):
+        table.rows["X"] = experiments.Row(RowSpec("X", "x", "E", "-"), runs=dict(plain.runs))
+        table.compare("X")
+
+
+def test_a_rescored_ensemble_is_not_counted_as_a_trained_run(table):
+    members = [table.rows["5"].runs[s] for s in (0, 1)]
+    table.ensemble(RowSpec("E", "two seeds", "5", "mean"), members)
+    before = table.training_summary()
+    table.rescore(RowSpec("EIS", "E + inverted softmax", "E", "bank"), "inverted_softmax", grid=[{"beta": 20.0}])
+    assert table.training_summary() == before
+    assert "ensemble E re-scored" in table.describe("EIS")
+    assert "EIS E + inverted softmax" not in table.ci_sample().index
+
+
+def test_an_ensemble_and_its_rescoring_are_recorded_as_key_0_whatever_their_first_members_seed(
+    tiny_run, tmp_path, monkeypatch
+):
+    data, config, *_ = tiny_run
+    monkeypatch.setenv("RCP217_RESULTS", str(tmp_path))
+    exp = Experiment(data, n_boot=10, notebook="nb")
+    row = exp.run(RowSpec("A", "a", None, "-", config.replace(name="short", max_epochs=1)), seeds=(0, 1))
+    exp.ensemble(RowSpec("E", "seed 1 first", "A", "mean"), [row.runs[1], row.runs[0]])
+    exp.rescore(RowSpec("EIS", "E + inverted softmax", "E", "bank"), "inverted_softmax", grid=[{"beta": 20.0}])
+    written = sorted(p.name for p in (tmp_path / "runs" / "nb").glob("E*.npz"))
+    assert written == ["E-seed0.npz", "EIS-seed0.npz"]

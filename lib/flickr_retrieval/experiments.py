@@ -212,9 +212,11 @@ class Experiment:
         run.result = analysis.protocol_from_ranks(run.ranks, feats["test"], self.threshold, self.n_boot, seed=0)
         return run
 
-    def _save(self, row_id: str, run: Run) -> None:
+    def _save(self, row_id: str, run: Run, key: int | None = None) -> None:
+        """Write the run's record under its row and ``key`` (default its seed; an ensemble's own run,
+        and that run re-scored, are key 0 of their row, whatever their first member's seed)."""
         if self.notebook is not None:
-            run.save(records.record_path(self.notebook, row_id, run.seed))
+            run.save(records.record_path(self.notebook, row_id, run.seed if key is None else key))
 
     def _committed(self, spec: RowSpec, seed: int) -> Run | None:
         """The committed record of a row's seed, when one of the same setting exists."""
@@ -326,6 +328,8 @@ class Experiment:
         t = row.mean_t2i()
         if row.is_ensemble:
             how = f"mean of {len(row.members)} models' scores; dev R@1+R@5+R@10 {row.first.dev_score():.1f}"
+        elif row.first.members:  # an ensemble re-scored: no training of its own
+            how = f"ensemble {row.spec.parent} re-scored; dev R@1+R@5+R@10 {row.first.dev_score():.1f}"
         else:
             runs = [row.runs[s] for s in row.seeds]
             caps = sum(at_cap(r) for r in runs)
@@ -381,7 +385,7 @@ class Experiment:
             dev_ranks=dev_ranks,
             result=result,
         )
-        self._save(spec.id, run)
+        self._save(spec.id, run, key=0)
         row = Row(spec, runs={0: run}, members=tuple(members))
         self.rows[spec.id] = row
         print(self.describe(spec.id))
@@ -417,15 +421,26 @@ class Experiment:
         bank = model.score_matrix(feats["train"].queries, feats[split].image).float().numpy()
         return similarity(model, feats[split]), bank
 
+    def _row_bank_matrices(self, row: Row, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`bank_matrices` of a row's run; of an ensemble, the mean of its members' (its scores
+        are their mean, and each member scores the bank through its own text branch)."""
+        if not row.is_ensemble:
+            return self.bank_matrices(row.runs[seed], split)
+        total_sim, total_bank = 0.0, 0.0
+        for member in row.members:
+            sim, bank = self.bank_matrices(member, split)
+            total_sim, total_bank = total_sim + sim, total_bank + bank
+        return total_sim / len(row.members), total_bank / len(row.members)
+
     def rescore(self, spec: RowSpec, method: str, grid: list[dict] | None = None) -> Row:
         """A row whose runs are its parent's, scored at test time by a hubness reduction
         (:mod:`hubness`) against the query bank of :meth:`bank_matrices`. The method's parameters
         are chosen on dev (the best mean dev criterion over the parent's seeds); test is scored
-        once with them. The row's note says what was chosen and what each candidate scored."""
+        once with them. The row's note says what was chosen and what each candidate scored. An
+        ensemble is re-scored as one model (:meth:`_row_bank_matrices`) and compared with itself
+        unscored (:meth:`compare`)."""
         parent = self.rows[spec.parent]
-        if parent.is_ensemble:
-            raise ValueError("re-score a single-model row, not an ensemble")
-        dev = {s: self.bank_matrices(parent.runs[s], "dev") for s in parent.seeds}
+        dev = {s: self._row_bank_matrices(parent, s, "dev") for s in parent.seeds}
         params, tried = hubness.tune(
             method,
             [dev[s][0] for s in parent.seeds],
@@ -442,7 +457,7 @@ class Experiment:
             base = parent.runs[s]
             _, feats = self.features(base.config)
             dev_ranks = metrics.t2i_ranks(hubness.rescore(method, *dev[s], **params), feats["dev"].caption_image)
-            sim = hubness.rescore(method, *self.bank_matrices(base, "test"), **params)
+            sim = hubness.rescore(method, *self._row_bank_matrices(parent, s, "test"), **params)
             result = {**analysis.protocol(sim, feats["test"], self.threshold, self.n_boot, seed=0), "similarity": sim}
             history = [
                 {"epoch": base.best_epoch, **{f"dev_{k}": v for k, v in metrics.summarize_ranks(dev_ranks).items()}}
@@ -450,7 +465,7 @@ class Experiment:
             row.runs[s] = dataclasses.replace(
                 base, ranks=result["ranks"], history=history, dev_ranks=dev_ranks, result=result
             )
-            self._save(spec.id, row.runs[s])
+            self._save(spec.id, row.runs[s], key=s)
         self.rows[spec.id] = row
         print(self.describe(spec.id), "|", row.note)
         return row
@@ -470,13 +485,19 @@ class Experiment:
         """Row ``row_id`` minus its parent on the criterion, over the seeds both have (or ``seeds``),
         paired by seed (:func:`protocol.compare`), on the ``split``'s ranks (``dev`` for decisions).
         With one common seed, the training noise is the pooled seed spread of that split's criterion.
-        An ensemble row is compared with the mean of its own members (:func:`protocol.ensemble_gain`)."""
+        An ensemble row is compared with the mean of its own members (:func:`protocol.ensemble_gain`);
+        a re-scored ensemble with the ensemble itself, its models fixed: the interval covers the
+        choice of test images."""
         row = self.rows[row_id]
         if row.is_ensemble:
             return self.ensemble_gain(row_id, split)
         parent = self.rows[row.spec.parent]
         if parent.is_ensemble:
-            raise ValueError(f"row {row_id!r} has an ensemble for parent: compare ensembles with their members")
+            if not row.rescored:
+                raise ValueError(f"row {row_id!r} has an ensemble for parent: compare ensembles with their members")
+            ranks = [_ranks(r, r.seeds, split)[0] for r in (row, parent)]
+            out = protocol.ensemble_gain(ranks[0], ranks[1:], self.caption_image(split), CRITERION)
+            return {"row": row_id, "vs": parent.spec.id, "seed_list": list(row.seeds), "split": split, **out}
         common = [s for s in (seeds if seeds is not None else row.seeds) if s in parent.runs and s in row.runs]
         if not common:
             raise ValueError(f"rows {row_id!r} and {row.spec.parent!r} share no seed")
@@ -509,7 +530,8 @@ class Experiment:
         return [
             i
             for i, r in self.rows.items()
-            if r.is_ensemble or (r.spec.parent in self.rows and not self.rows[r.spec.parent].is_ensemble)
+            if r.is_ensemble
+            or (r.spec.parent in self.rows and (r.rescored or not self.rows[r.spec.parent].is_ensemble))
         ]
 
     def comparisons(self) -> dict[str, dict]:
@@ -726,7 +748,7 @@ class Experiment:
     def training_summary(self) -> str:
         """How this process obtained the runs: how many were trained here (and their training
         seconds), read from the run cache, read from committed records."""
-        runs = [r for row in self.rows.values() if not row.is_ensemble for r in row.runs.values()]
+        runs = [r for row in self.rows.values() if not row.is_ensemble for r in row.runs.values() if not r.members]
         trained = [r for r in runs if r.source == "trained"]
         return (
             f"{len(runs)} runs: {len(trained)} trained here ({sum(r.seconds for r in trained):.0f} s of training), "
@@ -738,7 +760,7 @@ class Experiment:
         """What CI trains and reads, row by row (:class:`records.Sampling`): the table of docs/reproducibility.md."""
         out = {}
         for row in self.rows.values():
-            if row.is_ensemble:
+            if row.is_ensemble or row.first.members:  # an ensemble, or one re-scored: nothing trained
                 continue
             out[row.name] = {
                 "CI": "reads every seed" if row.spec.ci_reads else "trains its first seed, reads the others",
