@@ -193,6 +193,7 @@ def test_a_rescored_ensemble_is_not_counted_as_a_trained_run(table):
     before = table.training_summary()
     table.rescore(RowSpec("EIS", "E + inverted softmax", "E", "bank"), "inverted_softmax", grid=[{"beta": 20.0}])
     assert table.training_summary() == before
+    assert table.rows["EIS"].rescores_ensemble and not table.rows["E"].rescores_ensemble
     assert "ensemble E re-scored" in table.describe("EIS")
     assert "EIS E + inverted softmax" not in table.ci_sample().index
 

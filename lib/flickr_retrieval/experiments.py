@@ -111,6 +111,11 @@ class Row:
         return sorted(self.runs)
 
     @property
+    def rescores_ensemble(self) -> bool:
+        """Its run is an ensemble's, re-scored (:meth:`Experiment.rescore`): nothing trained of its own."""
+        return not self.is_ensemble and bool(self.runs) and bool(self.first.members)
+
+    @property
     def first(self) -> Run:
         """The run of the row's first seed (an ensemble's own run)."""
         return self.runs[self.seeds[0]]
@@ -328,7 +333,7 @@ class Experiment:
         t = row.mean_t2i()
         if row.is_ensemble:
             how = f"mean of {len(row.members)} models' scores; dev R@1+R@5+R@10 {row.first.dev_score():.1f}"
-        elif row.first.members:  # an ensemble re-scored: no training of its own
+        elif row.rescores_ensemble:
             how = f"ensemble {row.spec.parent} re-scored; dev R@1+R@5+R@10 {row.first.dev_score():.1f}"
         else:
             runs = [row.runs[s] for s in row.seeds]
@@ -495,8 +500,8 @@ class Experiment:
         if parent.is_ensemble:
             if not row.rescored:
                 raise ValueError(f"row {row_id!r} has an ensemble for parent: compare ensembles with their members")
-            ranks = [_ranks(r, r.seeds, split)[0] for r in (row, parent)]
-            out = protocol.ensemble_gain(ranks[0], ranks[1:], self.caption_image(split), CRITERION)
+            own, unscored = (_ranks(r, r.seeds, split)[0] for r in (row, parent))
+            out = protocol.ensemble_gain(own, [unscored], self.caption_image(split), CRITERION)
             return {"row": row_id, "vs": parent.spec.id, "seed_list": list(row.seeds), "split": split, **out}
         common = [s for s in (seeds if seeds is not None else row.seeds) if s in parent.runs and s in row.runs]
         if not common:
@@ -748,7 +753,8 @@ class Experiment:
     def training_summary(self) -> str:
         """How this process obtained the runs: how many were trained here (and their training
         seconds), read from the run cache, read from committed records."""
-        runs = [r for row in self.rows.values() if not row.is_ensemble for r in row.runs.values() if not r.members]
+        trained_rows = [row for row in self.rows.values() if not (row.is_ensemble or row.rescores_ensemble)]
+        runs = [r for row in trained_rows for r in row.runs.values()]
         trained = [r for r in runs if r.source == "trained"]
         return (
             f"{len(runs)} runs: {len(trained)} trained here ({sum(r.seconds for r in trained):.0f} s of training), "
@@ -760,7 +766,7 @@ class Experiment:
         """What CI trains and reads, row by row (:class:`records.Sampling`): the table of docs/reproducibility.md."""
         out = {}
         for row in self.rows.values():
-            if row.is_ensemble or row.first.members:  # an ensemble, or one re-scored: nothing trained
+            if row.is_ensemble or row.rescores_ensemble:  # nothing trained
                 continue
             out[row.name] = {
                 "CI": "reads every seed" if row.spec.ci_reads else "trains its first seed, reads the others",
