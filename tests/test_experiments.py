@@ -187,6 +187,23 @@ def test_an_ensemble_is_rescored_as_one_model_and_compared_with_itself(table):
         table.compare("X")
 
 
+def test_an_ensemble_whose_parent_is_an_ensemble_is_compared_with_it_models_fixed(table):
+    """A second pool's ensemble against the first's (its parent): the difference of the two rank
+    arrays over test images, not against its own members."""
+    from flickr_retrieval import protocol
+
+    runs = table.rows["5"].runs
+    first = table.ensemble(RowSpec("G", "one pool", None, "mean"), [runs[0], runs[1]])
+    wider = table.ensemble(RowSpec("P", "a wider pool", "G", "mean"), [runs[0], table.rows["3"].runs[0]])
+    c = table.compare("P")
+    expected = protocol.ensemble_gain(wider.first.ranks["t2i"], [first.first.ranks["t2i"]], table.caption_image("test"))
+    assert c["vs"] == "G" and c["diff"] == expected["diff"] and c["ci95"] == expected["ci95"]
+    assert table.compare("G")["vs"] == "its members' mean" and "P" in table.compared()
+    assert table.compare("P", split="dev")["split"] == "dev"
+    back = table.versus("G", "P")
+    assert back["vs"] == "P" and back["diff"] == pytest.approx(-c["diff"])
+
+
 def test_a_rescored_ensemble_is_not_counted_as_a_trained_run(table):
     members = [table.rows["5"].runs[s] for s in (0, 1)]
     table.ensemble(RowSpec("E", "two seeds", "5", "mean"), members)

@@ -200,6 +200,12 @@ def test_committed_rows_and_an_ensemble_chosen_on_dev(tiny_run, tmp_path, monkey
     picked = protocol.select_members({k: here.dev_similarity(r) for k, r in pool.items()}, here.caption_image("dev"))
     assert [m for m in row.members] == [pool[k] for k in picked["members"]]
     assert row.note.startswith(f"chosen on dev from 2 candidates, added in order: {picked['members'][0]}")
+    seeds_of_a = [records.member_id(other.rows["A"].runs[s].config) for s in (0, 1)]
+    assert here.committed_members("other", "E") == seeds_of_a and seeds_of_a[0] == records.member_id(rows["A"])
+    with pytest.raises(ValueError, match="not an ensemble"):
+        here.committed_members("other", "B")
+    with pytest.raises(FileNotFoundError, match="no committed record"):
+        here.committed_members("other", "Z")
 
 
 def test_parameters_counts_the_branches_without_training(tiny_run):

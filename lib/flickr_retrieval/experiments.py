@@ -47,6 +47,8 @@ FIELD_TARGETS = {"R@1": 24.0, "R@5": 54.0, "R@10": 67.0, "medr": 5.0}
 FIELD_ENSEMBLE_TARGETS = {"R@1": 28.0, "R@5": 58.0, "R@10": 71.0, "medr": 4.0}
 #: Past the trained-encoder tier (MFM's R@1 and 2-Way Net's), a single model chosen on dev.
 PAST_FIELD_TARGETS = {"R@1": 28.5, "R@5": 61.0, "R@10": 74.0, "medr": 4.0}
+#: ... and an ensemble of such models, members chosen on dev.
+PAST_FIELD_ENSEMBLE_TARGETS = {"R@1": 31.0}
 
 __all__ = ["CLOSE_CALL_MARGIN", "CRITERION", "Experiment", "Row", "RowSpec", "Run"]
 
@@ -306,6 +308,17 @@ class Experiment:
             raise FileNotFoundError(f"no committed run record of notebook {notebook!r} in {folder}: run it first")
         return out
 
+    def committed_members(self, notebook: str, row_id: str) -> list[str]:
+        """The members (:func:`records.member_id`, in the order chosen) of another notebook's committed
+        ensemble ``row_id``: which of its candidates a dev selection kept."""
+        path = records.committed_record_path(notebook, row_id, 0)
+        if not path.is_file():
+            raise FileNotFoundError(f"no committed record of row {row_id!r} of notebook {notebook!r}: run it first")
+        members = self._load(path).members
+        if not members:
+            raise ValueError(f"row {row_id!r} of notebook {notebook!r} is not an ensemble")
+        return list(members)
+
     def ensure_seeds(self, row_id: str, seeds: tuple[int, ...]) -> Row:
         """Obtain the seeds of ``row_id`` it does not have yet (its spec must carry a config)."""
         row = self.rows[row_id]
@@ -490,19 +503,18 @@ class Experiment:
         """Row ``row_id`` minus its parent on the criterion, over the seeds both have (or ``seeds``),
         paired by seed (:func:`protocol.compare`), on the ``split``'s ranks (``dev`` for decisions).
         With one common seed, the training noise is the pooled seed spread of that split's criterion.
-        An ensemble row is compared with the mean of its own members (:func:`protocol.ensemble_gain`);
-        a re-scored ensemble with the ensemble itself, its models fixed: the interval covers the
-        choice of test images."""
+        An ensemble row is compared with the mean of its own members (:func:`protocol.ensemble_gain`),
+        or, when its parent is an ensemble (another pool, say), with that ensemble; a re-scored
+        ensemble with the ensemble itself. Between two ensembles the models are fixed: the interval
+        covers the choice of test images, not that of the training seeds."""
         row = self.rows[row_id]
-        if row.is_ensemble:
+        parent = self.rows.get(row.spec.parent) if row.spec.parent is not None else None
+        if row.is_ensemble and not (parent is not None and parent.is_ensemble):
             return self.ensemble_gain(row_id, split)
-        parent = self.rows[row.spec.parent]
         if parent.is_ensemble:
-            if not row.rescored:
+            if not (row.rescored or row.is_ensemble):
                 raise ValueError(f"row {row_id!r} has an ensemble for parent: compare ensembles with their members")
-            own, unscored = (_ranks(r, r.seeds, split)[0] for r in (row, parent))
-            out = protocol.ensemble_gain(own, [unscored], self.caption_image(split), CRITERION)
-            return {"row": row_id, "vs": parent.spec.id, "seed_list": list(row.seeds), "split": split, **out}
+            return self.versus(row_id, parent.spec.id, split)
         common = [s for s in (seeds if seeds is not None else row.seeds) if s in parent.runs and s in row.runs]
         if not common:
             raise ValueError(f"rows {row_id!r} and {row.spec.parent!r} share no seed")
@@ -510,6 +522,15 @@ class Experiment:
         seed_sd = None if len(common) >= 2 else np.sqrt(2.0) * self.pooled_seed_sd(split)
         out = protocol.compare(a, b, self.caption_image(split), CRITERION, seed_sd=seed_sd)
         return {"row": row_id, "vs": parent.spec.id, "seed_list": list(common), "split": split, **out}
+
+    def versus(self, row_id: str, other_id: str, split: str = "test") -> dict:
+        """Row ``row_id`` minus row ``other_id``, each read as one model (its first run: an
+        ensemble's own run, say), on the criterion over the ``split``'s images, the models fixed
+        (:func:`protocol.ensemble_gain` with one member): the interval covers the choice of images,
+        not that of the training seeds."""
+        own, other = (_ranks(self.rows[i], self.rows[i].seeds, split)[0] for i in (row_id, other_id))
+        out = protocol.ensemble_gain(own, [other], self.caption_image(split), CRITERION)
+        return {"row": row_id, "vs": other_id, "seed_list": list(self.rows[row_id].seeds), "split": split, **out}
 
     def ensemble_gain(self, row_id: str, split: str = "test") -> dict:
         """An ensemble against the mean of its own members (:func:`protocol.ensemble_gain`)."""
