@@ -42,6 +42,8 @@ def test_comparisons_pair_seeds_and_skip_rows_whose_parent_is_missing(table, tin
         )
     )
     assert "4b" not in table.comparisons()  # no parent row: no verdict, no crash
+    with pytest.raises(KeyError, match="its parent '4' is not in the table"):
+        table.compare("4b")
     assert len(table.table()) == 4
 
 

@@ -508,9 +508,11 @@ class Experiment:
         ensemble with the ensemble itself. Between two ensembles the models are fixed: the interval
         covers the choice of test images, not that of the training seeds."""
         row = self.rows[row_id]
-        parent = self.rows.get(row.spec.parent) if row.spec.parent is not None else None
+        parent = self.rows.get(row.spec.parent)
         if row.is_ensemble and not (parent is not None and parent.is_ensemble):
             return self.ensemble_gain(row_id, split)
+        if parent is None:
+            raise KeyError(f"row {row_id!r}: its parent {row.spec.parent!r} is not in the table")
         if parent.is_ensemble:
             if not (row.rescored or row.is_ensemble):
                 raise ValueError(f"row {row_id!r} has an ensemble for parent: compare ensembles with their members")
