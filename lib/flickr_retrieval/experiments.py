@@ -99,6 +99,7 @@ class Row:
     members: tuple[Run, ...] = ()
     note: str = ""
     rescored: str = ""  # the test-time hubness reduction applied to the parent's runs (:meth:`Experiment.rescore`)
+    params: dict = field(default_factory=dict)  # ... and its parameters, chosen on dev
 
     @property
     def name(self) -> str:
@@ -469,6 +470,7 @@ class Experiment:
         row = Row(
             spec,
             rescored=method,
+            params=dict(params),
             note=f"{method} {params}, chosen on dev over {', '.join(f'{p} {v:.1f}' for p, v in tried.items())}",
         )
         for s in parent.seeds:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .bow import NAME as BOW
+from .bow import bow_table
 from .config import RunConfig
 from .data import Flickr8k
 from .features import FeatureTable, dataset_caption_features, image_features, view_features
@@ -49,10 +51,12 @@ class FeatureSpace:
     @property
     def text_table(self) -> FeatureTable:
         """The caption features of the config's sentence encoder, or of several concatenated (each
-        encoder's vectors side by side; the normalisation then applies to the concatenation)."""
+        encoder's vectors side by side; the normalisation then applies to the concatenation).
+        ``bow``: a bag of words of the training split's vocabulary (:mod:`flickr_retrieval.bow`)."""
         if self._text_table is None:
             tables = [
-                dataset_caption_features(self.data, e, self.config.text_pooling) for e in self.config.text_encoders
+                bow_table(self.data) if e == BOW else dataset_caption_features(self.data, e, self.config.text_pooling)
+                for e in self.config.text_encoders
             ]
             self._text_table = tables[0] if len(tables) == 1 else concatenated(tables)
         return self._text_table
