@@ -89,16 +89,23 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def adjust(comparisons: dict[str, dict], alpha: float = ALPHA) -> dict[str, dict]:
+def adjust(
+    comparisons: dict[str, dict], alpha: float = ALPHA, declared: Sequence[str] | None = None
+) -> dict[str, dict]:
     """A family of comparisons with Holm-adjusted p-values and verdicts added to each:
     ``p_adjusted`` and ``verdict_adjusted`` ("helps"/"hurts" only when the adjusted p is below
-    ``alpha``, in the direction of the difference; else "no measurable difference")."""
-    adjusted = holm({k: c["p"] for k, c in comparisons.items()})
+    ``alpha``, in the direction of the difference; else "no measurable difference").
+
+    ``declared``: the family as declared before anything was measured; a member not measured counts
+    as p = 1 (the family never shrinks to what happened to be measured)."""
+    p_values = {k: c["p"] for k, c in comparisons.items()}
+    missing = [k for k in (declared or ()) if k not in p_values]
+    adjusted = holm({**p_values, **{k: 1.0 for k in missing}})
     out = {}
     for key, c in comparisons.items():
         p = adjusted[key]
         verdict = verdicts.NO_DIFFERENCE if p >= alpha else (verdicts.HELPS if c["diff"] > 0 else verdicts.HURTS)
-        out[key] = {**c, "p_adjusted": p, "verdict_adjusted": verdict, "family_size": len(comparisons)}
+        out[key] = {**c, "p_adjusted": p, "verdict_adjusted": verdict, "family_size": len(adjusted)}
     return out
 
 
