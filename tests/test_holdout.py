@@ -63,7 +63,12 @@ def project(tmp_path, monkeypatch):
 
 
 def experiment_on(data, rows=("A", "B"), seeds=(0, 1)):
-    table = {r: SimpleNamespace(seeds=list(seeds), spec=SimpleNamespace(id=r), name=f"{r} row") for r in rows}
+    table = {
+        r: SimpleNamespace(
+            seeds=list(seeds), spec=SimpleNamespace(id=r), name=f"{r} row", is_ensemble=False, rescored="", members=()
+        )
+        for r in rows
+    }
     return SimpleNamespace(data=data, rows=table)
 
 
@@ -237,3 +242,25 @@ def test_holdout_scores_are_computed_as_test_scores_for_every_row_kind(tiny_run)
         np.testing.assert_allclose(
             holdout.pipeline_similarity(exp, row_id, row.seeds[0], images), expected, rtol=1e-5, atol=1e-5
         )
+
+
+def test_an_ensembles_members_are_logged_with_it_and_read_back(project, monkeypatch):
+    root, data = project
+    sealed = holdout.confirmatory_data(data)
+    exp = experiment_on(sealed, rows=("B",), seeds=(0,))
+    member = SimpleNamespace(config=SimpleNamespace(name="m"), seed=3)
+    exp.rows["B"].is_ensemble, exp.rows["B"].members = True, (member, member)
+    monkeypatch.setattr(holdout, "_run_matrices", lambda e, m, images, bank: (scorer()(e, "A", 0, images), None))
+    entry = holdout.read(exp, holdout.load_declaration("decl"), "B", score=scorer())
+    assert entry["members"] == ["m seed 3", "m seed 3"]
+    ranks = holdout.logged_ranks(entry)
+    assert sorted(k for k in ranks if k != "members") == [0] and len(ranks["members"]) == 2
+    assert holdout.read(exp, holdout.load_declaration("decl"), "B", score=scorer())["status"] == "reproduced"
+    table = holdout.family_table(
+        holdout.Declaration(
+            "d", Path("d"), {"B": {}}, [{"id": "B-m", "a": "B", "b": "members", "expected": "helps"}], (0,), 0.05, ""
+        ),
+        {"B": ranks},
+        holdout.holdout_caption_image(3),
+    )
+    assert table.loc["B-m", "verdict"] in ("helps", "no measurable difference")

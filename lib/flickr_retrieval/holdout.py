@@ -206,7 +206,15 @@ def logged_ranks(entry: dict) -> dict[int, np.ndarray]:
     if sha256_file(path) != entry["ranks_sha256"]:
         raise HoldoutError(f"{path} does not match the digest its read logged")
     with np.load(path, allow_pickle=False) as arrays:
-        return {int(key.removeprefix("seed")): arrays[key].astype(np.int64) for key in arrays.files}
+        out: dict = {
+            int(k.removeprefix("seed")): arrays[k].astype(np.int64) for k in arrays.files if k.startswith("seed")
+        }
+        members = sorted(
+            (k for k in arrays.files if k.startswith("member")), key=lambda k: int(k.removeprefix("member"))
+        )
+        if members:
+            out["members"] = [arrays[k].astype(np.int64) for k in members]
+    return out
 
 
 def _cpu() -> str:
@@ -265,10 +273,21 @@ def _summary(ranks: dict[int, np.ndarray]) -> dict:
     return {"t2i": per_seed, "mean": mean}
 
 
-def _npz_bytes(ranks: dict[int, np.ndarray]) -> bytes:
+def _npz_bytes(ranks: dict[int, np.ndarray], members: list[np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{f"seed{s}": r.astype(np.int16) for s, r in sorted(ranks.items())})
+    arrays = {f"seed{s}": r.astype(np.int16) for s, r in sorted(ranks.items())}
+    arrays.update({f"member{i}": r.astype(np.int16) for i, r in enumerate(members)})
+    np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
+
+
+def ensemble_members(experiment, row) -> tuple:
+    """The member runs of an ensemble row, or of the ensemble a re-scored row re-scores; () else."""
+    if row.is_ensemble:
+        return tuple(row.members)
+    if row.rescored and experiment.rows[row.spec.parent].is_ensemble:
+        return tuple(experiment.rows[row.spec.parent].members)
+    return ()
 
 
 def read(
@@ -304,11 +323,21 @@ def read(
         if sim.shape != (len(held_caption_image), len(images)):
             raise ValueError(f"hold-out scores of shape {sim.shape}, expected {(len(held_caption_image), len(images))}")
         ranks[seed] = metrics.t2i_ranks(sim, held_caption_image)
+    # an ensemble's members are read with it: the declared comparison "ensemble against its members"
+    members = [
+        metrics.t2i_ranks(_run_matrices(experiment, m, images, bank=False)[0], held_caption_image)
+        for m in ensemble_members(experiment, row)
+    ]
     previous = [r for r in logged_reads(declaration.name) if r["pipeline"] == pipeline]
     if previous and not again:
         last = previous[-1]
         logged = logged_ranks(last)
-        same = sorted(logged) == sorted(ranks) and all(np.array_equal(logged[s], ranks[s]) for s in ranks)
+        same = (
+            sorted(k for k in logged if k != "members") == sorted(ranks)
+            and all(np.array_equal(logged[s], ranks[s]) for s in ranks)
+            and len(logged.get("members", [])) == len(members)
+            and all(np.array_equal(a, b) for a, b in zip(logged.get("members", []), members))
+        )
         if same:
             return {**last, "status": "reproduced"}
         mine = _summary(ranks)["mean"]
@@ -317,7 +346,7 @@ def read(
     folder = output_folder()
     number = len(logged_reads()) + 1
     ranks_file = f"{RANKS}/{declaration.name}/{pipeline}-read{number}.npz"
-    payload = _npz_bytes(ranks)
+    payload = _npz_bytes(ranks, members)
     (folder / ranks_file).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / ranks_file, lambda handle: handle.write(payload))
     head = _git("rev-parse", "HEAD")
@@ -330,6 +359,7 @@ def read(
         "row": row.spec.id,
         "what": row.name,
         "seeds": list(seeds),
+        "members": [f"{m.config.name} seed {m.seed}" for m in ensemble_members(experiment, row)],
         "commit": head,
         "tree_clean": not _git("status", "--porcelain", "--untracked-files=no"),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
