@@ -44,3 +44,31 @@ def test_a_claim_recorded_twice_is_an_error(tmp_path):
     ledger.record("b", [_claim("same")], tmp_path)
     with pytest.raises(ValueError, match="twice"):
         ledger.load(tmp_path)
+
+
+def test_status_reads_the_comparisons_words_and_no_difference_is_not_shown():
+    from flickr_retrieval.ledger import status
+
+    assert status(["helps", "helps"], "helps") == "confirmed"
+    assert status(["hurts"], "hurts") == "confirmed"
+    assert status(["helps", "hurts"], "helps") == "refuted"
+    assert status(["no measurable difference"], "helps") == "not shown"
+    assert status(["helps", "no measurable difference"], "helps") == "not shown"
+    with pytest.raises(ValueError):
+        status([], "helps")
+
+
+def test_a_claim_refuted_on_no_measurable_difference_alone_is_graded_not_shown():
+    from flickr_retrieval.ledger import Claim, Evidence, graded
+
+    def claim(verdict, *values):
+        return Claim(
+            "c", "study", "", "x helps", verdict, "why", tuple(Evidence("07_improvements", "w", v) for v in values)
+        )
+
+    null = claim("refuted", "+1.2 (-0.0 to +2.4): no measurable difference")
+    assert graded(null).verdict == "not shown" and "not evidence against" in graded(null).why
+    opposite = claim("refuted", "-2.5 (-4.1 to -1.0): hurts", "+0.7 (-0.4 to +1.9): no measurable difference")
+    assert graded(opposite) == opposite
+    assert graded(claim("refuted", "0.250")).verdict == "refuted"  # not a comparison: the notebook's reasoning stands
+    assert graded(claim("confirmed", "+3.3 (+1.9 to +4.8): helps")).verdict == "confirmed"

@@ -8,7 +8,9 @@ the report's own words, so a re-run updates it.
 Two kinds of claim: the report's (a section of the report, its French words and an English
 rendering) and the study's own (section :data:`STUDY`, no French: what the README says a notebook
 found). Verdicts follow the study's rules: comparisons rest on seed-paired intervals, their words are
-the family-adjusted verdicts; "not testable here" names what is missing.
+the family-adjusted verdicts; "not testable here" names what is missing. "No measurable difference"
+refutes nothing: a claim whose evidence shows no difference either way is **not shown**
+(:func:`status`, and :func:`graded` for claims a notebook recorded as "refuted" on such evidence).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import html
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import paths
 
-VERDICTS = ("confirmed", "refuted", "partly", "not testable here")
+VERDICTS = ("confirmed", "refuted", "not shown", "partly", "not testable here")
+#: The verdict words of a comparison (:mod:`flickr_retrieval.verdicts`), as evidence values end them.
+_WORD = re.compile(r"\): (helps|hurts|no measurable difference)")
 #: The section of the study's own claims (after the report's).
 STUDY = "study"
 _SECTION_ORDER = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII", "XIII", "XIV", STUDY]
@@ -62,6 +66,37 @@ class Claim:
             raise ValueError(f"claim id {self.id!r}: lower-case letters, digits and '-' only")
 
 
+def evidence_words(claim: Claim) -> list[str]:
+    """The verdict word of each piece of evidence that is a comparison ("+1.2 (-0.0 to +2.4): no
+    measurable difference" -> "no measurable difference"); other evidence gives none."""
+    return [m.group(1) for e in claim.evidence for m in [_WORD.search(e.value)] if m]
+
+
+def status(words: list[str], claimed: str) -> str:
+    """A claim's verdict from its comparisons' (family-adjusted) words, the claim saying the change
+    ``claimed`` ("helps" or "hurts"): confirmed when every word says so, refuted when one says the
+    opposite, and not shown otherwise ("no measurable difference" is the absence of evidence)."""
+    if claimed not in ("helps", "hurts") or not words:
+        raise ValueError("status takes the words of at least one comparison and a claimed direction, helps or hurts")
+    opposite = "hurts" if claimed == "helps" else "helps"
+    if opposite in words:
+        return "refuted"
+    return "confirmed" if all(w == claimed for w in words) else "not shown"
+
+
+def graded(claim: Claim) -> Claim:
+    """``claim``, or, when it was recorded as refuted on comparisons that all show no measurable
+    difference, the same claim graded **not shown** (and its ``why`` says so)."""
+    words = evidence_words(claim)
+    if claim.verdict == "refuted" and words and all(w == "no measurable difference" for w in words):
+        return replace(
+            claim,
+            verdict="not shown",
+            why=claim.why + " (graded 'not shown': no measurable difference is not evidence against the claim)",
+        )
+    return claim
+
+
 def claims_dir() -> Path:
     return paths.results_dir() / "claims"
 
@@ -93,7 +128,7 @@ def committed_dir() -> Path:
 
 
 def load(folder: Path | None = None, fallback: Path | None = None) -> list[Claim]:
-    """Every recorded claim, in the report's order of sections (the study's own last). With
+    """Every recorded claim (:func:`graded`), in the report's order of sections (the study's own last). With
     ``fallback`` (the committed claims): a notebook that recorded nothing in ``folder`` (it has not
     run in this test run, e.g. the field notebooks of a default test run) counts with its committed
     claims."""
@@ -103,7 +138,7 @@ def load(folder: Path | None = None, fallback: Path | None = None) -> list[Claim
     claims = []
     for path in [files[name] for name in sorted(files)]:
         for c in json.loads(path.read_text(encoding="utf-8"))["claims"]:
-            claims.append(Claim(**{**c, "evidence": tuple(Evidence(**e) for e in c["evidence"])}))
+            claims.append(graded(Claim(**{**c, "evidence": tuple(Evidence(**e) for e in c["evidence"])})))
     ids = [c.id for c in claims]
     if len(set(ids)) != len(ids):
         raise ValueError(f"a claim id is recorded twice: {sorted(i for i in ids if ids.count(i) > 1)}")
