@@ -22,7 +22,8 @@ def synthetic_ranks(strength: float, seed: int, salt: int) -> np.ndarray:
 class SyntheticStudy(Experiment):
     """An Experiment whose runs are drawn, not trained: each row's dev and test ranks follow its
     config's learning rate (a stand-in for its quality) and the seed. ``test_salt`` permutes what
-    the test ranks are (another draw); ``dev_salt`` likewise for dev."""
+    the test ranks are (another draw); ``dev_salt`` likewise for dev. Its dev similarity matrices and
+    query banks are drawn from the run's quality and seed, on dev only."""
 
     def __init__(self, test_salt: int = 0, dev_salt: int = 0):
         super().__init__(data=None, sampling=Sampling("all"), offset=0)
@@ -48,6 +49,15 @@ class SyntheticStudy(Experiment):
         )
         run.result = {"strict": {"t2i": metrics.summarize_ranks(test)}}
         return run
+
+    def dev_similarity(self, run: Run) -> np.ndarray:
+        return noisy_similarity(200 * run.config.lr, 7 + run.seed)
+
+    def bank_matrices(self, run: Run, split: str):
+        if split != "dev":
+            raise ValueError(f"the synthetic study has a bank on dev only, not on {split}")
+        rng = np.random.default_rng(run.seed)
+        return self.dev_similarity(run), rng.normal(size=(300, N_IMAGES))
 
 
 def decisions(study: SyntheticStudy) -> dict:
@@ -159,3 +169,70 @@ def test_select_members_refuses_mismatched_candidates():
         protocol.select_members({"a": np.zeros((10, 4)), "b": np.zeros((10, 5))}, np.arange(10) % 4)
     with pytest.raises(ValueError, match="no candidate"):
         protocol.select_members({}, CAPTION_IMAGE)
+
+
+class SealedRead(AssertionError):
+    """A decision read a test rank."""
+
+
+class Sealed:
+    """Stands where a run's test ranks (or test results) would be: any read raises."""
+
+    def _raise(self, *args, **kwargs):
+        raise SealedRead("a decision read the test split")
+
+    __array__ = __getitem__ = __len__ = __iter__ = __contains__ = __float__ = _raise
+    keys = values = items = get = _raise
+
+
+class SealedStudy(SyntheticStudy):
+    """SyntheticStudy whose runs carry no readable test rank or test result: only dev can be read."""
+
+    def _train_now(self, spec: RowSpec, seed: int) -> Run:
+        run = super()._train_now(spec, seed)
+        run.ranks = {key: Sealed() for key in ("t2i", "i2t", "lenient")}
+        run.result = Sealed()
+        return run
+
+
+def every_decision(study: SyntheticStudy) -> dict:
+    """Every decision path of the study's protocol, on one study: more seeds (settle), the dev choice
+    (selection), ensemble members chosen on dev (select_members over the study's dev similarities),
+    a re-scoring's parameters (hubness.tune over the dev banks), and the choice between an ensemble
+    and it re-scored (their dev criteria)."""
+    from flickr_retrieval import hubness
+
+    out = decisions(study)
+    pool = {f"{i} {s}": r.runs[s] for i, r in study.rows.items() for s in r.seeds}
+    dev_caption_image = study.caption_image("dev")
+    picked = protocol.select_members({k: study.dev_similarity(run) for k, run in pool.items()}, dev_caption_image)
+    out["pool members"] = picked["members"]
+    chosen = study.rows[out["chosen"]]
+    banks = [study.bank_matrices(chosen.runs[s], "dev") for s in chosen.seeds]
+    grid = [{"beta": 1.0}, {"beta": 20.0}]
+    params, _ = hubness.tune("inverted_softmax", [b[0] for b in banks], [b[1] for b in banks], dev_caption_image, grid)
+    out["rescoring"] = params
+    members = [pool[k] for k in picked["members"]]
+    plain = np.mean([study.dev_similarity(m) for m in members], axis=0)
+    bank = np.mean([study.bank_matrices(m, "dev")[1] for m in members], axis=0)
+    scores = {
+        "ensemble": metrics.selection_score(metrics.summarize_ranks(metrics.t2i_ranks(plain, dev_caption_image))),
+        "ensemble re-scored": metrics.selection_score(
+            metrics.summarize_ranks(
+                metrics.t2i_ranks(hubness.rescore("inverted_softmax", plain, bank, **params), dev_caption_image)
+            )
+        ),
+    }
+    out["ensemble choice"] = max(scores, key=scores.get)
+    return out
+
+
+def test_every_decision_path_runs_with_the_test_split_sealed():
+    """The decision phase with every test rank and test result unreadable (a read raises): settle,
+    the dev choice, members chosen on dev, a re-scoring's tuning, and the ensemble choice all run and
+    decide exactly what they decide when test can be read."""
+    sealed = every_decision(SealedStudy())
+    assert sealed == every_decision(SyntheticStudy())
+    assert sealed["settled"] and len(sealed["pool members"]) >= 1
+    with pytest.raises(SealedRead):  # the seal holds: reporting a row reads test
+        SealedStudy().run(RowSpec("A", "a", None, "-", RunConfig(name="a", lr=0.01)), (0,), quiet=False)
