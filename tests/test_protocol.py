@@ -236,3 +236,16 @@ def test_every_decision_path_runs_with_the_test_split_sealed():
     assert sealed["settled"] and len(sealed["pool members"]) >= 1
     with pytest.raises(SealedRead):  # the seal holds: reporting a row reads test
         SealedStudy().run(RowSpec("A", "a", None, "-", RunConfig(name="a", lr=0.01)), (0,), quiet=False)
+
+
+def test_a_declared_member_not_measured_counts_at_p_one():
+    def comparison(diff, lo, hi, df=20.0):
+        c = {"diff": diff, "ci95": (lo, hi), "df": df, "verdict": verdicts.verdict(lo, hi)}
+        return {**c, "p": protocol.p_value(c)}
+
+    measured = {"a": comparison(3.0, 0.6, 5.4), "b": comparison(-9.0, -12.0, -6.0)}
+    alone = protocol.adjust(measured)
+    declared = protocol.adjust(measured, declared=("a", "b", "c", "d"))
+    assert set(declared) == {"a", "b"} and declared["a"]["family_size"] == 4 and alone["a"]["family_size"] == 2
+    assert declared["a"]["p_adjusted"] > alone["a"]["p_adjusted"]
+    assert alone["a"]["verdict_adjusted"] == "helps" and declared["a"]["verdict_adjusted"] == "no measurable difference"

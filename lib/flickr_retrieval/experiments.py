@@ -566,10 +566,11 @@ class Experiment:
 
     def comparisons(self) -> dict[str, dict]:
         """:meth:`compare` (test) for every compared row; those of the declared family carry their
-        Holm-adjusted p-value and verdict (:func:`protocol.adjust`)."""
+        Holm-adjusted p-value and verdict (:func:`protocol.adjust`), over the family as declared: a
+        member not measured here counts as p = 1."""
         raw = {i: self.compare(i) for i in self.compared()}
         family = {i: raw[i] for i in self.family if i in raw}
-        return {**raw, **protocol.adjust(family)} if family else raw
+        return {**raw, **protocol.adjust(family, declared=self.family)} if family else raw
 
     def family_table(self) -> pd.DataFrame:
         """The declared family, one line per comparison: the raw verdict and the adjusted one."""
