@@ -343,3 +343,39 @@ def test_watch_mode_follows_added_moved_and_deleted_photos(library):
 
 def first_ids(folder):
     return [p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg") if p.name != "broken.jpg"]
+
+
+def test_a_camera_mpo_is_indexed_as_the_jpeg_it_is(tmp_path):
+    """Many phones and cameras write MPO (a JPEG with more frames after it): its first frame is the
+    photo, decoded like any JPEG."""
+    first = Image.new("RGB", (64, 48), (200, 30, 30))
+    path = tmp_path / "camera.jpg"
+    first.save(path, "MPO", save_all=True, append_images=[Image.new("RGB", (64, 48), (0, 0, 200))])
+    with Image.open(path) as im:
+        assert im.format == "MPO"
+    view = photo_index.decode_photo(path.read_bytes())
+    assert view.size == (64, 48) and view.getpixel((10, 10))[0] > 150
+
+
+def test_a_heic_photos_date_place_and_camera_are_read(tmp_path):
+    """In a fresh interpreter (nothing registered Pillow's HEIF opener before), the metadata reader
+    reads a HEIC photo's EXIF: its date, camera and place, not the file's time."""
+    import json
+    import subprocess
+    import sys
+
+    from flickr_retrieval.search.photo_meta import DATETIME_ORIGINAL, EXIF_IFD, GPS_IFD, MAKE, MODEL
+
+    pytest.importorskip("pillow_heif")
+    photo_index.enable_heif()  # to write the test file
+    exif = Image.Exif()
+    exif[MAKE], exif[MODEL] = "Apple", "iPhone 14"
+    exif.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] = "2022:07:14 10:30:00"
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (48.0, 51.0, 24.0), 3: "E", 4: (2.0, 21.0, 7.0)})
+    path = tmp_path / "phone.heic"
+    Image.new("RGB", (64, 48), (10, 120, 10)).save(path, format="HEIF", exif=exif.tobytes())
+    code = "import json, sys; from flickr_retrieval.search.photo_meta import read_meta; print(json.dumps(read_meta(sys.argv[1])))"
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    meta = json.loads(out)
+    assert meta["taken"] == "2022-07-14T10:30:00" and meta["taken_from"] == "exif"
+    assert meta["camera"] == "Apple iPhone 14" and meta["gps"] == pytest.approx([48.856667, 2.351944], abs=1e-5)

@@ -41,6 +41,7 @@ from PIL import Image, ImageOps
 from .. import cache, paths
 from ..backbones import INFERENCE_PATH, ImageBackbone, inference_module
 from ..helpers import atomic_write
+from .photo_meta import enable_heif
 
 #: What decoding does before the preprocessing (part of the store key): the EXIF orientation, draft
 #: decoding of JPEGs to at least :data:`DECODE_SIZE` pixels a side, RGB.
@@ -55,7 +56,10 @@ MAX_FILE_BYTES = 200 * 2**20
 #: phone photo is 12-50 megapixels; a 316 KB PNG can claim 100 and take 1.6 GB to decode).
 MAX_PIXELS = 64_000_000
 #: The formats indexed and shown: those the page can serve (decided from the file's first bytes).
-SHOWN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "HEIF")
+SHOWN_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "HEIF")
+#: Formats decoded as JPEG (draft mode): MPO is a JPEG with further frames after it, as many phones
+#: and cameras write them; its first frame is the photo.
+JPEG_FORMATS = ("JPEG", "MPO")
 #: At most this many photos are decoded at once by one process (the page's views, the indexer's reader).
 MAX_CONCURRENT_DECODES = 2
 _decodes = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
@@ -70,21 +74,6 @@ class PhotoRefused(ValueError):
 SHARD_SIZE = 256
 #: Above this many shards, the store is merged into one (the next index run does it).
 MAX_SHARDS = 64
-
-_heif_registered = False
-
-
-def enable_heif() -> bool:
-    """Let Pillow open HEIC/HEIF files, through ``pillow-heif`` when it is installed. True if it is."""
-    global _heif_registered
-    if not _heif_registered:
-        try:
-            from pillow_heif import register_heif_opener
-        except ImportError:
-            return False
-        register_heif_opener()
-        _heif_registered = True
-    return True
 
 
 def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, int, int]:
@@ -120,7 +109,7 @@ def decode_photo(data: bytes, size: int = DECODE_SIZE) -> Image.Image:
                 f"{im.width} x {im.height} pixels, more than the {MAX_PIXELS // 1_000_000} megapixels this project decodes"
             )
         with _decodes:
-            if im.format == "JPEG":
+            if im.format in JPEG_FORMATS:
                 im.draft("RGB", (size, size))
             im.load()
             upright = ImageOps.exif_transpose(im).convert("RGB")

@@ -18,6 +18,23 @@ from pathlib import Path
 from PIL import Image
 
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
+_heif_registered = False
+
+
+def enable_heif() -> bool:
+    """Let Pillow open HEIC/HEIF files (pixels and EXIF header), through ``pillow-heif`` when it is
+    installed. True if it is."""
+    global _heif_registered
+    if not _heif_registered:
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:
+            return False
+        register_heif_opener()
+        _heif_registered = True
+    return True
+
+
 DATETIME_ORIGINAL, DATETIME, MAKE, MODEL = 36867, 306, 271, 272
 
 
@@ -42,6 +59,7 @@ def read_meta(path: str | Path) -> dict:
     """``{"taken": ISO time, "taken_from": "exif" | "file", "camera": str | None, "gps": [lat, lon] | None}``
     of one image file, from its header (an unreadable header gives the file's time only)."""
     taken, camera, gps = None, None, None
+    enable_heif()  # a phone's HEIC photo carries its date, place and camera in EXIF too
     try:
         with Image.open(path) as image:
             exif = image.getexif()
