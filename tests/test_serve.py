@@ -167,6 +167,10 @@ def test_more_like_this_and_image_to_text(tiny_run, client):
     assert all(-1.0 - 1e-5 <= h.score <= 1.0 + 1e-5 for h in similar) and np.all(
         np.diff([h.score for h in similar]) <= 0
     )
+    others = searcher.similar(first, k=50)  # more than there are: every other image, no error
+    assert len(others) == len(searcher.image_ids) - 1 and first not in {h.image_id for h in others}
+    one = Searcher(trained, "test", data=data)  # two images: one other
+    assert [h.rank for h in one.similar(one.image_ids[0], k=5)] == [1]
     described = searcher.describe(first, k=5)
     assert len(described) == 5 and all(isinstance(c, str) for c, _ in described)
     # the page's JSON: the same answers, and clear errors

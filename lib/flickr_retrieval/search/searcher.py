@@ -428,10 +428,11 @@ class Searcher:
 
     def similar(self, image_id: str, k: int = 5) -> list[Hit]:
         """ "More like this": the ``k`` images of the collection whose embeddings (the image branch's
-        output) are closest to ``image_id``'s by cosine, best first, the image itself left out."""
+        output) are closest to ``image_id``'s by cosine, best first, the image itself left out: at
+        most the collection's other images (none in a collection of one)."""
         if image_id not in self._position:
             raise QueryError(f"no image {image_id!r} in collection {self.collection.name!r}")
-        check_k(k, len(self.image_ids) - 1)
+        k = min(check_k(k), len(self.image_ids) - 1)
         with torch.no_grad():
             emb = torch.nn.functional.normalize(self.image_embeddings.float(), dim=1)
             scores = (emb @ emb[self.position(image_id)]).numpy()
