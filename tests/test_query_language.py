@@ -213,6 +213,12 @@ def test_an_indexed_folder_is_searched_with_filters_and_says_how(tiny_run, dated
     assert {h.image_id for h in searcher.ask("a picture folder:2021", k=4).hits} == {"2021/2.jpg", "2021/3.jpg"}
     with pytest.raises(QueryError, match="no photo of 'dated' passes the filters \\(2019\\)"):
         searcher.ask("a picture date:2019")
+    # a sentence that merely mentions a year no photo was taken in: its words are searched, and it says so
+    caption = searcher.ask("a sign that reads from 1915 to 1923 .", k=2)
+    assert len(caption.hits) == 2 and caption.candidates == len(searcher.image_ids)
+    assert caption.notes[-1].startswith('searched "from 1915" as words, not as a date filter')
+    flickr = Searcher(trained, "test", data=data)  # a Flickr8k split has no dates at all
+    assert flickr.ask("a man stands in front of a sign from 1915 to 1923 .", k=1).notes[-1].startswith("searched")
     with pytest.raises(QueryError, match="did you mean paris"):
         searcher.ask("a picture place:pari")
     # a term to avoid and an image term move the ranking; the combined scores carry no threshold

@@ -74,6 +74,7 @@ class Query:
     folder: str | None = None
     camera: str | None = None
     notes: tuple[str, ...] = field(default=())
+    spoken_date: str = ""  # the words read as a date filter ("from 1915"), when any
 
     @property
     def filtered(self) -> bool:
@@ -164,12 +165,15 @@ def _spoken_place(sentence: str, known_places: set[str]) -> tuple[str | None, st
     return None, sentence
 
 
-def parse(text: str, known_places: set[str] | None = None) -> Query:
+def parse(text: str, known_places: set[str] | None = None, spoken_dates: bool = True) -> Query:
     """Parse a query (see the module's docstring). ``known_places``: the lower-case place names of the
     collection's photos (cities, regions, countries, country codes); plain "in <place>" is read as a
-    filter only for those. QueryError for a filter that cannot be read."""
+    filter only for those. ``spoken_dates``: read "in July 2023", "from 1915" as a date filter (the
+    searcher parses again without, and searches those words, where such a filter cannot apply).
+    QueryError for a filter that cannot be read."""
     plain, terms, like, notes = [], [], [], []
     period = place = folder = camera = None
+    spoken_date = ""
     for chunk in _CHUNK.findall(text):
         negative = chunk.startswith("-") and len(chunk) > 1
         body = chunk[1:] if negative else chunk
@@ -216,12 +220,13 @@ def parse(text: str, known_places: set[str] | None = None) -> Query:
         else:
             plain.append(phrase)
     sentence = " ".join(plain)
-    spoken = _SPOKEN_DATE.search(sentence)
+    spoken = _SPOKEN_DATE.search(sentence) if spoken_dates else None
     if spoken:
         year, month = int(spoken.group("year")), spoken.group("month")
         p = parse_period(f"{year}-{_MONTHS[month.lower()]:02d}" if month else f"{year}")
         period = p if period is None else period & p
         notes.append(f'read "{spoken.group(0)}" as a date filter ({p.label})')
+        spoken_date = spoken.group(0)
         sentence = (sentence[: spoken.start()] + sentence[spoken.end() :]).strip()
     if known_places and place is None:
         found, rest = _spoken_place(sentence, known_places)
@@ -231,7 +236,7 @@ def parse(text: str, known_places: set[str] | None = None) -> Query:
     sentence = " ".join(sentence.split())
     if sentence:
         terms.insert(0, Term(sentence))
-    query = Query(tuple(terms), tuple(like), period, place, folder, camera, tuple(notes))
+    query = Query(tuple(terms), tuple(like), period, place, folder, camera, tuple(notes), spoken_date)
     if not any(t.weight > 0 for t in (*query.terms, *query.like)):
         raise QueryError(
             "the query has nothing to look for: give words (or like:<image>) besides the terms to avoid and the filters"

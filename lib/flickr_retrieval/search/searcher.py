@@ -18,6 +18,7 @@ caption vectors are not loaded. In a browser: :mod:`flickr_retrieval.search.serv
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -378,9 +379,19 @@ class Searcher:
             or len(text) > MAX_QUERY_CHARS
         ):
             self.check_query(text)  # says what is wrong: empty, or too long
-        query = query_language.parse(unicodedata.normalize("NFKC", text), self.collection.place_names())
+        text = unicodedata.normalize("NFKC", text)
+        query = query_language.parse(text, self.collection.place_names())
         check_k(k)
-        mask = self.collection.matching(query) if query.filtered else None
+        try:
+            mask = self.collection.matching(query) if query.filtered else None
+        except QueryError as refused:
+            if not query.spoken_date:
+                raise
+            # a sentence that merely mentions a year ("... from 1915 to 1923"): its words are searched
+            words = query_language.parse(text, self.collection.place_names(), spoken_dates=False)
+            note = f'searched "{query.spoken_date}" as words, not as a date filter: {refused}'
+            query = dataclasses.replace(words, notes=(*words.notes, note))
+            mask = self.collection.matching(query) if query.filtered else None
         candidates = len(self.image_ids) if mask is None else int(mask.sum())
         k = min(k, candidates)  # at most what passed the filters (the answer says how many did)
         groups = self.collection.representatives()
