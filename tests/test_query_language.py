@@ -12,7 +12,7 @@ from flickr_retrieval.errors import QueryError
 from flickr_retrieval.search import Collection, photo_meta, query_language
 from flickr_retrieval.search.collection import duplicates_main
 from flickr_retrieval.search.query_language import Term, parse
-from flickr_retrieval.search.searcher import Searcher, answer_lines
+from flickr_retrieval.search.searcher import Answer, Hit, Searcher, answer_lines
 from flickr_retrieval.search.searcher import main as search_main
 from PIL import Image
 
@@ -247,6 +247,18 @@ def test_the_command_prints_paths_or_json_for_scripts(tiny_run, dated_photos, mo
     body = json.loads(capsys.readouterr().out)
     assert body["said"] == 'searched "a picture", not like "2023/0.jpg"' and len(body["hits"]) == 2
     assert body["threshold"] is None and all(h["path"].endswith(h["id"]) for h in body["hits"])
+    monkeypatch.chdir(dated_photos.parent)
+    before = set(dated_photos.parent.iterdir())
+    status = search_main(["a picture", "--collection", "dated", "--k", "2", "-0"])
+    out = capsys.readouterr().out
+    assert out.endswith("\0") and len(out.split("\0")) == 3 and all(p.endswith(".jpg") for p in out.split("\0")[:2])
+    assert status in (0, 1) and set(dated_photos.parent.iterdir()) == before  # no image written unless asked
+    # nothing matches well: exit status 1, the closest hits still printed
+    monkeypatch.setattr(
+        Searcher, "ask", lambda self, text, k: Answer([Hit(1, "2023/0.jpg", 0.1)], "searched", [], 0.9, 0, 4)
+    )
+    assert search_main(["a picture", "--collection", "dated", "--paths"]) == 1
+    assert capsys.readouterr().out.strip().endswith("0.jpg")
 
 
 def test_the_line_between_good_matches_and_the_rest():

@@ -94,6 +94,9 @@ def client(tiny_run):
 def test_the_page_has_a_search_box(client):
     page = client.get("/").get_data(as_text=True)
     assert 'id="query"' in page and 'id="k"' in page and 'id="collection"' in page and 'id="results"' in page
+    assert (
+        '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    )  # a phone renders it at its width
 
 
 def test_the_api_answers_k_ranked_hits_fast(client):

@@ -535,7 +535,11 @@ def png_path(out: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Search Flickr8k images with an English sentence.")
+    parser = argparse.ArgumentParser(
+        description="Search Flickr8k images, or a folder of photos indexed with flickr-retrieval-index, with an English sentence.",
+        epilog="Exit status: 0 when a hit scores like a true match (or the query carries no calibrated line), "
+        "1 when nothing matches well (the closest hits are still printed), 2 on an error.",
+    )
     parser.add_argument("query", help="an English sentence, in quotes")
     parser.add_argument(
         "--run",
@@ -550,23 +554,33 @@ def main(argv: list[str] | None = None) -> int:
         help="which images: a Flickr8k split (train, dev, test), all (default), or a folder indexed with flickr-retrieval-index",
     )
     parser.add_argument(
-        "--out", default=None, help="PNG file (or existing folder) for the grid of results (default: search.png)"
+        "--out",
+        default=None,
+        help="also draw the grid of results into this PNG file (or existing folder); none by default",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--paths", action="store_true", help="print one path per line and nothing else (for scripts)")
+    output.add_argument(
+        "-0",
+        "--print0",
+        action="store_true",
+        help="print the paths separated by NUL characters and nothing else (for xargs -0: any file name)",
+    )
     output.add_argument(
         "--json", action="store_true", help="print the answer as JSON (the page's API) and nothing else"
     )
     args = parser.parse_args(argv)
     with cli_errors("flickr-retrieval-search"):
-        quiet = args.paths or args.json
-        out = png_path(args.out or "search.png") if args.out or not quiet else None  # checked before any work
+        quiet = args.paths or args.print0 or args.json
+        out = png_path(args.out) if args.out else None  # checked before any work
         searcher = Searcher(args.run or default_run(), args.collection)
         start = time.perf_counter()
         answer = searcher.ask(args.query, args.k)
         elapsed = time.perf_counter() - start
         if args.paths:
             print("\n".join(str(searcher.image_path(h.image_id)) for h in answer.hits))
+        elif args.print0:
+            sys.stdout.write("".join(f"{searcher.image_path(h.image_id)}\0" for h in answer.hits))
         elif args.json:
             body = answer.as_json() | {"run": searcher.trained.config.name, "collection": searcher.collection.name}
             for hit in body["hits"]:
@@ -581,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             searcher.figure(args.query, args.k).savefig(out, dpi=100, bbox_inches="tight")
             if not quiet:
                 print(f"grid written to {out}")
-    return 0
+    return 1 if answer.threshold is not None and answer.good == 0 else 0
 
 
 def answer_lines(answer: Answer, path_of) -> list[str]:
