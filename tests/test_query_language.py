@@ -279,9 +279,11 @@ def test_near_duplicates_group_and_search_shows_one_per_group(tiny_run, tmp_path
 
     data, config, space, feats, trained = tiny_run
     backbone = config.backbones[0]
-    calibration = duplicates.calibrate(backbone, data, n=12)
+    said = []
+    calibration = duplicates.calibrate(backbone, data, n=12, say=said.append)
     assert 0 < calibration["threshold"] < 1 and calibration["false_pair_rate"] <= duplicates.FALSE_PAIR_RATE
-    assert duplicates.calibrate(backbone, data, n=12) == calibration  # cached
+    assert len(said) == 1 and said[0].startswith("calibrating the near-duplicate threshold")  # the indexer says so
+    assert duplicates.calibrate(backbone, data, n=12, say=said.append) == calibration and len(said) == 1  # cached
     folder = tmp_path / "copies"
     folder.mkdir()
     sources = sorted(data.image_dir.glob("*.jpg"))[:3]

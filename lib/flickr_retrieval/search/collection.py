@@ -181,7 +181,8 @@ class Collection:
             from .duplicates import collection_groups
 
             vectors = stores[0].get([e["sha256"] for e in files])
-            found, said = collection_groups([e["file"] for e in files], vectors, backbones[0], data)
+            say = (lambda line: print(line, flush=True)) if show_progress else None
+            found, said = collection_groups([e["file"] for e in files], vectors, backbones[0], data, say=say)
             manifest["duplicates"] = {"groups": found, "said": said}
         out = collections_dir() / f"{name}.json"
         try:

@@ -88,10 +88,11 @@ def _sources(data, split: str, n: int) -> list[Path]:
     return [data.image_path(ids[i]) for i in sorted(picked)]
 
 
-def calibrate(backbone_name: str, data=None, n: int = CALIBRATION_IMAGES) -> dict:
+def calibrate(backbone_name: str, data=None, n: int = CALIBRATION_IMAGES, say=None) -> dict:
     """The threshold for ``backbone_name``, calibrated on ``n`` Flickr8k training images and their
     copies (cached per backbone and ``n``): ``{"threshold", "backbone", "images", "copies_grouped"
-    (per kind, on the training images), "false_pair_rate"}``."""
+    (per kind, on the training images), "false_pair_rate"}``. ``say``: called with a line before a
+    calibration that is not cached yet (it takes minutes: the indexer says what it is doing)."""
     backbone = load_image_backbone(backbone_name)
     key = cache_key({"duplicates": 1, "store": store_key(backbone), "n": n, "rate": FALSE_PAIR_RATE})[:16]
     path = paths.cache_dir() / f"duplicates-{backbone_name}-{key}.json"
@@ -105,6 +106,11 @@ def calibrate(backbone_name: str, data=None, n: int = CALIBRATION_IMAGES) -> dic
         from ..data import load_flickr8k
 
         data = load_flickr8k()
+    if say is not None:
+        say(
+            f"calibrating the near-duplicate threshold of {backbone_name} on {n} Flickr8k training images and "
+            f"{len(COPIES)} copies of each (once per backbone, then cached: a few minutes on 2 cores)"
+        )
     cosines = _copy_cosines(_sources(data, "train", n), backbone)
     different = cosines.pop("different images")
     threshold = float(np.quantile(different, 1.0 - FALSE_PAIR_RATE, method="higher"))
@@ -168,13 +174,15 @@ def groups(vectors: np.ndarray, threshold: float, chunk: int = 2048) -> list[lis
     return sorted((m for m in members.values() if len(m) > 1), key=lambda m: (-len(m), m[0]))
 
 
-def collection_groups(ids: list[str], vectors: np.ndarray, backbone: str, data=None) -> tuple[list[list[str]], str]:
+def collection_groups(
+    ids: list[str], vectors: np.ndarray, backbone: str, data=None, say=None
+) -> tuple[list[list[str]], str]:
     """The near-duplicate groups of a collection's photos (``ids``, their ``backbone`` vectors), and a
-    line saying how they were found (or why not)."""
+    line saying how they were found (or why not); ``say`` as :func:`calibrate`'s."""
     if len(ids) > MAX_IMAGES:
         return [], f"near-duplicates not grouped: more than {MAX_IMAGES} photos (every pair would be compared)"
     try:
-        calibration = calibrate(backbone, data)
+        calibration = calibrate(backbone, data, say=say)
     except Exception as exc:  # no Flickr8k to calibrate on: the index is complete without groups
         return [], f"near-duplicates not grouped: the threshold could not be calibrated ({exc})"
     named = [[ids[i] for i in g] for g in groups(vectors, calibration["threshold"])]
