@@ -25,7 +25,7 @@ LAYERS = (
     ("foundations", ("errors", "paths", "helpers", "cache", "precision", "imports")),
     (
         "data and features",
-        ("data", "text", "images", "backbones", "packaged_weights", "text_encoders", "features", "download"),
+        ("data", "text", "images", "backbones", "packaged_weights", "text_encoders", "features", "bow", "download"),
     ),
     (
         "the training core and its inputs",
@@ -55,6 +55,8 @@ LAYERS = (
             "results",
             "analysis",
             "experiments",
+            "holdout",
+            "standing",
             "regression",
             "ledger",
             "literature",
