@@ -1,6 +1,7 @@
 """The incremental photo index: content-keyed vectors, the size/time fast path, photos as they are
 (EXIF orientation, draft decoding, unreadable files with reasons), thumbnails, interruption."""
 
+import io
 import json
 import os
 import time
@@ -379,3 +380,19 @@ def test_a_heic_photos_date_place_and_camera_are_read(tmp_path):
     meta = json.loads(out)
     assert meta["taken"] == "2022-07-14T10:30:00" and meta["taken_from"] == "exif"
     assert meta["camera"] == "Apple iPhone 14" and meta["gps"] == pytest.approx([48.856667, 2.351944], abs=1e-5)
+
+
+def test_a_file_that_does_not_start_like_a_shown_image_is_refused_before_any_parser(tmp_path, monkeypatch):
+    """A TIFF (or anything else) named .jpg is refused from its first bytes: Pillow never parses it
+    (a 100 MB TIFF of 12.5 million strips cost 4.8 GB to refuse when it did)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "TIFF")
+
+    def no_parser(*args, **kwargs):
+        raise AssertionError("a parser ran on a file the sniffing refuses")
+
+    monkeypatch.setattr(photo_index.Image, "open", no_parser)
+    for data in (buffer.getvalue(), b"%PDF-1.4 ...", b"<html>", b""):
+        with pytest.raises(photo_index.PhotoRefused, match="first bytes"):
+            photo_index.decode_photo(data)
+    assert photo_index.image_type(b"\xff\xd8\xff\xe1") == "image/jpeg"

@@ -319,3 +319,26 @@ def test_one_rule_for_k():
     for bad, available in ((0, None), (6, 5), (True, 5), ("x", 5), (2.0, 5), ("", None)):
         with pytest.raises(QueryError, match="k must be a whole number from 1"):
             check_k(bad, available)
+
+
+def test_the_last_dates_python_holds_are_read_and_never_crash(tmp_path, monkeypatch):
+    """date:9999-12-31 is a day without an end (it was a 500: the day after overflowed); after:9999
+    says nothing can be later; a file dated past year 9999 has no date (it crashed the indexer)."""
+    assert query_language.parse_period("9999-12-31").start == dt.datetime(9999, 12, 31)
+    assert query_language.parse_period("9999-12-31").end is None
+    assert query_language.parse_period("9999", "before").end == dt.datetime(9999, 1, 1)
+    with pytest.raises(QueryError, match="after the end of year 9999"):
+        query_language.parse_period("9999", "after")
+    path = tmp_path / "far.png"
+    Image.new("RGB", (4, 4)).save(path)
+    real_stat = photo_meta.os.stat
+
+    class Far:
+        def __init__(self, st):
+            self.st_mtime = 1e15  # tens of millions of years from now
+            self.st_size = st.st_size
+
+    monkeypatch.setattr(photo_meta.os, "stat", lambda p, *a, **k: Far(real_stat(p, *a, **k)))
+    meta = photo_meta.read_meta(path)
+    assert meta["taken"] is None and meta["taken_from"] == "none"
+    assert not query_language.matches(query_language.parse("a picture date:2023"), "far.png", meta)

@@ -76,6 +76,28 @@ SHARD_SIZE = 256
 MAX_SHARDS = 64
 
 
+#: Image types the index takes and the page serves, decided from the first bytes of the file, never
+#: from its name or by a parser (a TIFF named .jpg is refused before Pillow reads any of it).
+_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def image_type(head: bytes) -> str | None:
+    """The MIME type of an image from its first bytes (JPEG and MPO, PNG, GIF, WebP, HEIC/HEIF), or None."""
+    for magic, mime in _MAGIC:
+        if head.startswith(magic):
+            return mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+        return "image/heic"
+    return None
+
+
 def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, int, int]:
     """The bytes of a regular file (links not followed), with the size and modification time it
     had while being read. OSError for a file that is not a regular file, too large, or that
@@ -99,7 +121,9 @@ def decode_photo(data: bytes, size: int = DECODE_SIZE) -> Image.Image:
     (JPEG: the smallest of 1/1, 1/2, 1/4, 1/8 that keeps both sides >= ``size``), with none of the
     file's metadata. :class:`PhotoRefused`, from the header alone, for more than :data:`MAX_PIXELS`
     pixels or a format outside :data:`SHOWN_FORMATS`. At most :data:`MAX_CONCURRENT_DECODES` decodes
-    run at once in a process."""
+    run at once in a process. The format is sniffed from the first bytes before any parser runs."""
+    if image_type(data[:16]) is None:
+        raise PhotoRefused("not a JPEG, PNG, GIF, WebP or HEIC file by its first bytes: not indexed")
     enable_heif()
     with Image.open(io.BytesIO(data)) as im:
         if im.format not in SHOWN_FORMATS:

@@ -56,8 +56,9 @@ def _degrees(values, ref) -> float | None:
 
 
 def read_meta(path: str | Path) -> dict:
-    """``{"taken": ISO time, "taken_from": "exif" | "file", "camera": str | None, "gps": [lat, lon] | None}``
-    of one image file, from its header (an unreadable header gives the file's time only)."""
+    """``{"taken": ISO time | None, "taken_from": "exif" | "file" | "none", "camera": str | None, "gps":
+    [lat, lon] | None}`` of one image file, from its header (an unreadable header gives the file's time
+    only; a file time Python cannot hold, past year 9999, gives no date)."""
     taken, camera, gps = None, None, None
     enable_heif()  # a phone's HEIC photo carries its date, place and camera in EXIF too
     try:
@@ -75,8 +76,11 @@ def read_meta(path: str | Path) -> dict:
         pass
     if taken is not None:
         return {"taken": taken, "taken_from": "exif", "camera": camera, "gps": gps}
-    mtime = dt.datetime.fromtimestamp(os.stat(path).st_mtime).replace(microsecond=0)
-    return {"taken": mtime.isoformat(), "taken_from": "file", "camera": camera, "gps": gps}
+    try:
+        mtime = dt.datetime.fromtimestamp(os.stat(path).st_mtime).replace(microsecond=0).isoformat()
+    except (ValueError, OverflowError, OSError):  # a file time past year 9999 (or before 1): no date at all
+        return {"taken": None, "taken_from": "none", "camera": camera, "gps": gps}
+    return {"taken": mtime, "taken_from": "file", "camera": camera, "gps": gps}
 
 
 @cache

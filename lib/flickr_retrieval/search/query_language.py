@@ -120,6 +120,14 @@ class Query:
         return out
 
 
+def _or_open(end):
+    """``end()``, or None (no end) past the last date Python can hold (the end of year 9999)."""
+    try:
+        return end()
+    except (ValueError, OverflowError):
+        return None
+
+
 def parse_period(value: str, how: str = "date") -> Period:
     """``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` as a period; ``before``: earlier than it, ``after``:
     later than it. QueryError naming the forms otherwise."""
@@ -129,14 +137,15 @@ def parse_period(value: str, how: str = "date") -> Period:
         if not 1 <= len(parts) <= 3 or not 1000 <= parts[0] <= 9999:
             raise ValueError
         if len(parts) == 1:
-            start, end, label = dt.datetime(parts[0], 1, 1), dt.datetime(parts[0] + 1, 1, 1), f"{parts[0]}"
+            start, label = dt.datetime(parts[0], 1, 1), f"{parts[0]}"
+            end = _or_open(lambda: dt.datetime(parts[0] + 1, 1, 1))
         elif len(parts) == 2:
             start = dt.datetime(parts[0], parts[1], 1)
-            end = dt.datetime(parts[0] + (parts[1] == 12), parts[1] % 12 + 1, 1)
+            end = _or_open(lambda: dt.datetime(parts[0] + (parts[1] == 12), parts[1] % 12 + 1, 1))
             label = f"{calendar.month_name[parts[1]]} {parts[0]}"
         else:
             start = dt.datetime(parts[0], parts[1], parts[2])
-            end, label = start + dt.timedelta(days=1), start.date().isoformat()
+            end, label = _or_open(lambda: start + dt.timedelta(days=1)), start.date().isoformat()
     except ValueError:
         raise QueryError(
             f"{how}:{value}: not a date; give a year, a month or a day: {how}:2023, {how}:2023-07 or {how}:2023-07-14"
@@ -144,6 +153,8 @@ def parse_period(value: str, how: str = "date") -> Period:
     if how == "before":
         return Period(None, start, f"before {label}")
     if how == "after":
+        if end is None:
+            raise QueryError(f"after:{value}: nothing can be dated after the end of year 9999")
         return Period(end, None, f"after {label}")
     return Period(start, end, label)
 

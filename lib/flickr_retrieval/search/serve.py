@@ -53,32 +53,13 @@ from .. import paths
 from ..errors import QueryError, RunNameError, ServeError, cli_errors
 from ..text_encoders import load_text_encoder
 from .collection import FLICKR8K_COLLECTIONS, check_collection_name
-from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, view_bytes
+from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, image_type, view_bytes
 from .searcher import Searcher, check_k, collections, default_run, load_run, trained_runs
 
 DEFAULT_PORT = 8217
 MAX_K = 100
 MAX_IMAGE_BYTES = 50 * 2**20
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
-#: Image types the page serves, decided from the first bytes of the file, never from its name.
-_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
-
-
-def image_type(head: bytes) -> str | None:
-    """The MIME type of an image from its first bytes (JPEG, PNG, GIF, WebP), or None."""
-    for magic, mime in _MAGIC:
-        if head.startswith(magic):
-            return mime
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-        return "image/heic"
-    return None
 
 
 def read_image(path: Path, root: Path | None) -> tuple[bytes, str] | None:
