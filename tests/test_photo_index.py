@@ -302,6 +302,26 @@ def test_a_path_longer_than_the_system_allows_is_listed_not_fatal(tmp_path):
     assert refused, names.keys()
 
 
+def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_walked(tmp_path):
+    """1100 nested folders (os.walk recursed once per level in Python 3.11: RecursionError)."""
+    root = tmp_path / "deep"
+    root.mkdir()
+    here = os.open(root, os.O_RDONLY)
+    try:  # folder by folder (pathlib's mkdir(parents=True) recurses too)
+        for _ in range(1100):
+            os.mkdir("a", dir_fd=here)
+            nxt = os.open("a", os.O_RDONLY, dir_fd=here)
+            os.close(here)
+            here = nxt
+        with open(os.open("bottom.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=here), "wb") as handle:
+            handle.write(b"x")
+    finally:
+        os.close(here)
+    (root / "top.jpg").write_bytes(b"x")
+    names = {name: reason for name, _, reason in collection.walk_folder(root)}
+    assert names["top.jpg"] is None and names["/".join(["a"] * 1100) + "/bottom.jpg"] is None
+
+
 def test_watch_mode_follows_added_moved_and_deleted_photos(library):
     """flickr-retrieval-index --watch: each settled burst of changes is indexed again; a move costs
     no embedding; stopping leaves the index of the last update."""

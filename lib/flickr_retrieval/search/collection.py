@@ -373,6 +373,28 @@ class IndexReport:
         return out
 
 
+def _walk(root, onerror):
+    """``os.walk(root, followlinks=False, onerror=onerror)``, top-down, without recursion: a folder
+    tree 1100 levels deep (Python 3.11's os.walk recurses per level) is walked like any other."""
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                dirs, files = [], []
+                for entry in entries:
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False) or (entry.is_symlink() and entry.is_dir())
+                    except OSError:
+                        is_dir = False
+                    (dirs if is_dir else files).append(entry.name)
+        except OSError as exc:
+            onerror(exc)
+            continue
+        yield folder, dirs, files
+        stack.extend(os.path.join(folder, d) for d in reversed(dirs) if not os.path.islink(os.path.join(folder, d)))
+
+
 def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
     """Every entry under ``root`` (recursively, links not followed), sorted: ``(relative name, path,
     None)`` for a regular file to read, or a reason why it is not read. Nothing is skipped in silence:
@@ -386,7 +408,7 @@ def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
         where = Path(exc.filename) if exc.filename else root
         out.append((_relative(where, root), where, f"cannot be read ({exc.strerror or exc})"))
 
-    for folder, dirs, files in os.walk(root, followlinks=False, onerror=refused):
+    for folder, dirs, files in _walk(root, refused):
         base = Path(folder)
         kept = []
         for d in sorted(dirs):
