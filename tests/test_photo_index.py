@@ -173,6 +173,32 @@ def test_a_full_disk_is_one_clear_error_and_the_previous_index_stays(library, mo
     assert (collection.collections_dir() / "lib.json").read_text() == manifest
 
 
+def test_one_writer_per_collection_and_a_vanished_folder_keeps_the_previous_index(library, monkeypatch):
+    """A second indexer of a collection being indexed is refused (it lost vectors when two wrote at
+    once); a folder that disappears during the run does not replace the good index by an empty one."""
+    import shutil
+
+    from filelock import FileLock
+
+    Collection.index(library, "lib", [BACKBONE])
+    manifest = (collection.collections_dir() / "lib.json").read_text()
+    with FileLock(str(collection.collections_dir() / ".lib.lock")):  # another process indexing "lib"
+        with pytest.raises(QueryError, match="being indexed by another process"):
+            Collection.index(library, "lib", [BACKBONE])
+    _photo(library / "new.jpg", "pink")
+    real = photo_index.embed_files
+
+    def then_vanish(*args, **kwargs):
+        out = real(*args, **kwargs)
+        shutil.rmtree(library)
+        return out
+
+    monkeypatch.setattr(photo_index, "embed_files", then_vanish)
+    with pytest.raises(FileNotFoundError, match="disappeared while it was indexed"):
+        Collection.index(library, "lib", [BACKBONE])
+    assert (collection.collections_dir() / "lib.json").read_text() == manifest
+
+
 def test_a_damaged_shard_is_never_trusted(library):
     Collection.index(library, "lib", [BACKBONE])
     store = photo_index.FeatureStore(load_image_backbone(BACKBONE))

@@ -19,6 +19,7 @@ search time, so any run with the same backbones can search the collection.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -120,9 +121,6 @@ class Collection:
         index as it was, and keeps the vectors it finished for the next run. ``duplicates``: group
         near-duplicate photos (:mod:`duplicates`, a threshold calibrated on Flickr8k, ``data`` when
         given) and store the groups in the index."""
-        from .photo_index import embed_files
-
-        start = time.perf_counter()
         name = check_collection_name(name)
         root = Path(folder).expanduser().resolve()
         if not root.is_dir():
@@ -130,6 +128,15 @@ class Collection:
         if not backbones:
             raise QueryError("give at least one image backbone")
         loaded, stores = _open_stores(list(backbones))
+        with _one_writer(name, stores):
+            return cls._index(root, name, list(backbones), loaded, stores, show_progress, workers, duplicates, data)
+
+    @classmethod
+    def _index(cls, root, name, backbones, loaded, stores, show_progress, workers, duplicates, data) -> IndexReport:
+        """:meth:`index`, its locks held."""
+        from .photo_index import embed_files
+
+        start = time.perf_counter()
         previous = _previous_entries(name, root)
         scan = scan_folder(root, previous, stores)
         entries, unreadable, to_read = dict(scan.kept), list(scan.unreadable), scan.to_read
@@ -161,6 +168,10 @@ class Collection:
                 continue
             entries[relative] = {"file": relative, "size": d.size, "mtime_ns": d.mtime_ns, "sha256": d.sha256}
             (changes.changed if relative in previous else changes.added).append(relative)
+        if not root.is_dir():  # the folder vanished (unmounted, deleted) while it was read
+            raise FileNotFoundError(
+                f"the folder {root} disappeared while it was indexed: the previous index of {name!r} is kept"
+            )
         _add_meta(entries, root)
         changes.removed = sorted(set(previous) - set(entries))
         changes.embedded = max((len(s) - b for s, b in zip(stores, before)), default=0)
@@ -332,6 +343,43 @@ def collections_dir() -> Path:
 def indexed_collections() -> list[str]:
     folder = collections_dir()
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+#: How long an indexer waits for a feature store that another indexer (of another collection) writes.
+STORE_WAIT_S = 600
+
+
+@contextlib.contextmanager
+def _one_writer(name: str, stores: list):
+    """One writer per collection and per feature store (``filelock``: a lock file beside each, freed
+    by the system when a process dies). A second indexer of the same collection is refused at once; an
+    indexer of another collection sharing a store waits for it (at most :data:`STORE_WAIT_S`)."""
+    from filelock import FileLock, Timeout
+
+    folder = collections_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = FileLock(str(folder / f".{name}.lock"))
+    try:
+        mine.acquire(timeout=0)
+    except Timeout:
+        raise QueryError(
+            f"collection {name!r} is being indexed by another process (watch mode, or another "
+            "flickr-retrieval-index): wait for it to finish"
+        ) from None
+    try:
+        with contextlib.ExitStack() as held:
+            for store in stores:
+                store.folder.mkdir(parents=True, exist_ok=True)
+                lock = FileLock(str(store.folder / ".writer.lock"))
+                try:
+                    held.enter_context(lock.acquire(timeout=STORE_WAIT_S))
+                except Timeout:
+                    raise QueryError(
+                        f"the feature store {store.folder} stayed locked by another indexer for {STORE_WAIT_S} s"
+                    ) from None
+            yield
+    finally:
+        mine.release()
 
 
 def _open_stores(backbones: list[str]) -> tuple[list, list]:
@@ -616,7 +664,14 @@ def watch_folder(
             on_update(report)
         while not stop.wait(0.1):
             if changed.settled(settle_s):
-                report = Collection.index(folder, name, backbones, duplicates=duplicates)
+                try:
+                    report = Collection.index(folder, name, backbones, duplicates=duplicates)
+                except QueryError as exc:
+                    if "being indexed by another process" not in str(exc):
+                        raise
+                    with changed.lock:  # another indexer holds the collection: try again once it settles
+                        changed.last = time.monotonic()
+                    continue
                 if on_update:
                     on_update(report)
         return report
