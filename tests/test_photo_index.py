@@ -304,23 +304,30 @@ def test_a_stale_half_written_shard_is_removed_and_a_fresh_one_kept(library):
     assert not stale.exists() and fresh.exists()
 
 
+def nested_chain(root, folder: str, depth: int, leaf: str) -> None:
+    """``depth`` folders named ``folder`` one inside the other under ``root``, a file ``leaf`` at the
+    bottom, each made relative to its parent (no single path call goes past PATH_MAX, and nothing
+    recurses: pathlib's mkdir(parents=True) does)."""
+    here = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir(folder, dir_fd=here)
+            nxt = os.open(folder, os.O_RDONLY, dir_fd=here)
+            os.close(here)
+            here = nxt
+        with open(os.open(leaf, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=here), "wb") as handle:
+            handle.write(b"x")
+    finally:
+        os.close(here)
+
+
 def test_a_path_longer_than_the_system_allows_is_listed_not_fatal(tmp_path):
     """An entry the system refuses (ENAMETOOLONG past PATH_MAX) is listed with its reason; the rest
     of the folder is walked."""
     root = tmp_path / "deep"
     root.mkdir()
     (root / "ok.jpg").write_bytes(b"x")
-    here = os.open(root, os.O_RDONLY)
-    try:  # build the deep chain relative to each folder: no single path call goes past PATH_MAX
-        for _ in range(40):
-            os.mkdir("d" * 200, dir_fd=here)
-            nxt = os.open("d" * 200, os.O_RDONLY, dir_fd=here)
-            os.close(here)
-            here = nxt
-        with open(os.open("far.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=here), "wb") as handle:
-            handle.write(b"x")
-    finally:
-        os.close(here)
+    nested_chain(root, "d" * 200, 40, "far.jpg")
     entries = collection.walk_folder(root)
     names = {name: reason for name, _, reason in entries}
     assert names["ok.jpg"] is None
@@ -332,17 +339,7 @@ def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_walked(tmp_path):
     """1100 nested folders (os.walk recursed once per level in Python 3.11: RecursionError)."""
     root = tmp_path / "deep"
     root.mkdir()
-    here = os.open(root, os.O_RDONLY)
-    try:  # folder by folder (pathlib's mkdir(parents=True) recurses too)
-        for _ in range(1100):
-            os.mkdir("a", dir_fd=here)
-            nxt = os.open("a", os.O_RDONLY, dir_fd=here)
-            os.close(here)
-            here = nxt
-        with open(os.open("bottom.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=here), "wb") as handle:
-            handle.write(b"x")
-    finally:
-        os.close(here)
+    nested_chain(root, "a", 1100, "bottom.jpg")
     (root / "top.jpg").write_bytes(b"x")
     names = {name: reason for name, _, reason in collection.walk_folder(root)}
     assert names["top.jpg"] is None and names["/".join(["a"] * 1100) + "/bottom.jpg"] is None
