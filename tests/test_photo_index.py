@@ -341,8 +341,14 @@ def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_walked(tmp_path):
     root.mkdir()
     nested_chain(root, "a", 1100, "bottom.jpg")
     (root / "top.jpg").write_bytes(b"x")
-    names = {name: reason for name, _, reason in collection.walk_folder(root)}
-    assert names["top.jpg"] is None and names["/".join(["a"] * 1100) + "/bottom.jpg"] is None
+    try:
+        names = {name: reason for name, _, reason in collection.walk_folder(root)}
+        assert names["top.jpg"] is None and names["/".join(["a"] * 1100) + "/bottom.jpg"] is None
+    finally:  # removed here, bottom up: shutil.rmtree (pytest's clean-up of old temporary folders) recurses too
+        deepest = root.joinpath(*["a"] * 1100)
+        (deepest / "bottom.jpg").unlink()
+        for level in range(1100, 0, -1):
+            os.rmdir(root.joinpath(*["a"] * level))
 
 
 def test_watch_mode_follows_added_moved_and_deleted_photos(library):
