@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from flickr_retrieval import holdout, paths
+from flickr_retrieval import holdout, paths, standing
 from flickr_retrieval.data import Flickr8k
 from flickr_retrieval.errors import DatasetError
 
@@ -171,7 +171,7 @@ def test_the_family_counts_unread_members_at_p_one(project):
     rng = np.random.default_rng(0)
     good = {s: np.ones(200, dtype=np.int64) for s in (0, 1)}
     poor = {s: rng.integers(1, 40, 200) for s in (0, 1)}
-    both = holdout.family_table(declaration, {"A": poor, "B": good}, caption_image)
+    both = standing.family_table(declaration, {"A": poor, "B": good}, caption_image)
     assert list(both["verdict"]) == ["helps", "hurts"] and both["as expected"].all()
     # one member read (a declaration of three whose third is unread): Holm multiplies by the declared size
     three = holdout.Declaration(
@@ -183,7 +183,7 @@ def test_the_family_counts_unread_members_at_p_one(project):
         0.05,
         "",
     )
-    table = holdout.family_table(three, {"A": poor, "B": good}, caption_image)
+    table = standing.family_table(three, {"A": poor, "B": good}, caption_image)
     assert table.loc["C-A", "verdict"] == "not read"
     assert table.loc["B-A", "Holm p"] >= both.loc["B-A", "Holm p"]
 
@@ -260,7 +260,7 @@ def test_an_ensembles_members_are_logged_with_it_and_read_back(project, monkeypa
     ranks = holdout.logged_ranks(entry)
     assert sorted(k for k in ranks if k != "members") == [0] and len(ranks["members"]) == 2
     assert holdout.read(exp, holdout.load_declaration("decl"), "B", score=scorer())["status"] == "reproduced"
-    table = holdout.family_table(
+    table = standing.family_table(
         holdout.Declaration(
             "d", Path("d"), {"B": {}}, [{"id": "B-m", "a": "B", "b": "members", "expected": "helps"}], (0,), 0.05, ""
         ),

@@ -374,61 +374,6 @@ def read(
     return {**entry, "status": "logged"}
 
 
-# ---------------------------------------------------------------------------------------------- verdicts
-
-
-def family_table(declaration: Declaration, ranks: dict[str, dict], caption_image: np.ndarray):
-    """The declared family on one split's ranks: each member's difference (a minus b, seed-paired
-    over the seeds both sides have; an ensemble against its members' mean, the models fixed), its
-    interval, p, Holm p over the whole declared family (members without ranks at p = 1), the verdict,
-    and whether it is the one expected.
-
-    ``ranks``: pipeline -> {seed: t2i ranks}; an ensemble's as {0: its ranks, "members": [ranks, ...]}."""
-    import pandas as pd
-
-    from . import protocol
-
-    measured = {}
-    for item in declaration.family:
-        a = ranks.get(item["a"])
-        if a is None:
-            continue
-        if item["b"] == "members":
-            if "members" not in a:
-                continue
-            measured[item["id"]] = protocol.ensemble_gain(a[0], a["members"], caption_image)
-            continue
-        b = ranks.get(item["b"])
-        if b is None:
-            continue
-        common = [s for s in declaration.seeds if s in a and s in b]
-        if not common:
-            continue
-        measured[item["id"]] = protocol.compare([a[s] for s in common], [b[s] for s in common], caption_image)
-    adjusted = protocol.adjust(measured, declaration.alpha, [m["id"] for m in declaration.family])
-    rows = {}
-    for item in declaration.family:
-        c = adjusted.get(item["id"])
-        if c is None:
-            rows[item["id"]] = {
-                "comparison": f"{item['a']} - {item['b']}",
-                "expected": item["expected"],
-                "verdict": "not read",
-            }
-            continue
-        lo, hi = c["ci95"]
-        rows[item["id"]] = {
-            "comparison": f"{item['a']} - {item['b']}",
-            "difference (95% CI)": f"{c['diff']:+.1f} ({lo:+.1f} to {hi:+.1f})",
-            "p": round(c["p"], 4),
-            "Holm p": round(c["p_adjusted"], 4),
-            "verdict": c["verdict_adjusted"],
-            "expected": item["expected"],
-            "as expected": c["verdict_adjusted"] == item["expected"],
-        }
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
 def holdout_caption_image(n_images: int = SIZE) -> np.ndarray:
     """The hold-out image of each hold-out caption, in the order of every hold-out rank array
     (image by image, its five captions)."""
@@ -442,21 +387,3 @@ def first_reads(declaration: str) -> dict[str, dict]:
     for entry in logged_reads(declaration):
         out.setdefault(entry["pipeline"], entry)
     return out
-
-
-def reads_table(declaration: str):
-    """The first read of each pipeline, from the log: when, on which commit and CPU, which seeds, and
-    the mean hold-out R@1 / R@5 / R@10 / median rank over them."""
-    import pandas as pd
-
-    rows = {}
-    for pipeline, entry in first_reads(declaration).items():
-        mean = entry["mean"]
-        rows[pipeline] = {
-            "read": entry["read"],
-            "date": entry["date"][:10],
-            "commit": entry["commit"][:7],
-            "seeds": len(entry["seeds"]),
-            **{k: round(mean[k], 1) for k in ("R@1", "R@5", "R@10", "medr")},
-        }
-    return pd.DataFrame.from_dict(rows, orient="index")

@@ -10,7 +10,10 @@ compare them with it (``tests/test_standing.py``; ``python scripts/readme_tables
   branches per query, a caption bank, training seconds) and which notebook measured it.
 * :func:`holdout_table`: the declared confirmatory run (notebook 17, trained on 5000 images): each
   pipeline on test and on the sealed hold-out (from the read log only), and its test-minus-hold-out
-  gap relative to TB's.
+  gap relative to TB's; :func:`holdout_family_table`, the declared family's verdicts on the hold-out.
+
+:func:`family_table` (a declaration's family on any split's ranks) and :func:`reads_table` (the log's
+first reads) are the tables notebook 17 shows.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from . import holdout, metrics, paths, records
+from . import holdout, metrics, paths, protocol, records
 from .config import RunConfig
 from .images import VIEW_SETS
 
@@ -186,13 +190,77 @@ def holdout_table(declaration: str = "confirmatory-1") -> str:
     return "\n".join(lines)
 
 
+def family_table(declaration: holdout.Declaration, ranks: dict[str, dict], caption_image: np.ndarray):
+    """The declared family on one split's ranks: each member's difference (a minus b, seed-paired
+    over the seeds both sides have; an ensemble against its members' mean, the models fixed), its
+    interval, p, Holm p over the whole declared family (members without ranks at p = 1), the verdict,
+    and whether it is the one expected.
+
+    ``ranks``: pipeline -> {seed: t2i ranks}; an ensemble's as {0: its ranks, "members": [ranks, ...]}."""
+    measured = {}
+    for item in declaration.family:
+        a = ranks.get(item["a"])
+        if a is None:
+            continue
+        if item["b"] == "members":
+            if "members" not in a:
+                continue
+            measured[item["id"]] = protocol.ensemble_gain(a[0], a["members"], caption_image)
+            continue
+        b = ranks.get(item["b"])
+        if b is None:
+            continue
+        common = [s for s in declaration.seeds if s in a and s in b]
+        if not common:
+            continue
+        measured[item["id"]] = protocol.compare([a[s] for s in common], [b[s] for s in common], caption_image)
+    adjusted = protocol.adjust(measured, declaration.alpha, [m["id"] for m in declaration.family])
+    rows = {}
+    for item in declaration.family:
+        c = adjusted.get(item["id"])
+        if c is None:
+            rows[item["id"]] = {
+                "comparison": f"{item['a']} - {item['b']}",
+                "expected": item["expected"],
+                "verdict": "not read",
+            }
+            continue
+        lo, hi = c["ci95"]
+        rows[item["id"]] = {
+            "comparison": f"{item['a']} - {item['b']}",
+            "difference (95% CI)": f"{c['diff']:+.1f} ({lo:+.1f} to {hi:+.1f})",
+            "p": round(c["p"], 4),
+            "Holm p": round(c["p_adjusted"], 4),
+            "verdict": c["verdict_adjusted"],
+            "expected": item["expected"],
+            "as expected": c["verdict_adjusted"] == item["expected"],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def reads_table(declaration: str):
+    """The first read of each pipeline, from the log: when, on which commit and CPU, which seeds, and
+    the mean hold-out R@1 / R@5 / R@10 / median rank over them."""
+    rows = {}
+    for pipeline, entry in holdout.first_reads(declaration).items():
+        mean = entry["mean"]
+        rows[pipeline] = {
+            "read": entry["read"],
+            "date": entry["date"][:10],
+            "commit": entry["commit"][:7],
+            "seeds": len(entry["seeds"]),
+            **{k: round(mean[k], 1) for k in ("R@1", "R@5", "R@10", "medr")},
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def holdout_family_table(declaration: str = "confirmatory-1") -> str:
     """The declared family on the hold-out, from the log's ranks: each comparison's difference,
     interval, Holm p over the whole declared family (unread members at p = 1), verdict, and the
     direction declared before the read."""
     decl = holdout.load_declaration(declaration)
     ranks = {p: holdout.logged_ranks(e) for p, e in holdout.first_reads(declaration).items()}
-    table = holdout.family_table(decl, ranks, holdout.holdout_caption_image())
+    table = family_table(decl, ranks, holdout.holdout_caption_image())
     lines = [
         "| comparison | expected (declared) | hold-out R@1+R@5+R@10 difference (95% CI) | Holm p | verdict |",
         "| --- | --- | --- | ---: | --- |",
