@@ -57,6 +57,7 @@ LAYERS = (
             "experiments",
             "holdout",
             "standing",
+            "dev_grid",
             "regression",
             "ledger",
             "literature",
