@@ -52,6 +52,7 @@ LAYERS = (
             "verdicts",
             "protocol",
             "records",
+            "teacher",
             "results",
             "analysis",
             "experiments",

@@ -295,6 +295,41 @@ class Experiment:
         )
         return self._scored(trained)
 
+    def adopt(self, notebook: str, row_id: str, seeds: Sequence[int], spec: RowSpec | None = None) -> Row:
+        """Another notebook's committed row, its runs read from their records (nothing trained, nothing
+        recorded here): to compare with, to ensemble or to learn from. Their weights, when asked for
+        (:meth:`weights`), come from the run cache or are trained again, as for any run read from a record."""
+        runs = {}
+        for seed in seeds:
+            path = records.committed_record_path(notebook, row_id, seed)
+            if not path.is_file():
+                raise FileNotFoundError(f"{notebook} has no committed record of row {row_id!r}, seed {seed}")
+            runs[seed] = self._score_record(self._load(path))
+        config = runs[seeds[0]].config
+        spec = spec or RowSpec(row_id, f"{row_id} (read from {notebook})", None, "-", config)
+        self.rows[spec.id] = Row(spec, runs=runs)
+        return self.rows[spec.id]
+
+    def adopt_ensemble(self, notebook: str, row_id: str, spec: RowSpec | None = None) -> Row:
+        """Another notebook's committed ensemble, read from its record, its members found by their ids
+        among the runs of the rows already here (adopt them first)."""
+        path = records.committed_record_path(notebook, row_id, 0)
+        if not path.is_file():
+            raise FileNotFoundError(f"{notebook} has no committed record of ensemble {row_id!r}")
+        run = self._load(path)
+        here = {
+            records.member_id(r.config): r
+            for row in self.rows.values()
+            if not row.is_ensemble
+            for r in row.runs.values()
+        }
+        missing = [m for m in run.members if m not in here]
+        if not run.members or missing:
+            raise ValueError(f"{notebook}'s {row_id!r} is not an ensemble of runs here (missing {missing})")
+        spec = spec or RowSpec(row_id, f"{row_id} (read from {notebook})", None, "-")
+        self.rows[spec.id] = Row(spec, runs={0: self._score_record(run)}, members=tuple(here[m] for m in run.members))
+        return self.rows[spec.id]
+
     def committed_rows(self, notebook: str) -> dict[str, RunConfig]:
         """The single-model rows of another notebook's committed run records (row id -> the config
         of its seed-0 record; ensembles left out), to build rows of the same settings here. A

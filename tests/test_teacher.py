@@ -1,0 +1,74 @@
+"""The distillation teacher: its embeddings give the ensemble's scores, are cached by what identifies
+the members' weights, and never trust a damaged entry."""
+
+import numpy as np
+import pytest
+from flickr_retrieval import teacher
+from flickr_retrieval.evaluation import similarity
+from flickr_retrieval.experiments import Experiment, RowSpec
+
+
+@pytest.fixture
+def two_seeds(tiny_run):
+    data, config, *_ = tiny_run
+    exp = Experiment(data, n_boot=10)
+    exp.run(RowSpec("A", "two seeds", None, "-", config.replace(max_epochs=1)), seeds=(0, 1), quiet=True)
+    return exp
+
+
+def test_a_teacher_of_two_runs_scores_as_their_ensemble(two_seeds):
+    exp = two_seeds
+    runs = [exp.rows["A"].runs[s] for s in (0, 1)]
+    t = teacher.embeddings(exp, runs, split="dev")
+    feats = exp.features(runs[0].config)[1]["dev"]
+    mean = np.mean([similarity(r.model.model, feats) for r in runs], axis=0)
+    assert t["text"].shape == (len(feats.caption_ids), 2 * runs[0].config.embed_dim)
+    np.testing.assert_allclose(t["text"] @ t["image"].T, mean, atol=3e-3)  # stored in float16
+    one = teacher.embeddings(exp, runs[:1], split="dev")
+    np.testing.assert_allclose(one["text"] @ one["image"].T, similarity(runs[0].model.model, feats), atol=3e-3)
+
+
+def test_the_cache_is_keyed_by_the_members_and_a_damaged_entry_is_recomputed(two_seeds, isolated_cache):
+    exp = two_seeds
+    runs = [exp.rows["A"].runs[s] for s in (0, 1)]
+    first = teacher.embeddings(exp, runs, split="dev")
+    entries = sorted(isolated_cache.glob("teacher-*.npz"))
+    assert len(entries) == 1
+    np.testing.assert_array_equal(teacher.embeddings(exp, runs, split="dev")["text"], first["text"])  # read back
+    teacher.embeddings(exp, runs[::-1], split="dev")  # other order: another teacher (columns swapped)
+    assert len(list(isolated_cache.glob("teacher-*.npz"))) == 2
+    np.savez(entries[0], text=np.zeros((3, 3), np.float16), image=np.zeros((3, 3), np.float16))
+    with pytest.warns(UserWarning, match="shape"):
+        again = teacher.embeddings(exp, runs, split="dev")
+    np.testing.assert_array_equal(again["text"], first["text"])
+
+
+def test_a_member_without_dev_ranks_cannot_be_identified(two_seeds):
+    run = two_seeds.rows["A"].runs[0]
+    run.dev_ranks = None
+    with pytest.raises(ValueError, match="no dev ranks"):
+        teacher.member_key(run)
+
+
+def test_another_notebooks_rows_and_ensemble_are_adopted_from_its_records_with_the_same_teacher_key(
+    tiny_run, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
+    data, config, *_ = tiny_run
+    source = Experiment(data, n_boot=10, notebook="src")
+    source.run(RowSpec("A", "two seeds", None, "-", config.replace(max_epochs=1)), seeds=(0, 1), quiet=True)
+    runs = [source.rows["A"].runs[s] for s in (0, 1)]
+    source.ensemble(RowSpec("E", "both", None, "mean"), runs)
+    here = Experiment(data, n_boot=10)
+    adopted = here.adopt("src", "A", (0, 1))
+    assert all(r.source == "record" and r.model is None for r in adopted.runs.values())
+    np.testing.assert_array_equal(adopted.runs[1].ranks["t2i"], runs[1].ranks["t2i"])
+    assert [teacher.member_key(r) for r in adopted.runs.values()] == [teacher.member_key(r) for r in runs]
+    ensemble = here.adopt_ensemble("src", "E")
+    assert [m.seed for m in ensemble.members] == [0, 1] and ensemble.members[0] is adopted.runs[0]
+    with pytest.raises(FileNotFoundError, match="seed 2"):
+        here.adopt("src", "A", (2,))
+    del here.rows["A"]
+    with pytest.raises(ValueError, match="not an ensemble of runs here"):
+        here.adopt_ensemble("src", "E")
