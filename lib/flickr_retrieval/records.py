@@ -246,6 +246,12 @@ def committed_record_path(notebook: str, row_id: str, seed: int) -> Path:
     return paths.project_root() / "results" / _relative(notebook, row_id, seed)
 
 
+def committed_row_ids(notebook: str) -> list[str]:
+    """The ids of the rows of a notebook that have committed records, sorted."""
+    folder = paths.project_root() / "results" / "runs" / paths.check_run_name(notebook)
+    return sorted({p.name.rsplit("-seed", 1)[0] for p in folder.glob("*-seed*.npz")})
+
+
 def committed_seeds(notebook: str, row_id: str) -> list[int]:
     """The seeds of a row that have a committed record, in order."""
     folder = committed_record_path(notebook, row_id, 0).parent
