@@ -342,3 +342,17 @@ def test_the_last_dates_python_holds_are_read_and_never_crash(tmp_path, monkeypa
     meta = photo_meta.read_meta(path)
     assert meta["taken"] is None and meta["taken_from"] == "none"
     assert not query_language.matches(query_language.parse("a picture date:2023"), "far.png", meta)
+
+
+def test_a_query_holds_at_most_max_terms_terms_and_says_so_at_once():
+    import time
+
+    from flickr_retrieval.search.query_language import MAX_TERMS
+
+    allowed = "dogs " + " ".join(f"-w{i}" for i in range(MAX_TERMS - 1))
+    assert len(parse(allowed).terms) == MAX_TERMS
+    started = time.perf_counter()
+    with pytest.raises(QueryError, match=f"333 terms \\(at most {MAX_TERMS}\\)"):
+        parse("dogs " + " ".join(f"-w{i}" for i in range(332)))  # the probe's 333-term query cost 4.5 s to answer
+    assert time.perf_counter() - started < 0.5
+    assert len(parse(" ".join(f"word{i}" for i in range(300))).terms) == 1  # plain words are one sentence

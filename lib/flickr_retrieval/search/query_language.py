@@ -38,6 +38,9 @@ _SPOKEN_DATE = re.compile(
     rf"\b(?:in|from|during)\s+(?:(?P<month>{_MONTH_WORDS})\.?\s+)?(?P<year>(?:19|20)\d\d)\b", re.IGNORECASE
 )
 MAX_WEIGHT = 10.0
+#: Terms a query may hold (the sentence, weighted and avoided phrases, like: images): each costs one
+#: pass through the text encoder or one image row, so a query's cost is bounded by this, not by its text.
+MAX_TERMS = 12
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,10 @@ def parse(text: str, known_places: set[str] | None = None, spoken_dates: bool = 
     if sentence:
         terms.insert(0, Term(sentence))
     query = Query(tuple(terms), tuple(like), period, place, folder, camera, tuple(notes), spoken_date)
+    if len(terms) + len(like) > MAX_TERMS:
+        raise QueryError(
+            f"the query has {len(terms) + len(like)} terms (at most {MAX_TERMS}): join the words that belong together into one phrase"
+        )
     if not any(t.weight > 0 for t in (*query.terms, *query.like)):
         raise QueryError(
             "the query has nothing to look for: give words (or like:<image>) besides the terms to avoid and the filters"
