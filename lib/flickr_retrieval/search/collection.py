@@ -443,14 +443,27 @@ def _walk(root, onerror):
         stack.extend(os.path.join(folder, d) for d in reversed(dirs) if not os.path.islink(os.path.join(folder, d)))
 
 
+def own_folders() -> list[Path]:
+    """The folders this tool writes (the feature cache, which holds the collections' manifests,
+    thumbnails and vectors): never indexed as photos, never a change to watch."""
+    return [paths.cache_dir().expanduser().resolve()]
+
+
+def _inside(path: str | Path, folders: list[Path]) -> bool:
+    path = Path(os.path.abspath(path))
+    return any(path == f or f in path.parents for f in folders)
+
+
 def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
     """Every entry under ``root`` (recursively, links not followed), sorted: ``(relative name, path,
     None)`` for a regular file to read, or a reason why it is not read. Nothing is skipped in silence:
     links (to a file or a folder, inside or outside, dangling, looping) and special files (FIFOs,
     devices, sockets) are listed with their reason, and never opened; an entry the system refuses (a
     path longer than the system allows, a folder that cannot be listed) is listed with the system's
-    reason, and the walk goes on."""
+    reason, and the walk goes on. The tool's own cache (:func:`own_folders`), when it lies inside
+    ``root``, is listed once and not entered: its thumbnails are not photos."""
     out = []
+    own = own_folders()
 
     def refused(exc: OSError) -> None:
         where = Path(exc.filename) if exc.filename else root
@@ -460,6 +473,9 @@ def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
         base = Path(folder)
         kept = []
         for d in sorted(dirs):
+            if _inside(base / d, own):
+                out.append((_relative(base / d, root), base / d, "this tool's own cache: not indexed"))
+                continue
             try:
                 linked = (base / d).is_symlink()
             except OSError as exc:
@@ -609,14 +625,19 @@ def _add_meta(entries: dict[str, dict], root: Path) -> None:
 
 
 class _Changed:
-    """A watchdog handler that only remembers when the folder last changed."""
+    """A watchdog handler that only remembers when the folder last changed (outside ``ignore``: the
+    tool's own writes, which indexing makes, are not changes of the folder)."""
 
-    def __init__(self):
+    def __init__(self, ignore: list[Path] | None = None):
         self.last: float | None = None
         self.lock = threading.Lock()
+        self.ignore = list(ignore or [])
 
     def dispatch(self, event) -> None:
         if event.event_type in ("opened", "closed_no_write"):  # reading a file changes nothing
+            return
+        touched = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
+        if touched and all(_inside(os.fsdecode(p), self.ignore) for p in touched):
             return
         with self.lock:
             self.last = time.monotonic()
@@ -654,7 +675,7 @@ def watch_folder(
     from watchdog.observers.polling import PollingObserver
 
     stop = stop or threading.Event()
-    changed = _Changed()
+    changed = _Changed(own_folders())
     observer = PollingObserver(timeout=0.5) if poll else Observer()
     observer.schedule(changed, str(Path(folder).expanduser().resolve()), recursive=True)
     observer.start()  # before the first index: a change made while it runs is caught too
