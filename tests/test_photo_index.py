@@ -477,3 +477,17 @@ def test_a_cache_inside_the_watched_folder_is_neither_indexed_nor_a_change(libra
     finally:
         stop.set()
         watcher.join(timeout=60)
+
+
+def test_what_a_killed_indexer_left_half_written_is_removed_at_the_next_start(library, isolated_cache):
+    Collection.index(library, "lib", [BACKBONE])
+    thumbs = isolated_cache / "thumbnails" / "ab"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    old = [isolated_cache / "collections" / ".lib.json.x1.tmp", thumbs / ".ab12.jpg.x2.tmp"]
+    fresh = isolated_cache / "collections" / ".lib.json.x3.tmp"  # a writer at work now: kept
+    for path in (*old, fresh):
+        path.write_bytes(b"half")
+    for path in old:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    Collection.index(library, "lib", [BACKBONE])
+    assert not any(p.exists() for p in old) and fresh.exists()

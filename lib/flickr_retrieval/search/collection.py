@@ -129,6 +129,11 @@ class Collection:
             raise QueryError("give at least one image backbone")
         loaded, stores = _open_stores(list(backbones))
         with _one_writer(name, stores):
+            from .photo_index import remove_stale_temporaries
+
+            # what a killed indexer left half-written: its manifest and its thumbnails
+            remove_stale_temporaries(collections_dir())
+            remove_stale_temporaries(paths.cache_dir() / "thumbnails", recursive=True)
             return cls._index(root, name, list(backbones), loaded, stores, show_progress, workers, duplicates, data)
 
     @classmethod

@@ -200,6 +200,22 @@ def store_key(backbone: ImageBackbone) -> dict:
 STALE_TEMPORARY_S = 600
 
 
+def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp", recursive: bool = False) -> int:
+    """Remove the half-written files (``helpers.atomic_write``'s ``.<name>.<random>.tmp``) that a
+    killed process left under ``folder``: older than :data:`STALE_TEMPORARY_S`, so that a writer at
+    work keeps its own; links and anything but regular files are left alone. Returns how many."""
+    now, removed = time.time(), 0
+    for tmp in folder.rglob(pattern) if recursive else folder.glob(pattern):
+        try:
+            info = tmp.lstat()
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_TEMPORARY_S:
+                tmp.unlink()
+                removed += 1
+        except OSError:  # gone already, or not ours to remove
+            continue
+    return removed
+
+
 class FeatureStore:
     """Vectors of one backbone, found by the SHA-256 of the file they were computed from."""
 
@@ -234,13 +250,7 @@ class FeatureStore:
     def _remove_stale_temporaries(self) -> None:
         """Remove the half-written shards (``.shard-*.tmp``) a killed process left: older than
         :data:`STALE_TEMPORARY_S`, so that another process writing a shard now keeps its own."""
-        now = time.time()
-        for tmp in self.folder.glob(".shard-*.tmp"):
-            try:
-                if now - tmp.lstat().st_mtime > STALE_TEMPORARY_S:
-                    tmp.unlink()
-            except OSError:  # gone already, or not ours to remove: the shards are read all the same
-                continue
+        remove_stale_temporaries(self.folder, ".shard-*.tmp")
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._rows
