@@ -112,6 +112,13 @@ def test_http_clients_get_names_not_the_servers_paths(client_of):
     assert answer.status_code == 400 and "nosuch" in answer.get_json()["error"]
     assert "/" not in answer.get_json()["error"].split("no ", 1)[-1].split(".")[0]
     assert serve.without_paths("no /srv/rcp/results/x/model.pt here") == "no model.pt here"
+    # a folder whose names hold spaces: the probe saw "Doe/My Photos" leak from "/home/Jane Doe/My Photos"
+    known = ["/home/Jane Doe/My Photos", "/home/Jane Doe"]
+    said = serve.without_paths(
+        "cannot read /home/Jane Doe/My Photos/2024/a b.jpg; no folder /home/Jane Doe/My Photos", known
+    )
+    assert said == "cannot read 2024/a b.jpg; no folder My Photos" and "Jane" not in said
+    assert serve.without_paths("settings in /home/Jane Doe/.config x", known) == "settings in .config x"
 
 
 def test_k_is_clamped_to_the_collection_and_says_so(client_of):
