@@ -356,3 +356,29 @@ def test_a_query_holds_at_most_max_terms_terms_and_says_so_at_once():
         parse("dogs " + " ".join(f"-w{i}" for i in range(332)))  # the probe's 333-term query cost 4.5 s to answer
     assert time.perf_counter() - started < 0.5
     assert len(parse(" ".join(f"word{i}" for i in range(300))).terms) == 1  # plain words are one sentence
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_drawn_and_printed_as_its_bytes(
+    tiny_run, tmp_path, monkeypatch, capsysbinary
+):
+    """The probe's crash: flickr-retrieval-search drawing (and printing) a photo named in Latin-1."""
+    import os
+
+    data, config, space, feats, trained = tiny_run
+    folder = tmp_path / "latin"
+    folder.mkdir()
+    sources = sorted(data.image_dir.glob("*.jpg"))[:2]
+    odd = os.fsdecode(b"caf\xe9.jpg")  # not UTF-8: Python keeps the byte as a lone surrogate
+    shutil.copy(sources[0], folder / odd)
+    shutil.copy(sources[1], folder / "plain.jpg")
+    Collection.index(folder, "latin", list(config.backbones))
+    monkeypatch.setattr(
+        "flickr_retrieval.search.searcher.Searcher", lambda run, collection: Searcher(trained, collection, data=data)
+    )
+    out = tmp_path / "grid.png"
+    status = search_main(["a picture", "--collection", "latin", "--k", "2", "--out", str(out)])
+    printed = capsysbinary.readouterr().out
+    assert status in (0, 1) and out.stat().st_size > 0 and "caf\ufffd.jpg".encode() in printed
+    search_main(["a picture", "--collection", "latin", "--k", "2", "-0"])
+    names = capsysbinary.readouterr().out.split(b"\0")
+    assert os.fsencode(folder / odd) in names  # the file's own bytes, for xargs -0
