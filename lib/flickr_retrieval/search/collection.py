@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import re
+import signal
 import stat
 import sys
 import threading
@@ -779,7 +781,9 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the index current: index again after every change of the folder, until Ctrl-C",
     )
     args = parser.parse_args(argv)
-    with cli_errors("flickr-retrieval-index"):
+    if hasattr(signal, "SIGXFSZ"):  # past a file size limit (ulimit -f) a write fails with an error, not a kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    with cli_errors("flickr-retrieval-index"), _write_errors():
         if args.backbones:
             backbones = args.backbones
         else:
@@ -803,6 +807,21 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report.lines()))
         print(f'search it: flickr-retrieval-search "a dog on the beach" --collection {report.name}')
     return 0
+
+
+@contextlib.contextmanager
+def _write_errors():
+    """A write the system refuses for want of room (a file size limit, a full disk, a quota) becomes
+    :class:`IndexWriteError`: one line, and the previous index kept (it is replaced only at the end)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise IndexWriteError(
+            f"could not write the index ({exc.strerror}: a file size limit such as ulimit -f, a full disk or a "
+            "quota); the previous index is kept"
+        ) from None
 
 
 def duplicates_main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import resource
 import stat
 import threading
 import time
@@ -367,6 +368,11 @@ def unreadable_reason(exc: Exception, data: bytes, heif_available: bool) -> str:
     return f"not a readable image ({type(exc).__name__}: {reason})"
 
 
+#: Seconds without a batch from the reading workers after which indexing stops with an error (a
+#: batch of four 64-megapixel photos decodes in well under a minute on a 2-core machine).
+WORKER_STALL_S = 300
+
+
 def _single_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)  # the worker decodes; the main process's threads run the CNN
 
@@ -385,6 +391,8 @@ def embed_files(
     added to it (flushed shard by shard). Returns one :class:`Decoded` per file, in order (their
     ``inputs`` dropped). ``on_progress(done, total)`` is called as files complete."""
     known = set.intersection(*[set(s._rows) for s in stores]) if stores else set()
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        workers = 0  # workers hand their tensors over in shared-memory files, which a file size limit breaks
     reader = PhotoReader(files, [b.spec.preprocessing.transform() for b in backbones], known, thumbnails)
     loader = torch.utils.data.DataLoader(
         reader,
@@ -393,6 +401,7 @@ def embed_files(
         collate_fn=list,
         worker_init_fn=_single_thread if workers else None,
         prefetch_factor=4 if workers else None,
+        timeout=WORKER_STALL_S if workers else 0,  # a worker that can no longer deliver: an error, never a hang
     )
     modules = [inference_module(b) for b in backbones]
     results: list[Decoded] = []
