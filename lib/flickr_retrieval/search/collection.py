@@ -765,7 +765,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         default=None,
-        help="embed with this trained run's image backbone(s) (default: field_best if notebook 10 made it, else best)",
+        help="embed with this trained run's image backbone(s) (default: field_best if notebook 10 made it, else best from 07, "
+        "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
     )
     parser.add_argument(
         "--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's"
@@ -787,9 +788,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.backbones:
             backbones = args.backbones
         else:
-            from ..results import default_run, load_run
+            from .. import quickstart
+            from ..results import checkpoint_path, default_run, load_run
 
-            backbones = list(load_run(args.run or default_run()).config.backbones)
+            run = args.run or default_run()
+            if run == quickstart.NAME and not checkpoint_path(run).is_file():  # a fresh clone: no model yet
+                quickstart.train(say=lambda line: print(line, flush=True))
+            backbones = list(load_run(run).config.backbones)
         if args.watch:
 
             def said(report: IndexReport) -> None:

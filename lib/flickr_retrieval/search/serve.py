@@ -481,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         default=None,
-        help="the trained run the page starts with (default: field_best if notebook 10 made it, else best)",
+        help="the trained run the page starts with (default: field_best if notebook 10 made it, else best from 07, "
+        "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
     )
     parser.add_argument(
         "--collection",
