@@ -382,3 +382,31 @@ def test_a_file_name_that_is_not_utf8_is_shown_drawn_and_printed_as_its_bytes(
     search_main(["a picture", "--collection", "latin", "--k", "2", "-0"])
     names = capsysbinary.readouterr().out.split(b"\0")
     assert os.fsencode(folder / odd) in names  # the file's own bytes, for xargs -0
+
+
+def test_the_committed_phrase_set_reads_as_people_mean_it():
+    """tests/data/query_phrases.json: 65 date and place phrases with their expected reading (the probe
+    read 12 of 21 date phrases and 13 of 20 place phrases as meant)."""
+    import pathlib
+
+    doc = json.loads((pathlib.Path(__file__).parent / "data" / "query_phrases.json").read_text())
+    today, known = dt.date.fromisoformat(doc["today"]), set(doc["known_places"])
+    wrong = []
+    for item in doc["phrases"]:
+        q = parse(item["phrase"], known, today=today)
+        got = {"date": q.period.label if q.period else None, "place": q.place, "words": q.terms[0].text if q.terms else ""}
+        if got != {k: item[k] for k in got}:
+            wrong.append((item["phrase"], got))
+    assert len(doc["phrases"]) >= 60 and not wrong
+
+
+def test_relative_dates_follow_today():
+    from flickr_retrieval.search import spoken_dates
+
+    july = dt.date(2026, 7, 15)  # in summer: last summer is the year before's
+    assert spoken_dates.read("a beach last summer", july).label == "summer 2025 (June-August)"
+    assert spoken_dates.read("snow this winter", dt.date(2027, 2, 1)).label == "winter 2026 (December-February 2027)"
+    jan = spoken_dates.read("a dog last month", dt.date(2027, 1, 10))
+    assert (jan.start, jan.end) == (dt.datetime(2026, 12, 1), dt.datetime(2027, 1, 1))
+    assert spoken_dates.read("family at christmas", dt.date(2026, 12, 28)).label.startswith("Christmas 2026")
+    assert spoken_dates.read("a wedding between 2021 and 2019", july) is None  # a range that ends before it starts

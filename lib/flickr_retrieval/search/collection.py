@@ -301,9 +301,9 @@ class Collection:
     def matching(self, query) -> np.ndarray:
         """A boolean mask of the images that pass ``query``'s filters (:mod:`query_language`);
         QueryError saying why when none does or a filter cannot apply here."""
-        from .query_language import matches
+        from .query_language import matches, place_key
 
-        if query.place is not None and query.place.lower() not in self.place_names():
+        if query.place is not None and place_key(query.place, self.place_names()) is None:
             import difflib
 
             near = difflib.get_close_matches(query.place.lower(), sorted(self.place_names()), n=3)
