@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         default=None,
-        help="the trained run the page starts with (default: field_best if notebook 10 made it, else best from 07, "
+        help="the trained run the page starts with (default: distilled if notebook 19 made it, field_best if 10 did, else best from 07, "
         "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
     )
     parser.add_argument(
