@@ -216,7 +216,7 @@ def test_an_indexed_folder_is_searched_with_filters_and_says_how(tiny_run, dated
     # a sentence that merely mentions a year no photo was taken in: its words are searched, and it says so
     caption = searcher.ask("a sign that reads from 1915 to 1923 .", k=2)
     assert len(caption.hits) == 2 and caption.candidates == len(searcher.image_ids)
-    assert caption.notes[-1].startswith('searched "from 1915" as words, not as a date filter')
+    assert caption.notes[-1].startswith('searched "from 1915 to 1923" as words, not as a date filter')
     flickr = Searcher(trained, "test", data=data)  # a Flickr8k split has no dates at all
     assert flickr.ask("a man stands in front of a sign from 1915 to 1923 .", k=1).notes[-1].startswith("searched")
     with pytest.raises(QueryError, match="did you mean paris"):

@@ -43,7 +43,7 @@ from ..text import clean_caption
 from ..text_encoders import TextEncoder, encode_texts, load_text_encoder, pool
 from . import query_language
 from .collection import FLICKR8K_COLLECTIONS, Collection, indexed_collections
-from .vector_index import APPROXIMATE_FROM, ApproximateIndex, ExactIndex, build_index
+from .vector_index import APPROXIMATE_FROM, ApproximateIndex, ExactIndex, build_index, top_k
 
 #: Longer queries are refused before tokenising (a sentence is far shorter; the encoder reads 64 tokens).
 MAX_QUERY_CHARS = 1000
@@ -310,8 +310,7 @@ class Searcher:
             query_emb = self.model.embed_queries(Queries(sentences=[cleaned], encode=self._encode_frozen))
             if self.index is None:
                 scores = self.model.scores(query_emb, self.image_embeddings)[0].numpy()
-                best = np.argsort(-scores, kind="stable")[:k]
-                return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(best)]
+                return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(_best(scores, k))]
         scores, rows = self.index.search(query_emb.float().numpy(), k)
         return [Hit(rank + 1, self.image_ids[i], float(s)) for rank, (i, s) in enumerate(zip(rows[0], scores[0]))]
 
@@ -403,8 +402,7 @@ class Searcher:
                 scores = self.model.scores(self._term_vector(query), self.image_embeddings)[0].float().numpy()
             if mask is not None:
                 scores = np.where(mask, scores, -np.inf)
-            best = np.argsort(-scores, kind="stable")[:wanted]
-            hits = [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(best)]
+            hits = [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(_best(scores, wanted))]
         hits = _one_per_group(hits, groups)[:k]
         threshold = None
         finite = all(np.isfinite(h.score) for h in hits)  # a damaged run's NaN scores are reported by the caller
@@ -434,8 +432,7 @@ class Searcher:
         check_k(k, len(sentences))
         with torch.no_grad():
             scores = self.model.scores(emb, self.image_embeddings[self.position(image_id)][None])[:, 0].float().numpy()
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [(sentences[i], float(scores[i])) for i in best]
+        return [(sentences[i], float(scores[i])) for i in _best(scores, k)]
 
     def similar(self, image_id: str, k: int = 5) -> list[Hit]:
         """ "More like this": the ``k`` images of the collection whose embeddings (the image branch's
@@ -447,8 +444,10 @@ class Searcher:
         with torch.no_grad():
             emb = torch.nn.functional.normalize(self.image_embeddings.float(), dim=1)
             scores = (emb @ emb[self.position(image_id)]).numpy()
-        order = [i for i in np.argsort(-scores, kind="stable") if self.image_ids[i] != image_id][:k]
-        return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(order)]
+        if k == 0:
+            return []
+        scores[self.position(image_id)] = -np.inf  # the image itself is not "like" itself
+        return [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(_best(scores, k))]
 
     def describe(self, image_id: str, k: int = 5) -> list[tuple[str, float]]:
         """Image-to-text: the ``k`` captions of the collection that the run scores highest for
@@ -477,8 +476,7 @@ class Searcher:
         check_k(k, len(sentences))
         with torch.no_grad():
             scores = self.model.scores(emb, self.image_embeddings[self.position(image_id)][None])[:, 0].numpy()
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [(sentences[i], float(scores[i])) for i in best]
+        return [(sentences[i], float(scores[i])) for i in _best(scores, k)]
 
     def figure(self, query: str, k: int = 5, ncols: int = 5):
         """A grid of the top-k images with their scores (the title wrapped, however long the query)."""
@@ -502,6 +500,11 @@ class Searcher:
         )
         fig.suptitle(title, y=1.02)
         return fig
+
+
+def _best(scores: np.ndarray, k: int) -> list[int]:
+    """The positions of the ``k`` best scores, best first, ties to the first (:func:`vector_index.top_k`)."""
+    return top_k(np.asarray(scores)[None], k)[1][0].tolist()
 
 
 def printable(name: str | Path) -> str:
