@@ -224,6 +224,10 @@ def test_an_indexed_folder_is_searched_with_filters_and_says_how(tiny_run, dated
     # a term to avoid and an image term move the ranking; the combined scores carry no threshold
     base = searcher.ask("a picture", k=4)
     liked = searcher.ask("a picture 3:like:2021/3.jpg", k=4)
+    by_path = searcher.ask(f'a picture 3:like:"{dated_photos / "2021" / "3.jpg"}"', k=4)  # what --paths prints
+    assert [h.image_id for h in by_path.hits] == [h.image_id for h in liked.hits]
+    with pytest.raises(QueryError, match="no such image"):
+        searcher.ask(f"a picture like:{dated_photos.parent / 'elsewhere.jpg'}")
     assert liked.hits[0].image_id == "2021/3.jpg" and liked.threshold is None
     avoided = searcher.ask(f"a picture -2:like:{base.hits[0].image_id}", k=4)
     assert avoided.hits[0].image_id != base.hits[0].image_id and avoided.said.endswith(

@@ -249,6 +249,22 @@ class Searcher:
         """The file of an image of this collection."""
         return self.collection.files[self.position(image_id)]
 
+    def image_id_of(self, name: str) -> str:
+        """The image a ``like:`` term names: its id in the collection, or the path of one of its files
+        (absolute, or from the home folder: what ``--paths`` prints); QueryError otherwise."""
+        if name in self._position:
+            return name
+        root = self.collection.root
+        if root is not None and (name.startswith("/") or name.startswith("~")):
+            path = Path(os.path.abspath(Path(name).expanduser()))
+            try:
+                relative = path.relative_to(Path(root)).as_posix()
+            except ValueError:
+                relative = None
+            if relative in self._position:
+                return relative
+        raise QueryError(f"like:{name}: no such image in collection {self.collection.name!r}")
+
     def position(self, image_id: str) -> int:
         """Where ``image_id`` is in :attr:`image_ids` (KeyError for an image not in the collection)."""
         return self._position[image_id]
@@ -362,9 +378,7 @@ class Searcher:
                 )
                 parts.append(t.weight * torch.nn.functional.normalize(emb.float(), dim=1))
             for t in query.like:
-                if t.text not in self._position:
-                    raise QueryError(f"like:{t.text}: no such image in collection {self.collection.name!r}")
-                emb = self.image_embeddings[self.position(t.text)][None].float()
+                emb = self.image_embeddings[self.position(self.image_id_of(t.text))][None].float()
                 parts.append(t.weight * torch.nn.functional.normalize(emb, dim=1))
         return torch.stack(parts).sum(0)
 
