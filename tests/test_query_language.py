@@ -223,6 +223,15 @@ def test_an_indexed_folder_is_searched_with_filters_and_says_how(tiny_run, dated
         searcher.ask("a picture place:pari")
     # a term to avoid and an image term move the ranking; the combined scores carry no threshold
     base = searcher.ask("a picture", k=4)
+    # filters alone list the photos that pass them, newest first, unscored
+    listed = searcher.ask("in Paris", k=5)
+    assert [h.image_id for h in listed.hits] == ["2023/0.jpg", "2023/1.jpg"] and listed.threshold is None
+    assert listed.said == "listed the photos in Paris, newest first"
+    assert listed.as_json()["hits"][0]["score"] is None and "      -" in answer_lines(listed, str)[0]
+    with pytest.raises(QueryError, match=r"no photo of 'dated' passes the filters \(folder 20\)"):
+        searcher.ask("folder:20")  # a folder 2023 is not a folder 20
+    newest = searcher.ask("after:2020", k=4)
+    assert [h.image_id for h in newest.hits][:2] == ["2023/0.jpg", "2023/1.jpg"]  # 2023 before 2021
     liked = searcher.ask("a picture 3:like:2021/3.jpg", k=4)
     by_path = searcher.ask(f'a picture 3:like:"{dated_photos / "2021" / "3.jpg"}"', k=4)  # what --paths prints
     assert [h.image_id for h in by_path.hits] == [h.image_id for h in liked.hits]

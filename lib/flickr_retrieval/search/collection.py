@@ -314,7 +314,7 @@ class Collection:
             raise QueryError(f"{self.name!r} is a Flickr8k split: its images carry no date or camera to filter on")
         mask = np.array([matches(query, i, self.meta.get(i)) for i in self.ids], dtype=bool)
         if not mask.any():
-            filters = query.describe().split(", filtered ", 1)[-1]
+            filters = ", ".join(query.filter_labels())
             raise QueryError(f"no photo of {self.name!r} passes the filters ({filters})")
         return mask
 

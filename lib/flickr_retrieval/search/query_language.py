@@ -86,6 +86,11 @@ class Query:
         return len(self.terms) == 1 and self.terms[0].weight == 1.0 and not self.like
 
     @property
+    def browse(self) -> bool:
+        """Filters alone ("in Paris", "date:2021-07"): the photos that pass them, newest first."""
+        return self.filtered and not self.terms and not self.like
+
+    @property
     def plain(self) -> bool:
         """A single sentence and no filter: an ordinary search."""
         return self.single and not self.filtered
@@ -102,10 +107,19 @@ class Query:
         avoided = [said(t, "") for t in self.terms if t.weight < 0] + [
             said(t, "like ") for t in self.like if t.weight < 0
         ]
+        if self.browse:
+            return "listed the photos " + ", ".join(self.filter_labels()) + ", newest first"
         out = "searched " + (", ".join(parts) if parts else "nothing positive")
         if avoided:
             out += ", not " + ", not ".join(avoided)
-        filters = [
+        filters = self.filter_labels()
+        if filters:
+            out += ", filtered " + ", ".join(filters)
+        return out
+
+    def filter_labels(self) -> list[str]:
+        """The filters in words ("July 2023", "in Paris", ...)."""
+        return [
             f
             for f in (
                 self.period and self.period.label,
@@ -115,9 +129,6 @@ class Query:
             )
             if f
         ]
-        if filters:
-            out += ", filtered " + ", ".join(filters)
-        return out
 
 
 def _or_open(end):
@@ -318,7 +329,7 @@ def parse(
         raise QueryError(
             f"the query has {len(terms) + len(like)} terms (at most {MAX_TERMS}): join the words that belong together into one phrase"
         )
-    if not any(t.weight > 0 for t in (*query.terms, *query.like)):
+    if not any(t.weight > 0 for t in (*query.terms, *query.like)) and not query.browse:
         raise QueryError(
             "the query has nothing to look for: give words (or like:<image>) besides the terms to avoid and the filters"
         )

@@ -88,7 +88,13 @@ class Answer:
             "good": self.good,
             "candidates": self.candidates,
             "hits": [
-                {"rank": h.rank, "id": h.image_id, "score": round(h.score, 5), "copies": h.copies} for h in self.hits
+                {
+                    "rank": h.rank,
+                    "id": h.image_id,
+                    "score": round(h.score, 5) if np.isfinite(h.score) else None,  # None: listed, not scored
+                    "copies": h.copies,
+                }
+                for h in self.hits
             ],
         }
 
@@ -409,7 +415,13 @@ class Searcher:
         k = min(k, candidates)  # at most what passed the filters (the answer says how many did)
         groups = self.collection.representatives()
         wanted = min(k + sum(copies for i, (first, copies) in groups.items() if i == first), candidates)
-        if query.plain:
+        if query.browse:  # filters alone: the photos that pass, newest first (undated last), not scored
+            passed = [i for i, ok in zip(self.image_ids, mask) if ok]
+            taken = {i: (self.collection.meta.get(i) or {}).get("taken") or "" for i in passed}
+            order = sorted(passed)  # equal dates: by name
+            order.sort(key=lambda i: taken[i], reverse=True)  # newest first (a stable sort); undated ("") last
+            hits = [Hit(rank + 1, i, float("nan")) for rank, i in enumerate(order[:wanted])]
+        elif query.plain:
             hits = self.search(query.terms[0].text, wanted)
         else:
             with torch.no_grad():
@@ -422,6 +434,7 @@ class Searcher:
         finite = all(np.isfinite(h.score) for h in hits)  # a damaged run's NaN scores are reported by the caller
         if (
             finite
+            and not query.browse
             and query.single
             and type(self.model).scores is RetrievalModel.scores
             and not self.trained.config.finetune_text
@@ -629,8 +642,9 @@ def answer_lines(answer: Answer, path_of) -> list[str]:
     if answer.threshold is not None and answer.good == 0:
         lines.append(f"nothing matches well (no score reaches {answer.threshold:.3f}); the closest:")
     for h in answer.hits:
+        score = f"{h.score:7.3f}" if np.isfinite(h.score) else "      -"  # listed by a filter alone: no score
         lines.append(
-            f"{h.rank:3d}  {h.score:7.3f}  {printable(path_of(h.image_id))}"
+            f"{h.rank:3d}  {score}  {printable(path_of(h.image_id))}"
             + (f"  (+{h.copies} near-duplicates)" if h.copies else "")
         )
         if answer.good and h.rank == answer.good and answer.good < len(answer.hits):
