@@ -42,7 +42,7 @@ from PIL import Image, ImageOps
 from .. import cache, paths
 from ..backbones import INFERENCE_PATH, ImageBackbone, inference_module
 from ..helpers import atomic_write
-from .photo_meta import enable_heif
+from .photo_meta import enable_heif, exif_too_large
 
 #: What decoding does before the preprocessing (part of the store key): the EXIF orientation, draft
 #: decoding of JPEGs to at least :data:`DECODE_SIZE` pixels a side, RGB.
@@ -137,7 +137,7 @@ def decode_photo(data: bytes, size: int = DECODE_SIZE) -> Image.Image:
             if im.format in JPEG_FORMATS:
                 im.draft("RGB", (size, size))
             im.load()
-            upright = ImageOps.exif_transpose(im).convert("RGB")
+            upright = (im if exif_too_large(im) else ImageOps.exif_transpose(im)).convert("RGB")
     upright.info = {}  # nothing of the file's own metadata (comments, text chunks) goes into a view
     return upright
 

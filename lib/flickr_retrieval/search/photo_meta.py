@@ -55,6 +55,18 @@ def _degrees(values, ref) -> float | None:
     return -value if str(ref).strip("\x00 ").upper() in ("S", "W") else value
 
 
+#: The most EXIF a photo may carry to be read: a JPEG's is at most 64 KiB by its format; the probe's
+#: 64 x 48 PNG carried 20 MB of GPS rationals, which took 33-82 s to parse for each view of it.
+MAX_EXIF_BYTES = 256 * 1024
+
+
+def exif_too_large(image: Image.Image) -> bool:
+    """Whether the opened image's raw EXIF block is larger than :data:`MAX_EXIF_BYTES` (then it is
+    not parsed: no date, camera or place from it, and no rotation)."""
+    raw = image.info.get("exif")
+    return isinstance(raw, (bytes, bytearray)) and len(raw) > MAX_EXIF_BYTES
+
+
 def read_meta(path: str | Path) -> dict:
     """``{"taken": ISO time | None, "taken_from": "exif" | "file" | "none", "camera": str | None, "gps":
     [lat, lon] | None}`` of one image file, from its header (an unreadable header gives the file's time
@@ -63,6 +75,8 @@ def read_meta(path: str | Path) -> dict:
     enable_heif()  # a phone's HEIC photo carries its date, place and camera in EXIF too
     try:
         with Image.open(path) as image:
+            if exif_too_large(image):
+                raise ValueError("an EXIF block larger than any camera writes: not parsed")
             exif = image.getexif()
             taken = _exif_time(exif.get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL)) or _exif_time(exif.get(DATETIME))
             make, model = (str(exif.get(t, "")).strip("\x00 ") for t in (MAKE, MODEL))
