@@ -225,6 +225,9 @@ def test_an_indexed_folder_is_searched_with_filters_and_says_how(tiny_run, dated
     base = searcher.ask("a picture", k=4)
     # filters alone list the photos that pass them, newest first, unscored
     listed = searcher.ask("in Paris", k=5)
+    assert searcher.about("2023/0.jpg") == "2023-07-14 10:00, Paris, France, Google Pixel 7"
+    lines = answer_lines(listed, str, searcher.about)
+    assert lines[0].endswith("[2023-07-14 10:00, Paris, France, Google Pixel 7]")
     assert [h.image_id for h in listed.hits] == ["2023/0.jpg", "2023/1.jpg"] and listed.threshold is None
     assert listed.said == "listed the photos in Paris, newest first"
     assert listed.as_json()["hits"][0]["score"] is None and "      -" in answer_lines(listed, str)[0]
@@ -427,3 +430,18 @@ def test_relative_dates_follow_today():
     assert (jan.start, jan.end) == (dt.datetime(2026, 12, 1), dt.datetime(2027, 1, 1))
     assert spoken_dates.read("family at christmas", dt.date(2026, 12, 28)).label.startswith("Christmas 2026")
     assert spoken_dates.read("a wedding between 2021 and 2019", july) is None  # a range that ends before it starts
+
+
+def test_a_hit_says_when_where_and_with_what_and_whether_its_date_is_the_files():
+    from flickr_retrieval.search.searcher import describe_meta
+
+    assert describe_meta(None) == "" and describe_meta({"taken": None, "taken_from": "none"}) == ""
+    copied = {"taken": "2026-12-01T09:30:00", "taken_from": "file", "camera": None, "gps": None}
+    assert describe_meta(copied) == "2026-12-01 09:30 (date from file time)"
+    shot = {
+        "taken": "2021-03-02T09:00:00",
+        "taken_from": "exif",
+        "camera": "Canon EOS R6",
+        "place": {"city": "Sydney", "country": "Australia"},
+    }
+    assert describe_meta(shot) == "2021-03-02 09:00, Sydney, Australia, Canon EOS R6"

@@ -255,6 +255,12 @@ class Searcher:
         """The file of an image of this collection."""
         return self.collection.files[self.position(image_id)]
 
+    def about(self, image_id: str) -> str:
+        """When, where and with what a photo was taken, in words, from its index entry ("" for a
+        Flickr8k image): "2023-07-14 10:00, Paris, France, Google Pixel 7"; a date read from the
+        file's time, not its EXIF, says so."""
+        return describe_meta(self.collection.meta.get(image_id))
+
     def image_id_of(self, name: str) -> str:
         """The image a ``like:`` term names: its id in the collection, or the path of one of its files
         (absolute, or from the home folder: what ``--paths`` prints); QueryError otherwise."""
@@ -529,6 +535,21 @@ class Searcher:
         return fig
 
 
+def describe_meta(meta: dict | None) -> str:
+    """A photo's index entry (:func:`photo_meta.read_meta` and its place) in words."""
+    if not meta:
+        return ""
+    parts = []
+    if meta.get("taken"):
+        when = meta["taken"].replace("T", " ")[:16]
+        parts.append(when + (" (date from file time)" if meta.get("taken_from") == "file" else ""))
+    place = meta.get("place") or {}
+    parts += [p for p in (place.get("city"), place.get("country")) if p]
+    if meta.get("camera"):
+        parts.append(meta["camera"])
+    return ", ".join(parts)
+
+
 def _best(scores: np.ndarray, k: int) -> list[int]:
     """The positions of the ``k`` best scores, best first, ties to the first (:func:`vector_index.top_k`)."""
     return top_k(np.asarray(scores)[None], k)[1][0].tolist()
@@ -623,10 +644,11 @@ def main(argv: list[str] | None = None) -> int:
             body = answer.as_json() | {"run": searcher.trained.config.name, "collection": searcher.collection.name}
             for hit in body["hits"]:
                 hit["path"] = str(searcher.image_path(hit["id"]))
+                hit["about"] = searcher.about(hit["id"])
             print(json.dumps(body, indent=1))
         else:
             print(answer.said + "".join(f"\n  ({note})" for note in answer.notes))
-            for line in answer_lines(answer, searcher.image_path):
+            for line in answer_lines(answer, searcher.image_path, searcher.about):
                 print(line)
             print(f"search time: {1000 * elapsed:.1f} ms over {answer.candidates} of {len(searcher.image_ids)} images")
         if out is not None:
@@ -636,8 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if answer.threshold is not None and answer.good == 0 else 0
 
 
-def answer_lines(answer: Answer, path_of) -> list[str]:
-    """The hits one per line, with the line between good matches and the rest where it falls."""
+def answer_lines(answer: Answer, path_of, about=None) -> list[str]:
+    """The hits one per line (with ``about(id)``: when, where, which camera), and the line between
+    good matches and the rest where it falls."""
     lines = []
     if answer.threshold is not None and answer.good == 0:
         lines.append(f"nothing matches well (no score reaches {answer.threshold:.3f}); the closest:")
@@ -646,6 +669,7 @@ def answer_lines(answer: Answer, path_of) -> list[str]:
         lines.append(
             f"{h.rank:3d}  {score}  {printable(path_of(h.image_id))}"
             + (f"  (+{h.copies} near-duplicates)" if h.copies else "")
+            + (f"  [{about(h.image_id)}]" if about is not None and about(h.image_id) else "")
         )
         if answer.good and h.rank == answer.good and answer.good < len(answer.hits):
             lines.append(f"---- weaker matches below (score under {answer.threshold:.3f}) ----")

@@ -310,7 +310,8 @@ class SearchService:
                 {
                     "rank": h.rank,
                     "id": h.image_id,
-                    "score": round(h.score, 5),
+                    "score": round(h.score, 5) if math.isfinite(h.score) else None,  # None: listed by filters alone
+                    "about": searcher.about(h.image_id),
                     "image": f"/image/{collection}/{searcher.position(h.image_id)}",
                     "captions": searcher.captions(h.image_id),
                     "copies": h.copies,
