@@ -268,3 +268,41 @@ def test_an_ensembles_members_are_logged_with_it_and_read_back(project, monkeypa
         holdout.holdout_caption_image(3),
     )
     assert table.loc["B-m", "verdict"] in ("helps", "no measurable difference")
+
+
+def test_a_later_declaration_compares_an_earlier_read_and_never_reads_it_again(project):
+    root, data = project
+    sealed = holdout.confirmatory_data(data)
+    holdout.read(experiment_on(sealed), holdout.load_declaration("decl"), "A", score=scorer())
+    later = {
+        **DECLARATION,
+        "name": "later",
+        "notebook": "19_x",
+        "pipelines": {"A": {"stage": 1, "read_in": "decl"}, "C": {"stage": 1}},
+        "family": [{"id": "C-A", "a": "C", "b": "A", "expected": "helps"}],
+    }
+    folder = root / "results" / "holdout" / "declarations"
+    (folder / "later.json").write_text(json.dumps(later))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "later")
+    declaration = holdout.load_declaration("later")
+    assert declaration.notebook == "19_x" and declaration.read_elsewhere == {"A": "decl"}
+    assert holdout.load_declaration("decl").notebook == "17_confirmatory"
+    with pytest.raises(holdout.HoldoutError, match="never reads it again"):
+        holdout.read(experiment_on(sealed, rows=("A", "C")), declaration, "A", score=scorer())
+    read = holdout.read(experiment_on(sealed, rows=("A", "C")), declaration, "C", score=scorer())
+    assert read["status"] == "logged" and read["declaration"] == "later"
+    both = holdout.declared_reads(declaration)
+    assert {p: e["declaration"] for p, e in both.items()} == {"C": "later", "A": "decl"}
+    (folder / "wrong.json").write_text(
+        json.dumps(
+            {
+                **later,
+                "name": "wrong",
+                "pipelines": {"Z": {"stage": 1, "read_in": "decl"}, "C": {"stage": 1}},
+                "family": [],
+            }
+        )
+    )
+    with pytest.raises(ValueError, match="which does not declare it"):
+        holdout.load_declaration("wrong")

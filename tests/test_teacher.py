@@ -72,3 +72,20 @@ def test_another_notebooks_rows_and_ensemble_are_adopted_from_its_records_with_t
     del here.rows["A"]
     with pytest.raises(ValueError, match="not an ensemble of runs here"):
         here.adopt_ensemble("src", "E")
+
+
+def test_dev_verdicts_and_dev_means_read_dev_ranks_only(two_seeds):
+    exp = two_seeds
+    cfg = exp.rows["A"].first.config
+    exp.run(
+        RowSpec("B", "two epochs", "A", "one more epoch", cfg.replace(name="b", max_epochs=2)), seeds=(0, 1), quiet=True
+    )
+    exp.family = ("B",)
+    for row in exp.rows.values():
+        for run in row.runs.values():
+            run.ranks = {}  # no test ranks: reading one would raise
+    dev = exp.comparisons("dev")["B"]
+    assert dev["split"] == "dev" and "p_adjusted" in dev
+    assert exp.family_table("dev").iloc[0]["verdict, family-adjusted"] == dev["verdict_adjusted"]
+    mean = exp.rows["B"].mean_dev()
+    assert 0 <= mean["R@1"] <= mean["R@5"] <= mean["R@10"] <= 100 and mean["medr"] >= 1

@@ -151,6 +151,11 @@ class Row:
         tests = [self.results[s]["strict"]["t2i"] for s in self.seeds]
         return {k: float(np.mean([t[k] for t in tests])) for k in ("R@1", "R@5", "R@10", "medr")}
 
+    def mean_dev(self) -> dict[str, float]:
+        """Dev t2i R@1, R@5, R@10 and median rank (of the kept epochs), each the mean over the row's seeds."""
+        devs = [metrics.summarize_ranks(_dev_ranks(self.runs[s])) for s in self.seeds]
+        return {k: float(np.mean([d[k] for d in devs])) for k in ("R@1", "R@5", "R@10", "medr")}
+
     def seed_mean(self, get) -> float:
         """The mean over the row's seeds of ``get(result)``."""
         return float(np.mean([get(self.results[s]) for s in self.seeds]))
@@ -615,17 +620,17 @@ class Experiment:
             or (r.spec.parent in self.rows and (r.rescored or not self.rows[r.spec.parent].is_ensemble))
         ]
 
-    def comparisons(self) -> dict[str, dict]:
-        """:meth:`compare` (test) for every compared row; those of the declared family carry their
-        Holm-adjusted p-value and verdict (:func:`protocol.adjust`), over the family as declared: a
-        member not measured here counts as p = 1."""
-        raw = {i: self.compare(i) for i in self.compared()}
+    def comparisons(self, split: str = "test") -> dict[str, dict]:
+        """:meth:`compare` on ``split`` (test, or dev where the verdicts are the decisions) for every
+        compared row; those of the declared family carry their Holm-adjusted p-value and verdict
+        (:func:`protocol.adjust`), over the family as declared: a member not measured here counts as p = 1."""
+        raw = {i: self.compare(i, split=split) for i in self.compared()}
         family = {i: raw[i] for i in self.family if i in raw}
         return {**raw, **protocol.adjust(family, declared=self.family)} if family else raw
 
-    def family_table(self) -> pd.DataFrame:
-        """The declared family, one line per comparison: the raw verdict and the adjusted one."""
-        comps = self.comparisons()
+    def family_table(self, split: str = "test") -> pd.DataFrame:
+        """The declared family on ``split``, one line per comparison: the raw verdict and the adjusted one."""
+        comps = self.comparisons(split)
         out = {}
         for i in self.family:
             if i not in comps:

@@ -134,10 +134,18 @@ class Declaration:
     seeds: tuple[int, ...]
     alpha: float
     text: str
+    notebook: str = (
+        "17_confirmatory"  # the notebook whose run records hold its models (confirmatory-1 predates the field)
+    )
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def read_elsewhere(self) -> dict[str, str]:
+        """Pipeline -> the earlier declaration it was read under (``"read_in"``): compared here, never read again."""
+        return {p: what["read_in"] for p, what in self.pipelines.items() if what.get("read_in")}
 
 
 def load_declaration(name: str) -> Declaration:
@@ -153,8 +161,19 @@ def load_declaration(name: str) -> Declaration:
                 raise ValueError(f"{path}: family member {item['id']!r} names an undeclared pipeline {item[side]!r}")
         if item.get("expected") not in ("helps", "hurts", "no measurable difference"):
             raise ValueError(f"{path}: family member {item['id']!r} has no expected direction")
+    for pipeline, what in pipelines.items():
+        earlier = what.get("read_in")
+        if earlier and (earlier == values["name"] or pipeline not in load_declaration(earlier).pipelines):
+            raise ValueError(f"{path}: {pipeline!r} is read in {earlier!r}, which does not declare it")
     return Declaration(
-        values["name"], path, pipelines, values["family"], tuple(values["seeds"]), float(values["alpha"]), text
+        values["name"],
+        path,
+        pipelines,
+        values["family"],
+        tuple(values["seeds"]),
+        float(values["alpha"]),
+        text,
+        values.get("notebook", "17_confirmatory"),
     )
 
 
@@ -307,6 +326,11 @@ def read(
     ``score`` replaces :func:`pipeline_similarity` (tests)."""
     if pipeline not in declaration.pipelines:
         raise HoldoutError(f"pipeline {pipeline!r} is not declared in {declaration.path.name}")
+    if pipeline in declaration.read_elsewhere:
+        raise HoldoutError(
+            f"{pipeline!r} was declared and read under {declaration.read_elsewhere[pipeline]!r}: "
+            f"{declaration.name} compares its logged read and never reads it again"
+        )
     commit = declaration_commit(declaration)
     if not commit:
         raise HoldoutError(f"{declaration.path} is not committed as it is: commit the declaration before reading")
@@ -386,4 +410,15 @@ def first_reads(declaration: str) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for entry in logged_reads(declaration):
         out.setdefault(entry["pipeline"], entry)
+    return out
+
+
+def declared_reads(declaration: Declaration) -> dict[str, dict]:
+    """Pipeline -> its first logged read: those read under ``declaration``, and those it declares as
+    read under an earlier declaration (``"read_in"``), from that one's log."""
+    out = first_reads(declaration.name)
+    for pipeline, earlier in declaration.read_elsewhere.items():
+        entry = first_reads(earlier).get(pipeline)
+        if entry is not None:
+            out[pipeline] = entry
     return out
