@@ -89,3 +89,19 @@ def test_dev_verdicts_and_dev_means_read_dev_ranks_only(two_seeds):
     assert exp.family_table("dev").iloc[0]["verdict, family-adjusted"] == dev["verdict_adjusted"]
     mean = exp.rows["B"].mean_dev()
     assert 0 <= mean["R@1"] <= mean["R@5"] <= mean["R@10"] <= 100 and mean["medr"] >= 1
+
+
+def test_adopt_reads_every_committed_seed_by_default(tiny_run, tmp_path, monkeypatch):
+    from flickr_retrieval import records
+
+    monkeypatch.setenv("RCP217_ROOT", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("flickr-retrieval")
+    data, config, *_ = tiny_run
+    Experiment(data, n_boot=10, notebook="src").run(
+        RowSpec("A", "three seeds", None, "-", config.replace(max_epochs=1)), seeds=(0, 2, 1), quiet=True
+    )
+    (records.committed_record_path("src", "A-seedx", 0).parent / "A-seedx.npz").write_text("not a seed")
+    assert records.committed_seeds("src", "A") == [0, 1, 2] and records.committed_seeds("src", "B") == []
+    assert Experiment(data, n_boot=10).adopt("src", "A").seeds == [0, 1, 2]
+    with pytest.raises(FileNotFoundError, match="no committed record of row 'B'"):
+        Experiment(data, n_boot=10).adopt("src", "B")

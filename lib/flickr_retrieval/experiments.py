@@ -305,10 +305,14 @@ class Experiment:
         )
         return self._scored(trained)
 
-    def adopt(self, notebook: str, row_id: str, seeds: Sequence[int], spec: RowSpec | None = None) -> Row:
+    def adopt(self, notebook: str, row_id: str, seeds: Sequence[int] | None = None, spec: RowSpec | None = None) -> Row:
         """Another notebook's committed row, its runs read from their records (nothing trained, nothing
-        recorded here): to compare with, to ensemble or to learn from. Their weights, when asked for
-        (:meth:`weights`), come from the run cache or are trained again, as for any run read from a record."""
+        recorded here): to compare with, to ensemble or to learn from; ``seeds`` default: every seed
+        recorded. Their weights, when asked for (:meth:`weights`), come from the run cache or are
+        trained again, as for any run read from a record."""
+        seeds = list(records.committed_seeds(notebook, row_id) if seeds is None else seeds)
+        if not seeds:
+            raise FileNotFoundError(f"{notebook} has no committed record of row {row_id!r}")
         runs = {}
         for seed in seeds:
             path = records.committed_record_path(notebook, row_id, seed)

@@ -244,3 +244,17 @@ def committed_record_path(notebook: str, row_id: str, seed: int) -> Path:
     """The same record in the project's own ``results/`` (the committed one), wherever this run's
     exports go (``RCP217_RESULTS``)."""
     return paths.project_root() / "results" / _relative(notebook, row_id, seed)
+
+
+def committed_row_ids(notebook: str) -> list[str]:
+    """The ids of the rows of a notebook that have committed records, sorted."""
+    folder = paths.project_root() / "results" / "runs" / paths.check_run_name(notebook)
+    return sorted({p.name.rsplit("-seed", 1)[0] for p in folder.glob("*-seed*.npz")})
+
+
+def committed_seeds(notebook: str, row_id: str) -> list[int]:
+    """The seeds of a row that have a committed record, in order."""
+    folder = committed_record_path(notebook, row_id, 0).parent
+    prefix = f"{paths.check_run_name(row_id)}-seed"
+    found = (p.name.removeprefix(prefix).removesuffix(".npz") for p in folder.glob(f"{prefix}*.npz"))
+    return sorted(int(s) for s in found if s.isdigit())
