@@ -67,6 +67,7 @@ LAYERS = (
             "sanity",
             "plots",
             "report",
+            "quickstart",
         ),
     ),
     (

@@ -112,6 +112,13 @@ def test_http_clients_get_names_not_the_servers_paths(client_of):
     assert answer.status_code == 400 and "nosuch" in answer.get_json()["error"]
     assert "/" not in answer.get_json()["error"].split("no ", 1)[-1].split(".")[0]
     assert serve.without_paths("no /srv/rcp/results/x/model.pt here") == "no model.pt here"
+    # a folder whose names hold spaces: the probe saw "Doe/My Photos" leak from "/home/Jane Doe/My Photos"
+    known = ["/home/Jane Doe/My Photos", "/home/Jane Doe"]
+    said = serve.without_paths(
+        "cannot read /home/Jane Doe/My Photos/2024/a b.jpg; no folder /home/Jane Doe/My Photos", known
+    )
+    assert said == "cannot read 2024/a b.jpg; no folder My Photos" and "Jane" not in said
+    assert serve.without_paths("settings in /home/Jane Doe/.config x", known) == "settings in .config x"
 
 
 def test_k_is_clamped_to_the_collection_and_says_so(client_of):
@@ -201,3 +208,36 @@ def test_connections_beyond_the_cap_are_answered_503_at_once(bounded_server):
     assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in answer
     for s in held + [third]:
         s.close()
+
+
+@pytest.mark.parametrize("limit_kb", [40, 4000])
+def test_under_a_file_size_limit_the_indexer_finishes_or_fails_in_one_line_never_hangs(tmp_path, limit_kb):
+    """The probe's indexer hung for over 9 minutes under ulimit -f: a reading worker could not hand its
+    batch over (shared memory is a file) and the main process waited for it forever."""
+    import resource
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for n in range(6):
+        Image.fromarray((rng.random((300, 400, 3)) * 255).astype("uint8")).save(folder / f"{n}.jpg", quality=95)
+    code = (
+        "import sys; from flickr_retrieval.search.collection import main; "
+        f"sys.exit(main([{str(folder)!r}, '--name', 'limited', '--backbones', 'mobilenet_v2', '--no-duplicates']))"
+    )
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kb * 1024, limit_kb * 1024))
+
+    env = {**__import__("os").environ, "RCP217_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], preexec_fn=limit, env=env, capture_output=True, text=True, timeout=240
+    )
+    if done.returncode == 0:  # room enough for the index itself: it finished without workers
+        assert "6 added" in done.stdout
+    else:
+        assert done.returncode == 2 and "could not write the index" in done.stderr and "Traceback" not in done.stderr

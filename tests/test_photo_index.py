@@ -445,3 +445,49 @@ def test_a_file_that_does_not_start_like_a_shown_image_is_refused_before_any_par
         with pytest.raises(photo_index.PhotoRefused, match="first bytes"):
             photo_index.decode_photo(data)
     assert photo_index.image_type(b"\xff\xd8\xff\xe1") == "image/jpeg"
+
+
+def test_a_cache_inside_the_watched_folder_is_neither_indexed_nor_a_change(library, monkeypatch):
+    """The probe's --watch with the cache in the photo folder re-indexed 29 times in 40 s with no
+    change, adding its own thumbnails as photos."""
+    import queue
+    import threading
+
+    monkeypatch.setenv("RCP217_CACHE", str(library / ".cache"))
+    first = Collection.index(library, "lib", [BACKBONE])
+    assert first.images == 4
+    assert {"file": ".cache", "reason": "this tool's own cache: not indexed"} in first.unreadable
+    assert (library / ".cache" / "collections").is_dir()
+    again = Collection.index(library, "lib", [BACKBONE])
+    assert again.images == 4 and not again.changes.added  # nothing of the cache became a photo
+    reports, stop = queue.Queue(), threading.Event()
+    watcher = threading.Thread(
+        target=collection.watch_folder,
+        args=(library, "lib", [BACKBONE]),
+        kwargs={"settle_s": 0.2, "stop": stop, "on_update": reports.put},
+        daemon=True,
+    )
+    watcher.start()
+    try:
+        reports.get(timeout=120)  # the first index (it writes into the cache)
+        time.sleep(3.0)
+        assert reports.empty()  # its own writes settled without an update
+        _photo(library / "new.jpg", "white")
+        assert "new.jpg" in reports.get(timeout=120).changes.added  # a real change still is one
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
+
+
+def test_what_a_killed_indexer_left_half_written_is_removed_at_the_next_start(library, isolated_cache):
+    Collection.index(library, "lib", [BACKBONE])
+    thumbs = isolated_cache / "thumbnails" / "ab"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    old = [isolated_cache / "collections" / ".lib.json.x1.tmp", thumbs / ".ab12.jpg.x2.tmp"]
+    fresh = isolated_cache / "collections" / ".lib.json.x3.tmp"  # a writer at work now: kept
+    for path in (*old, fresh):
+        path.write_bytes(b"half")
+    for path in old:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    Collection.index(library, "lib", [BACKBONE])
+    assert not any(p.exists() for p in old) and fresh.exists()

@@ -342,3 +342,71 @@ def test_the_last_dates_python_holds_are_read_and_never_crash(tmp_path, monkeypa
     meta = photo_meta.read_meta(path)
     assert meta["taken"] is None and meta["taken_from"] == "none"
     assert not query_language.matches(query_language.parse("a picture date:2023"), "far.png", meta)
+
+
+def test_a_query_holds_at_most_max_terms_terms_and_says_so_at_once():
+    import time
+
+    from flickr_retrieval.search.query_language import MAX_TERMS
+
+    allowed = "dogs " + " ".join(f"-w{i}" for i in range(MAX_TERMS - 1))
+    assert len(parse(allowed).terms) == MAX_TERMS
+    started = time.perf_counter()
+    with pytest.raises(QueryError, match=f"333 terms \\(at most {MAX_TERMS}\\)"):
+        parse("dogs " + " ".join(f"-w{i}" for i in range(332)))  # the probe's 333-term query cost 4.5 s to answer
+    assert time.perf_counter() - started < 0.5
+    assert len(parse(" ".join(f"word{i}" for i in range(300))).terms) == 1  # plain words are one sentence
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_drawn_and_printed_as_its_bytes(
+    tiny_run, tmp_path, monkeypatch, capsysbinary
+):
+    """The probe's crash: flickr-retrieval-search drawing (and printing) a photo named in Latin-1."""
+    import os
+
+    data, config, space, feats, trained = tiny_run
+    folder = tmp_path / "latin"
+    folder.mkdir()
+    sources = sorted(data.image_dir.glob("*.jpg"))[:2]
+    odd = os.fsdecode(b"caf\xe9.jpg")  # not UTF-8: Python keeps the byte as a lone surrogate
+    shutil.copy(sources[0], folder / odd)
+    shutil.copy(sources[1], folder / "plain.jpg")
+    Collection.index(folder, "latin", list(config.backbones))
+    monkeypatch.setattr(
+        "flickr_retrieval.search.searcher.Searcher", lambda run, collection: Searcher(trained, collection, data=data)
+    )
+    out = tmp_path / "grid.png"
+    status = search_main(["a picture", "--collection", "latin", "--k", "2", "--out", str(out)])
+    printed = capsysbinary.readouterr().out
+    assert status in (0, 1) and out.stat().st_size > 0 and "caf\ufffd.jpg".encode() in printed
+    search_main(["a picture", "--collection", "latin", "--k", "2", "-0"])
+    names = capsysbinary.readouterr().out.split(b"\0")
+    assert os.fsencode(folder / odd) in names  # the file's own bytes, for xargs -0
+
+
+def test_the_committed_phrase_set_reads_as_people_mean_it():
+    """tests/data/query_phrases.json: 65 date and place phrases with their expected reading (the probe
+    read 12 of 21 date phrases and 13 of 20 place phrases as meant)."""
+    import pathlib
+
+    doc = json.loads((pathlib.Path(__file__).parent / "data" / "query_phrases.json").read_text())
+    today, known = dt.date.fromisoformat(doc["today"]), set(doc["known_places"])
+    wrong = []
+    for item in doc["phrases"]:
+        q = parse(item["phrase"], known, today=today)
+        got = {"date": q.period.label if q.period else None, "place": q.place, "words": q.terms[0].text if q.terms else ""}
+        if got != {k: item[k] for k in got}:
+            wrong.append((item["phrase"], got))
+    assert len(doc["phrases"]) >= 60 and not wrong
+
+
+def test_relative_dates_follow_today():
+    from flickr_retrieval.search import spoken_dates
+
+    july = dt.date(2026, 7, 15)  # in summer: last summer is the year before's
+    assert spoken_dates.read("a beach last summer", july).label == "summer 2025 (June-August)"
+    assert spoken_dates.read("snow this winter", dt.date(2027, 2, 1)).label == "winter 2026 (December-February 2027)"
+    jan = spoken_dates.read("a dog last month", dt.date(2027, 1, 10))
+    assert (jan.start, jan.end) == (dt.datetime(2026, 12, 1), dt.datetime(2027, 1, 1))
+    assert spoken_dates.read("family at christmas", dt.date(2026, 12, 28)).label.startswith("Christmas 2026")
+    assert spoken_dates.read("a wedding between 2021 and 2019", july) is None  # a range that ends before it starts

@@ -208,7 +208,10 @@ def test_the_default_run_is_notebook_10s_choice_when_it_exists(tmp_path, monkeyp
     from flickr_retrieval.search import searcher as search
 
     monkeypatch.setenv("RCP217_RESULTS", str(tmp_path))
-    assert search.default_run() == "best"  # nothing trained: the name the messages give
+    assert search.default_run() == "quickstart"  # nothing trained: the first flickr-retrieval-index trains it
+    (tmp_path / "quickstart").mkdir()
+    (tmp_path / "quickstart" / "model.pt").write_bytes(b"x")
+    assert search.default_run() == "quickstart"
     (tmp_path / "best").mkdir()
     (tmp_path / "best" / "model.pt").write_bytes(b"x")
     assert search.default_run() == "best"

@@ -45,19 +45,27 @@ def load_run(run: str) -> TrainedModel:
     """The trained run named ``run`` (a name under ``results/``, never a path)."""
     path = checkpoint_path(paths.check_run_name(run))
     if not path.is_file():
+        have = trained_runs()
         raise RunNameError(
-            f"unknown run {run!r}: no {path}. Trained runs here: {trained_runs() or 'none (run the notebooks first)'}"
+            f"unknown run {run!r}: no {path}. Trained runs here: "
+            + (
+                ", ".join(have)
+                if have
+                else "none (flickr-retrieval-index FOLDER --name NAME trains a first one, about 5 minutes; "
+                "or run notebooks 05 and 07)"
+            )
         )
     return TrainedModel.load(path)
 
 
 #: The runs the search tools start with, in order of preference: notebook 10's dev choice (the
-#: field's encoders), then 07's.
-DEFAULT_RUNS = ("field_best", "best")
+#: field's encoders), then 07's, then 07's recipe trained by :mod:`flickr_retrieval.quickstart`.
+DEFAULT_RUNS = ("field_best", "best", "quickstart")
 
 
 def default_run() -> str:
-    """The first of :data:`DEFAULT_RUNS` that has a checkpoint here (``best`` when none has)."""
+    """The first of :data:`DEFAULT_RUNS` that has a checkpoint here (``quickstart`` when none has:
+    ``flickr-retrieval-index`` then trains it)."""
     return next((run for run in DEFAULT_RUNS if checkpoint_path(run).is_file()), DEFAULT_RUNS[-1])
 
 

@@ -57,7 +57,6 @@ BLOCKS = {
 }
 #: A row whose runs re-score another's with a bank of training captions.
 BANKED = {"bank", "views + bank", "ensemble + bank"}
-CONFIRMATORY = "17_confirmatory"
 #: The declared pipelines of the confirmatory run: what each number carries, and a short name.
 PIPELINES = {
     "R": ("plain", "R: EfficientNet-Lite0 + MiniLM, the reference recipe"),
@@ -69,7 +68,11 @@ PIPELINES = {
     "TBIS": ("bank", "TBIS: TB + inverted softmax over the 25000 training captions"),
     "XIS": ("views + bank", "XIS: TBCm + inverted softmax"),
     "ENS": ("ensemble", "ENS: 16's recipe, members chosen on dev (+ bank if dev prefers it)"),
+    "S": ("plain", "S: TB's shape distilled from 17's ensemble or TBCm (19, chosen on dev)"),
+    "SIS": ("bank", "SIS: S + inverted softmax"),
 }
+#: The declared confirmatory runs, in order: the hold-out table shows each declared pipeline once.
+DECLARATIONS = ("confirmatory-1", "confirmatory-2")
 
 
 @dataclass(frozen=True)
@@ -154,12 +157,20 @@ def test_table() -> str:
     return "\n".join(lines)
 
 
-def holdout_table(declaration: str = "confirmatory-1") -> str:
-    """The declared confirmatory run: each pipeline read on the hold-out (from the log), beside its
-    test numbers (notebook 17's committed records, the same models), and the test-minus-hold-out
-    R@1 gap relative to TB's. A declared pipeline not read yet says so."""
-    decl = holdout.load_declaration(declaration)
-    reads = holdout.first_reads(declaration)
+def holdout_table(declarations: tuple[str, ...] = DECLARATIONS) -> str:
+    """The declared confirmatory runs: each pipeline read on the hold-out (from the log), beside its
+    test numbers (the committed records of the declaration's notebook: the same models), and the
+    test-minus-hold-out R@1 gap relative to TB's. A declared pipeline not read yet says so."""
+    decls = [holdout.load_declaration(d) for d in declarations]
+    pipelines, reads, notebook_of = {}, {}, {}
+    for decl in decls:
+        for pipeline, what in decl.pipelines.items():
+            if pipeline in decl.read_elsewhere:
+                continue  # shown under the declaration that reads it
+            pipelines[pipeline], notebook_of[pipeline] = what, decl.notebook
+            entry = holdout.first_reads(decl.name).get(pipeline)
+            if entry is not None:
+                reads[pipeline] = entry
     lines = [
         "| what the number carries | pipeline | seeds | test R@1 / R@5 / R@10 | hold-out R@1 / R@5 / R@10 "
         "| hold-out median rank | test - hold-out R@1, relative to TB | CNN passes per indexed image |",
@@ -167,15 +178,15 @@ def holdout_table(declaration: str = "confirmatory-1") -> str:
     ]
     gaps = {}
     for pipeline, entry in reads.items():
-        test = measure(CONFIRMATORY, entry["row"])
+        test = measure(notebook_of[pipeline], entry["row"])
         gaps[pipeline] = (test, entry)
     base = gaps.get("TB")
     base_gap = base[0].t2i["R@1"] - base[1]["mean"]["R@1"] if base else None
-    order = [p for p in PIPELINES if p in decl.pipelines] + [p for p in decl.pipelines if p not in PIPELINES]
+    order = [p for p in PIPELINES if p in pipelines] + [p for p in pipelines if p not in PIPELINES]
     for pipeline in order:
         block, label = PIPELINES.get(pipeline, ("plain", pipeline))
         if pipeline not in gaps:
-            stage = decl.pipelines[pipeline]["stage"]
+            stage = pipelines[pipeline]["stage"]
             lines.append(f"| {BLOCKS[block]} | {label} | - | not read yet (stage {stage}) | - | - | - | - |")
             continue
         test, entry = gaps[pipeline]
@@ -259,7 +270,7 @@ def holdout_family_table(declaration: str = "confirmatory-1") -> str:
     interval, Holm p over the whole declared family (unread members at p = 1), verdict, and the
     direction declared before the read."""
     decl = holdout.load_declaration(declaration)
-    ranks = {p: holdout.logged_ranks(e) for p, e in holdout.first_reads(declaration).items()}
+    ranks = {p: holdout.logged_ranks(e) for p, e in holdout.declared_reads(decl).items()}
     table = family_table(decl, ranks, holdout.holdout_caption_image())
     lines = [
         "| comparison | expected (declared) | hold-out R@1+R@5+R@10 difference (95% CI) | Holm p | verdict |",

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import re
+import signal
 import stat
 import sys
 import threading
@@ -129,6 +131,11 @@ class Collection:
             raise QueryError("give at least one image backbone")
         loaded, stores = _open_stores(list(backbones))
         with _one_writer(name, stores):
+            from .photo_index import remove_stale_temporaries
+
+            # what a killed indexer left half-written: its manifest and its thumbnails
+            remove_stale_temporaries(collections_dir())
+            remove_stale_temporaries(paths.cache_dir() / "thumbnails", recursive=True)
             return cls._index(root, name, list(backbones), loaded, stores, show_progress, workers, duplicates, data)
 
     @classmethod
@@ -294,9 +301,9 @@ class Collection:
     def matching(self, query) -> np.ndarray:
         """A boolean mask of the images that pass ``query``'s filters (:mod:`query_language`);
         QueryError saying why when none does or a filter cannot apply here."""
-        from .query_language import matches
+        from .query_language import matches, place_key
 
-        if query.place is not None and query.place.lower() not in self.place_names():
+        if query.place is not None and place_key(query.place, self.place_names()) is None:
             import difflib
 
             near = difflib.get_close_matches(query.place.lower(), sorted(self.place_names()), n=3)
@@ -443,14 +450,27 @@ def _walk(root, onerror):
         stack.extend(os.path.join(folder, d) for d in reversed(dirs) if not os.path.islink(os.path.join(folder, d)))
 
 
+def own_folders() -> list[Path]:
+    """The folders this tool writes (the feature cache, which holds the collections' manifests,
+    thumbnails and vectors): never indexed as photos, never a change to watch."""
+    return [paths.cache_dir().expanduser().resolve()]
+
+
+def _inside(path: str | Path, folders: list[Path]) -> bool:
+    path = Path(os.path.abspath(path))
+    return any(path == f or f in path.parents for f in folders)
+
+
 def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
     """Every entry under ``root`` (recursively, links not followed), sorted: ``(relative name, path,
     None)`` for a regular file to read, or a reason why it is not read. Nothing is skipped in silence:
     links (to a file or a folder, inside or outside, dangling, looping) and special files (FIFOs,
     devices, sockets) are listed with their reason, and never opened; an entry the system refuses (a
     path longer than the system allows, a folder that cannot be listed) is listed with the system's
-    reason, and the walk goes on."""
+    reason, and the walk goes on. The tool's own cache (:func:`own_folders`), when it lies inside
+    ``root``, is listed once and not entered: its thumbnails are not photos."""
     out = []
+    own = own_folders()
 
     def refused(exc: OSError) -> None:
         where = Path(exc.filename) if exc.filename else root
@@ -460,6 +480,9 @@ def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
         base = Path(folder)
         kept = []
         for d in sorted(dirs):
+            if _inside(base / d, own):
+                out.append((_relative(base / d, root), base / d, "this tool's own cache: not indexed"))
+                continue
             try:
                 linked = (base / d).is_symlink()
             except OSError as exc:
@@ -609,14 +632,19 @@ def _add_meta(entries: dict[str, dict], root: Path) -> None:
 
 
 class _Changed:
-    """A watchdog handler that only remembers when the folder last changed."""
+    """A watchdog handler that only remembers when the folder last changed (outside ``ignore``: the
+    tool's own writes, which indexing makes, are not changes of the folder)."""
 
-    def __init__(self):
+    def __init__(self, ignore: list[Path] | None = None):
         self.last: float | None = None
         self.lock = threading.Lock()
+        self.ignore = list(ignore or [])
 
     def dispatch(self, event) -> None:
         if event.event_type in ("opened", "closed_no_write"):  # reading a file changes nothing
+            return
+        touched = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
+        if touched and all(_inside(os.fsdecode(p), self.ignore) for p in touched):
             return
         with self.lock:
             self.last = time.monotonic()
@@ -654,7 +682,7 @@ def watch_folder(
     from watchdog.observers.polling import PollingObserver
 
     stop = stop or threading.Event()
-    changed = _Changed()
+    changed = _Changed(own_folders())
     observer = PollingObserver(timeout=0.5) if poll else Observer()
     observer.schedule(changed, str(Path(folder).expanduser().resolve()), recursive=True)
     observer.start()  # before the first index: a change made while it runs is caught too
@@ -737,7 +765,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         default=None,
-        help="embed with this trained run's image backbone(s) (default: field_best if notebook 10 made it, else best)",
+        help="embed with this trained run's image backbone(s) (default: field_best if notebook 10 made it, else best from 07, "
+        "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
     )
     parser.add_argument(
         "--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's"
@@ -753,13 +782,19 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the index current: index again after every change of the folder, until Ctrl-C",
     )
     args = parser.parse_args(argv)
-    with cli_errors("flickr-retrieval-index"):
+    if hasattr(signal, "SIGXFSZ"):  # past a file size limit (ulimit -f) a write fails with an error, not a kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    with cli_errors("flickr-retrieval-index"), _write_errors():
         if args.backbones:
             backbones = args.backbones
         else:
-            from ..results import default_run, load_run
+            from .. import quickstart
+            from ..results import checkpoint_path, default_run, load_run
 
-            backbones = list(load_run(args.run or default_run()).config.backbones)
+            run = args.run or default_run()
+            if run == quickstart.NAME and not checkpoint_path(run).is_file():  # a fresh clone: no model yet
+                quickstart.train(say=lambda line: print(line, flush=True))
+            backbones = list(load_run(run).config.backbones)
         if args.watch:
 
             def said(report: IndexReport) -> None:
@@ -777,6 +812,21 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report.lines()))
         print(f'search it: flickr-retrieval-search "a dog on the beach" --collection {report.name}')
     return 0
+
+
+@contextlib.contextmanager
+def _write_errors():
+    """A write the system refuses for want of room (a file size limit, a full disk, a quota) becomes
+    :class:`IndexWriteError`: one line, and the previous index kept (it is replaced only at the end)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise IndexWriteError(
+            f"could not write the index ({exc.strerror}: a file size limit such as ulimit -f, a full disk or a "
+            "quota); the previous index is kept"
+        ) from None
 
 
 def duplicates_main(argv: list[str] | None = None) -> int:

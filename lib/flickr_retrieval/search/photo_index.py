@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import resource
 import stat
 import threading
 import time
@@ -200,6 +201,22 @@ def store_key(backbone: ImageBackbone) -> dict:
 STALE_TEMPORARY_S = 600
 
 
+def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp", recursive: bool = False) -> int:
+    """Remove the half-written files (``helpers.atomic_write``'s ``.<name>.<random>.tmp``) that a
+    killed process left under ``folder``: older than :data:`STALE_TEMPORARY_S`, so that a writer at
+    work keeps its own; links and anything but regular files are left alone. Returns how many."""
+    now, removed = time.time(), 0
+    for tmp in folder.rglob(pattern) if recursive else folder.glob(pattern):
+        try:
+            info = tmp.lstat()
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_TEMPORARY_S:
+                tmp.unlink()
+                removed += 1
+        except OSError:  # gone already, or not ours to remove
+            continue
+    return removed
+
+
 class FeatureStore:
     """Vectors of one backbone, found by the SHA-256 of the file they were computed from."""
 
@@ -234,13 +251,7 @@ class FeatureStore:
     def _remove_stale_temporaries(self) -> None:
         """Remove the half-written shards (``.shard-*.tmp``) a killed process left: older than
         :data:`STALE_TEMPORARY_S`, so that another process writing a shard now keeps its own."""
-        now = time.time()
-        for tmp in self.folder.glob(".shard-*.tmp"):
-            try:
-                if now - tmp.lstat().st_mtime > STALE_TEMPORARY_S:
-                    tmp.unlink()
-            except OSError:  # gone already, or not ours to remove: the shards are read all the same
-                continue
+        remove_stale_temporaries(self.folder, ".shard-*.tmp")
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._rows
@@ -357,6 +368,11 @@ def unreadable_reason(exc: Exception, data: bytes, heif_available: bool) -> str:
     return f"not a readable image ({type(exc).__name__}: {reason})"
 
 
+#: Seconds without a batch from the reading workers after which indexing stops with an error (a
+#: batch of four 64-megapixel photos decodes in well under a minute on a 2-core machine).
+WORKER_STALL_S = 300
+
+
 def _single_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)  # the worker decodes; the main process's threads run the CNN
 
@@ -375,6 +391,8 @@ def embed_files(
     added to it (flushed shard by shard). Returns one :class:`Decoded` per file, in order (their
     ``inputs`` dropped). ``on_progress(done, total)`` is called as files complete."""
     known = set.intersection(*[set(s._rows) for s in stores]) if stores else set()
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        workers = 0  # workers hand their tensors over in shared-memory files, which a file size limit breaks
     reader = PhotoReader(files, [b.spec.preprocessing.transform() for b in backbones], known, thumbnails)
     loader = torch.utils.data.DataLoader(
         reader,
@@ -383,6 +401,7 @@ def embed_files(
         collate_fn=list,
         worker_init_fn=_single_thread if workers else None,
         prefetch_factor=4 if workers else None,
+        timeout=WORKER_STALL_S if workers else 0,  # a worker that can no longer deliver: an error, never a hang
     )
     modules = [inference_module(b) for b in backbones]
     results: list[Decoded] = []

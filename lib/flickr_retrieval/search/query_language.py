@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import QueryError
+from . import spoken_dates as spoken_dates_
 
 FILTERS = ("date", "year", "before", "after", "place", "folder", "camera")
 _MONTHS = {m.lower(): n for n, m in enumerate(calendar.month_name) if m} | {
@@ -33,11 +34,10 @@ _MONTHS = {m.lower(): n for n, m in enumerate(calendar.month_name) if m} | {
 _CHUNK = re.compile(r'[^\s"]*"[^"]*"?|\S+')
 _WEIGHT = re.compile(r"^(\d+(?:\.\d+)?):(.+)$", re.S)
 _KEYED = re.compile(r"^([A-Za-z]+):(.*)$", re.S)
-_MONTH_WORDS = "|".join(sorted(_MONTHS, key=len, reverse=True))
-_SPOKEN_DATE = re.compile(
-    rf"\b(?:in|from|during)\s+(?:(?P<month>{_MONTH_WORDS})\.?\s+)?(?P<year>(?:19|20)\d\d)\b", re.IGNORECASE
-)
 MAX_WEIGHT = 10.0
+#: Terms a query may hold (the sentence, weighted and avoided phrases, like: images): each costs one
+#: pass through the text encoder or one image row, so a query's cost is bounded by this, not by its text.
+MAX_TERMS = 12
 
 
 @dataclass(frozen=True)
@@ -163,25 +163,90 @@ def _unquote(text: str) -> str:
     return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text.strip('"')
 
 
+#: Other names of places, as people write them, to the name the gazetteer gives (country codes for
+#: countries): "USA", "the UK", "NYC".
+PLACE_ALIASES = {
+    **dict.fromkeys(
+        (
+            "usa",
+            "u.s.",
+            "u.s.a.",
+            "the us",
+            "the usa",
+            "the united states",
+            "united states of america",
+            "america",
+            "the states",
+        ),
+        "us",
+    ),
+    **dict.fromkeys(("uk", "u.k.", "the uk", "the united kingdom", "britain", "great britain"), "gb"),
+    "nyc": "new york city",
+    "the netherlands": "netherlands",
+}
+#: Place names that are also common English words: read as a place only when written with a capital
+#: ("a walk in nice weather" is no filter on Nice; "photos in Nice" is).
+COMMON_WORD_PLACES = frozenset(
+    {"nice", "reading", "bath", "mobile", "orange", "split", "deal", "sale", "hope", "wells", "march", "may", "buffalo"}
+)
+
+
+def place_key(name: str, known_places: set[str]) -> str | None:
+    """The known place name ``name`` stands for: itself, an alias (:data:`PLACE_ALIASES`), or the one
+    known name it begins ("Chamonix" for "Chamonix-Mont-Blanc"); None when none."""
+    key = " ".join(name.lower().split())
+    key = PLACE_ALIASES.get(key, key)
+    if key in known_places:
+        return key
+    longer = [k for k in known_places if k.startswith(key + "-") or k.startswith(key + " ")]
+    return longer[0] if len(longer) == 1 else None
+
+
 def _spoken_place(sentence: str, known_places: set[str]) -> tuple[str | None, str]:
-    """The longest "in <known place>" of the sentence (1 to 4 words), and the sentence without it."""
+    """The longest "in <known place>" (or "near", "at") of the sentence (1 to 4 words, aliases and
+    name beginnings included: :func:`place_key`), and the sentence without it. A place that is also a
+    common word counts only when capitalised."""
     words = sentence.split()
     for n in range(4, 0, -1):
         for i, w in enumerate(words[:-n] if n < len(words) else []):
-            if w.lower() != "in":
+            if w.lower() not in ("in", "near", "at"):
                 continue
             candidate = " ".join(words[i + 1 : i + 1 + n]).strip(".,;!?")
-            if candidate.lower() in known_places:
+            if candidate.lower() in COMMON_WORD_PLACES and not candidate[:1].isupper():
+                continue
+            if w.lower() == "at" and candidate.lower() in ("the", "a", "an"):
+                continue
+            key = place_key(candidate, known_places)
+            if key is not None:
                 return candidate, " ".join(words[:i] + words[i + 1 + n :])
     return None, sentence
 
 
-def parse(text: str, known_places: set[str] | None = None, spoken_dates: bool = True) -> Query:
+_CAPITALISED_AFTER_IN = re.compile(r"\b(?:in|near)\s+((?:[A-Z][\w'-]+)(?:\s+[A-Z][\w'-]+)?)")
+
+
+def _unknown_places(sentence: str, known_places: set[str]) -> list[str]:
+    """For "in <Capitalised name>" that names no place of the collection: a note with the known names
+    it is close to, if any (the words are searched)."""
+    import difflib
+
+    notes = []
+    for name in _CAPITALISED_AFTER_IN.findall(sentence):
+        near = difflib.get_close_matches(name.lower(), sorted(known_places), n=3, cutoff=0.75)
+        if near:
+            notes.append(f'no photo here is placed in "{name}" (searched as words); did you mean {", ".join(near)}?')
+    return notes
+
+
+def parse(
+    text: str, known_places: set[str] | None = None, spoken_dates: bool = True, today: dt.date | None = None
+) -> Query:
     """Parse a query (see the module's docstring). ``known_places``: the lower-case place names of the
     collection's photos (cities, regions, countries, country codes); plain "in <place>" is read as a
-    filter only for those. ``spoken_dates``: read "in July 2023", "from 1915" as a date filter (the
-    searcher parses again without, and searches those words, where such a filter cannot apply).
-    QueryError for a filter that cannot be read."""
+    filter only for those. ``spoken_dates``: read "in July 2023", "summer 2022", "last year",
+    "before 2020" ... as a date filter (:mod:`spoken_dates`, relative to ``today``, default the
+    machine's date; the searcher parses again without, and searches those words, where such a filter
+    cannot apply). QueryError for a filter that cannot be read."""
     plain, terms, like, notes = [], [], [], []
     period = place = folder = camera = None
     spoken_date = ""
@@ -231,23 +296,28 @@ def parse(text: str, known_places: set[str] | None = None, spoken_dates: bool = 
         else:
             plain.append(phrase)
     sentence = " ".join(plain)
-    spoken = _SPOKEN_DATE.search(sentence) if spoken_dates else None
+    spoken = spoken_dates_.read(sentence, today or dt.date.today()) if spoken_dates else None
     if spoken:
-        year, month = int(spoken.group("year")), spoken.group("month")
-        p = parse_period(f"{year}-{_MONTHS[month.lower()]:02d}" if month else f"{year}")
+        p = Period(spoken.start, spoken.end, spoken.label)
         period = p if period is None else period & p
-        notes.append(f'read "{spoken.group(0)}" as a date filter ({p.label})')
-        spoken_date = spoken.group(0)
-        sentence = (sentence[: spoken.start()] + sentence[spoken.end() :]).strip()
+        notes.append(f'read "{spoken.text}" as a date filter ({p.label})')
+        spoken_date = spoken.text
+        sentence = sentence.replace(spoken.text, " ", 1).strip()
     if known_places and place is None:
         found, rest = _spoken_place(sentence, known_places)
         if found:
             place, sentence = found, rest
             notes.append(f'read "in {found}" as a place filter')
+        else:
+            notes += _unknown_places(sentence, known_places)
     sentence = " ".join(sentence.split())
     if sentence:
         terms.insert(0, Term(sentence))
     query = Query(tuple(terms), tuple(like), period, place, folder, camera, tuple(notes), spoken_date)
+    if len(terms) + len(like) > MAX_TERMS:
+        raise QueryError(
+            f"the query has {len(terms) + len(like)} terms (at most {MAX_TERMS}): join the words that belong together into one phrase"
+        )
     if not any(t.weight > 0 for t in (*query.terms, *query.like)):
         raise QueryError(
             "the query has nothing to look for: give words (or like:<image>) besides the terms to avoid and the filters"
@@ -273,7 +343,7 @@ def matches(query: Query, image_id: str, meta: dict | None) -> bool:
         return False
     if query.place is not None:
         names = place_names(meta.get("place"))
-        if query.place.lower() not in names:
+        if place_key(query.place, names) is None:
             return False
     return True
 

@@ -489,7 +489,7 @@ class Searcher:
         ncols = min(ncols, len(hits))
         fig = plots.image_grid(
             [self.image_path(h.image_id) for h in hits],
-            [f"#{h.rank}  {h.score:.3f}\n{h.image_id}" for h in hits],
+            [f"#{h.rank}  {h.score:.3f}\n{printable(h.image_id)}" for h in hits],
             ncols=ncols,
             width=3 * ncols,
         )
@@ -502,6 +502,12 @@ class Searcher:
         )
         fig.suptitle(title, y=1.02)
         return fig
+
+
+def printable(name: str | Path) -> str:
+    """A file name as text to show: a name that is not valid UTF-8 (its bytes kept by Python as lone
+    surrogates) shows U+FFFD where its bad bytes were, instead of crashing a terminal or a figure."""
+    return os.fsencode(str(name)).decode("utf-8", "replace")
 
 
 def _one_per_group(hits: list[Hit], groups: dict[str, tuple[str, int]]) -> list[Hit]:
@@ -544,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         default=None,
-        help="a trained run under results/ (default: field_best if notebook 10 made it, else best)",
+        help="a trained run under results/ (default: field_best if notebook 10 made it, else best from 07, "
+        "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
     )
     parser.add_argument("--k", type=int, default=5, help="how many images to return")
     parser.add_argument(
@@ -577,10 +584,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         answer = searcher.ask(args.query, args.k)
         elapsed = time.perf_counter() - start
-        if args.paths:
-            print("\n".join(str(searcher.image_path(h.image_id)) for h in answer.hits))
-        elif args.print0:
-            sys.stdout.write("".join(f"{searcher.image_path(h.image_id)}\0" for h in answer.hits))
+        if args.paths or args.print0:  # the files' own bytes, for xargs and scripts, whatever their encoding
+            end = b"\0" if args.print0 else b"\n"
+            sys.stdout.flush()
+            sys.stdout.buffer.write(b"".join(os.fsencode(searcher.image_path(h.image_id)) + end for h in answer.hits))
+            sys.stdout.buffer.flush()
         elif args.json:
             body = answer.as_json() | {"run": searcher.trained.config.name, "collection": searcher.collection.name}
             for hit in body["hits"]:
@@ -605,7 +613,7 @@ def answer_lines(answer: Answer, path_of) -> list[str]:
         lines.append(f"nothing matches well (no score reaches {answer.threshold:.3f}); the closest:")
     for h in answer.hits:
         lines.append(
-            f"{h.rank:3d}  {h.score:7.3f}  {path_of(h.image_id)}"
+            f"{h.rank:3d}  {h.score:7.3f}  {printable(path_of(h.image_id))}"
             + (f"  (+{h.copies} near-duplicates)" if h.copies else "")
         )
         if answer.good and h.rank == answer.good and answer.good < len(answer.hits):

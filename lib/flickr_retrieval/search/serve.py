@@ -242,6 +242,12 @@ class SearchService:
             self._searchers.move_to_end(key)
             return self._searchers[key]
 
+    def folders(self) -> list[Path]:
+        """The folders an error message may name: the loaded collections', the cache, the project, home."""
+        with self._lock:
+            roots = [s.collection.root for s in self._searchers.values() if s.collection.root is not None]
+        return [*roots, paths.cache_dir(), paths.project_root(), Path.home()]
+
     def loaded_collection(self, collection: str):
         """The collection of that name some loaded searcher uses, or None."""
         for (_, name), searcher in list(self._searchers.items()):
@@ -318,9 +324,14 @@ def cross_site(req) -> bool:
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
 
 
-def without_paths(message: str) -> str:
-    """An error message for an HTTP client: every absolute path replaced by its last part (a name),
-    so that the server's folders stay its own."""
+def without_paths(message: str, known: list[str | Path] = ()) -> str:
+    """An error message for an HTTP client, the server's folders kept its own: each of the ``known``
+    folders (photo folders, the cache, the project, the home folder; names with spaces included)
+    dropped from the paths under it, or replaced by its own name, longest first; then any other
+    absolute path replaced by its last part."""
+    for folder in sorted({str(f).rstrip("/") for f in known if str(f).startswith("/")}, key=len, reverse=True):
+        if len(folder) > 1:
+            message = message.replace(folder + "/", "").replace(folder, Path(folder).name)
     return _ABSOLUTE_PATH.sub(lambda m: m.group(1), message)
 
 
@@ -401,7 +412,7 @@ def create_app(
             else f"the server could not answer: {type(exc).__name__}: {exc}"
         )
         if request.path.startswith("/api/"):
-            return jsonify(error=without_paths(str(message)).replace("\n", " ")), code
+            return jsonify(error=without_paths(str(message), service.folders()).replace("\n", " ")), code
         return exc if isinstance(exc, HTTPException) else Response("internal error", 500, mimetype="text/plain")
 
     @app.get("/")
@@ -470,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         default=None,
-        help="the trained run the page starts with (default: field_best if notebook 10 made it, else best)",
+        help="the trained run the page starts with (default: field_best if notebook 10 made it, else best from 07, "
+        "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
     )
     parser.add_argument(
         "--collection",

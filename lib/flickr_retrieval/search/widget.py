@@ -1,7 +1,7 @@
 """A search box for Jupyter: type a sentence, see the top-k images with their scores.
 
     from flickr_retrieval.search.widget import SearchBox
-    box = SearchBox(collection="test")  # the default run: field_best if notebook 10 made it, else best
+    box = SearchBox(collection="test")  # the default run: field_best if notebook 10 made it, else best, else quickstart
     box.search("two dogs play in the snow")   # the first search, from code (or type in the box)
     box                                        # shows the box and its results
 
