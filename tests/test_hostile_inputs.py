@@ -226,7 +226,7 @@ def test_under_a_file_size_limit_the_indexer_finishes_or_fails_in_one_line_never
     for n in range(6):
         Image.fromarray((rng.random((300, 400, 3)) * 255).astype("uint8")).save(folder / f"{n}.jpg", quality=95)
     code = (
-        "import sys; from flickr_retrieval.search.collection import main; "
+        "import sys; from flickr_retrieval.search.index_cli import main; "
         f"sys.exit(main([{str(folder)!r}, '--name', 'limited', '--backbones', 'mobilenet_v2', '--no-duplicates']))"
     )
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flickr_retrieval.backbones import load_image_backbone
 from flickr_retrieval.errors import IndexWriteError, QueryError
-from flickr_retrieval.search import Collection, collection, photo_index
+from flickr_retrieval.search import Collection, collection, folder_scan, photo_index, watch
 from PIL import Image
 
 BACKBONE = "mobilenet_v2"
@@ -328,7 +328,7 @@ def test_a_path_longer_than_the_system_allows_is_listed_not_fatal(tmp_path):
     root.mkdir()
     (root / "ok.jpg").write_bytes(b"x")
     nested_chain(root, "d" * 200, 40, "far.jpg")
-    entries = collection.walk_folder(root)
+    entries = folder_scan.walk_folder(root)
     names = {name: reason for name, _, reason in entries}
     assert names["ok.jpg"] is None
     refused = [reason for reason in names.values() if reason and "cannot be read" in reason]
@@ -342,7 +342,7 @@ def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_walked(tmp_path):
     nested_chain(root, "a", 1100, "bottom.jpg")
     (root / "top.jpg").write_bytes(b"x")
     try:
-        names = {name: reason for name, _, reason in collection.walk_folder(root)}
+        names = {name: reason for name, _, reason in folder_scan.walk_folder(root)}
         assert names["top.jpg"] is None and names["/".join(["a"] * 1100) + "/bottom.jpg"] is None
     finally:  # removed here, bottom up: shutil.rmtree (pytest's clean-up of old temporary folders) recurses too
         deepest = root.joinpath(*["a"] * 1100)
@@ -359,7 +359,7 @@ def test_watch_mode_follows_added_moved_and_deleted_photos(library):
 
     reports, stop = queue.Queue(), threading.Event()
     watcher = threading.Thread(
-        target=collection.watch_folder,
+        target=watch.watch_folder,
         args=(library, "lib", [BACKBONE]),
         kwargs={"settle_s": 0.3, "stop": stop, "on_update": reports.put},
         daemon=True,
@@ -462,7 +462,7 @@ def test_a_cache_inside_the_watched_folder_is_neither_indexed_nor_a_change(libra
     assert again.images == 4 and not again.changes.added  # nothing of the cache became a photo
     reports, stop = queue.Queue(), threading.Event()
     watcher = threading.Thread(
-        target=collection.watch_folder,
+        target=watch.watch_folder,
         args=(library, "lib", [BACKBONE]),
         kwargs={"settle_s": 0.2, "stop": stop, "on_update": reports.put},
         daemon=True,

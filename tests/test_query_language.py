@@ -10,7 +10,7 @@ import pytest
 from flickr_retrieval import metrics
 from flickr_retrieval.errors import QueryError
 from flickr_retrieval.search import Collection, photo_meta, query_language
-from flickr_retrieval.search.collection import duplicates_main
+from flickr_retrieval.search.index_cli import duplicates_main
 from flickr_retrieval.search.query_language import Term, parse
 from flickr_retrieval.search.searcher import Answer, Hit, Searcher, answer_lines
 from flickr_retrieval.search.searcher import main as search_main
@@ -394,7 +394,11 @@ def test_the_committed_phrase_set_reads_as_people_mean_it():
     wrong = []
     for item in doc["phrases"]:
         q = parse(item["phrase"], known, today=today)
-        got = {"date": q.period.label if q.period else None, "place": q.place, "words": q.terms[0].text if q.terms else ""}
+        got = {
+            "date": q.period.label if q.period else None,
+            "place": q.place,
+            "words": q.terms[0].text if q.terms else "",
+        }
         if got != {k: item[k] for k in got}:
             wrong.append((item["phrase"], got))
     assert len(doc["phrases"]) >= 60 and not wrong

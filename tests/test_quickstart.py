@@ -6,7 +6,7 @@ import json
 import pytest
 from flickr_retrieval import quickstart, results
 from flickr_retrieval.config import RunConfig
-from flickr_retrieval.search import collection
+from flickr_retrieval.search import index_cli
 from flickr_retrieval.search.searcher import Searcher
 
 
@@ -42,8 +42,8 @@ def test_the_first_index_trains_the_first_model_and_says_so(tmp_path, monkeypatc
 
     monkeypatch.setattr(quickstart, "train", lambda say=print: fake_train(say))
     with pytest.raises(SystemExit) as stopped:
-        collection.main([str(tmp_path), "--name", "mine"])
+        index_cli.main([str(tmp_path), "--name", "mine"])
     assert stopped.value.code == 7 and trained and "training a first model" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a run named on purpose is never trained behind the user's back
-        collection.main([str(tmp_path), "--name", "mine", "--run", "nosuch"])
+        index_cli.main([str(tmp_path), "--name", "mine", "--run", "nosuch"])
     assert len(trained) == 1

@@ -191,12 +191,12 @@ def _watch_latency(data, trained, backbones, root: Path, start: int, rng) -> str
     """Seconds from a photo written into a watched folder to its appearance in a search."""
     import threading
 
-    from ..search import collection
+    from ..search import watch
     from ..search.searcher import Searcher
 
     updates, stop = [], threading.Event()
     watcher = threading.Thread(
-        target=collection.watch_folder,
+        target=watch.watch_folder,
         args=(root, "bench", backbones),
         kwargs={"settle_s": 1.0, "stop": stop, "on_update": updates.append},
         daemon=True,

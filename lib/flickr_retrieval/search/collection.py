@@ -7,7 +7,8 @@ Indexing is incremental (:mod:`flickr_retrieval.search.photo_index`): each file 
 embedded only if no earlier run (of any collection) embedded the same bytes with the same backbone;
 a file whose size and modification time did not change is not even read; removed files are dropped.
 Run the same command again after adding photos: only the new ones are embedded; with ``--watch``
-(:func:`watch_folder`) the index follows the folder as files are added, changed, moved or deleted. Photos are taken as
+(:mod:`flickr_retrieval.search.watch`) the index follows the folder as files are added, changed,
+moved or deleted; :mod:`flickr_retrieval.search.folder_scan` lists the folder. Photos are taken as
 they are (EXIF orientation, JPEG draft decoding, HEIC through pillow-heif) and get a thumbnail.
 Files that cannot be decoded as images are listed by name with the reason, in the command's output
 and in the index; none is dropped silently. The index itself is a JSON manifest under the feature
@@ -18,18 +19,11 @@ search time, so any run with the same backbones can search the collection.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import errno
 import json
-import os
 import re
-import signal
-import stat
 import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +32,9 @@ import numpy as np
 from .. import paths
 from ..backbones import BACKBONES, load_image_backbone
 from ..data import SPLITS, Flickr8k
-from ..errors import IndexWriteError, QueryError, cli_errors
+from ..errors import IndexWriteError, QueryError
 from ..helpers import atomic_write
+from .folder_scan import Scan, scan_folder
 from .photo_index import IndexChanges
 
 FLICKR8K_COLLECTIONS = (*SPLITS, "all")
@@ -428,107 +423,6 @@ class IndexReport:
         return out
 
 
-def _walk(root, onerror):
-    """``os.walk(root, followlinks=False, onerror=onerror)``, top-down, without recursion: a folder
-    tree 1100 levels deep (Python 3.11's os.walk recurses per level) is walked like any other."""
-    stack = [str(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as entries:
-                dirs, files = [], []
-                for entry in entries:
-                    try:
-                        is_dir = entry.is_dir(follow_symlinks=False) or (entry.is_symlink() and entry.is_dir())
-                    except OSError:
-                        is_dir = False
-                    (dirs if is_dir else files).append(entry.name)
-        except OSError as exc:
-            onerror(exc)
-            continue
-        yield folder, dirs, files
-        stack.extend(os.path.join(folder, d) for d in reversed(dirs) if not os.path.islink(os.path.join(folder, d)))
-
-
-def own_folders() -> list[Path]:
-    """The folders this tool writes (the feature cache, which holds the collections' manifests,
-    thumbnails and vectors): never indexed as photos, never a change to watch."""
-    return [paths.cache_dir().expanduser().resolve()]
-
-
-def _inside(path: str | Path, folders: list[Path]) -> bool:
-    path = Path(os.path.abspath(path))
-    return any(path == f or f in path.parents for f in folders)
-
-
-def walk_folder(root: Path) -> list[tuple[str, Path, str | None]]:
-    """Every entry under ``root`` (recursively, links not followed), sorted: ``(relative name, path,
-    None)`` for a regular file to read, or a reason why it is not read. Nothing is skipped in silence:
-    links (to a file or a folder, inside or outside, dangling, looping) and special files (FIFOs,
-    devices, sockets) are listed with their reason, and never opened; an entry the system refuses (a
-    path longer than the system allows, a folder that cannot be listed) is listed with the system's
-    reason, and the walk goes on. The tool's own cache (:func:`own_folders`), when it lies inside
-    ``root``, is listed once and not entered: its thumbnails are not photos."""
-    out = []
-    own = own_folders()
-
-    def refused(exc: OSError) -> None:
-        where = Path(exc.filename) if exc.filename else root
-        out.append((_relative(where, root), where, f"cannot be read ({exc.strerror or exc})"))
-
-    for folder, dirs, files in _walk(root, refused):
-        base = Path(folder)
-        kept = []
-        for d in sorted(dirs):
-            if _inside(base / d, own):
-                out.append((_relative(base / d, root), base / d, "this tool's own cache: not indexed"))
-                continue
-            try:
-                linked = (base / d).is_symlink()
-            except OSError as exc:
-                out.append((_relative(base / d, root), base / d, f"cannot be read ({exc.strerror})"))
-                continue
-            if linked:
-                out.append(
-                    (
-                        _relative(base / d, root),
-                        base / d,
-                        "a link to a folder: not followed (index its target folder itself)",
-                    )
-                )
-            else:
-                kept.append(d)
-        dirs[:] = kept
-        for f in files:
-            path = base / f
-            relative = _relative(path, root)
-            try:
-                info = os.lstat(path)
-                if stat.S_ISLNK(info.st_mode):
-                    target = os.path.realpath(path)
-                    if not os.path.exists(target):
-                        reason = "a dangling link (its target does not exist)"
-                    elif os.path.commonpath([target, str(root)]) != str(root):
-                        reason = "a link to a file outside the folder: not indexed"
-                    else:
-                        reason = "a link to a file of the folder: indexed where it lies"
-                    out.append((relative, path, reason))
-                elif not stat.S_ISREG(info.st_mode):
-                    out.append((relative, path, "not a regular file (a FIFO, device or socket): never opened"))
-                else:
-                    out.append((relative, path, None))
-            except OSError as exc:
-                out.append((relative, path, f"cannot be read ({exc.strerror})"))
-    return sorted(out)
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def _previous_entries(name: str, root: Path) -> dict[str, dict]:
     """The file entries of the collection's previous index of the same folder (empty if none, or
     if it is unreadable: everything is then read again, nothing is trusted)."""
@@ -572,49 +466,6 @@ def _progress_printer(total: int, show: bool):
     return update, lambda: None
 
 
-@dataclass
-class Scan:
-    """What indexing a folder would read, decided from the file system and the previous index alone."""
-
-    kept: dict[str, dict]  # relative name -> its previous entry (same size and modification time: not read)
-    to_read: list[tuple[str, Path]]  # new, changed or undecodable files: read (hashed, embedded if new)
-    unreadable: list[dict]  # ``file``, ``reason``: refused by the walk (links, special files, system errors)
-    removed: list[str]  # in the previous index, no longer in the folder
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.kept)} unchanged, {len(self.to_read)} to read (new or changed), {len(self.removed)} removed, "
-            f"{len(self.unreadable)} not readable"
-        )
-
-
-def scan_folder(root: Path, previous: dict[str, dict], stores: list) -> Scan:
-    """Walk ``root`` (:func:`walk_folder`) against the ``previous`` index's entries: a file whose size
-    and modification time are those of its entry, and whose vectors every store holds, is kept as it
-    was (the fast path); any other regular file is to be read. Reads no file's bytes."""
-    kept, to_read, unreadable, seen = {}, [], [], set()
-    for relative, path, reason in walk_folder(root):
-        seen.add(relative)
-        if reason is not None:
-            unreadable.append({"file": relative, "reason": reason})
-            continue
-        old = previous.get(relative)
-        try:
-            info = os.stat(path, follow_symlinks=False)
-        except OSError as exc:
-            unreadable.append({"file": relative, "reason": f"cannot be read ({exc.strerror})"})
-            continue
-        if (
-            old
-            and (old["size"], old["mtime_ns"]) == (info.st_size, info.st_mtime_ns)
-            and all(old["sha256"] in s for s in stores)
-        ):
-            kept[relative] = old
-        else:
-            to_read.append((relative, path))
-    return Scan(kept, to_read, unreadable, sorted(set(previous) - seen))
-
-
 def _add_meta(entries: dict[str, dict], root: Path) -> None:
     """Give every entry without one its metadata (:mod:`photo_meta`: capture time, camera, GPS
     position and its place), read from the file's header: once per file, like its vector."""
@@ -629,83 +480,6 @@ def _add_meta(entries: dict[str, dict], root: Path) -> None:
     located = [e for e in fresh if e["meta"].get("gps")]
     for e, place in zip(located, places([tuple(e["meta"]["gps"]) for e in located])):
         e["meta"]["place"] = place
-
-
-class _Changed:
-    """A watchdog handler that only remembers when the folder last changed (outside ``ignore``: the
-    tool's own writes, which indexing makes, are not changes of the folder)."""
-
-    def __init__(self, ignore: list[Path] | None = None):
-        self.last: float | None = None
-        self.lock = threading.Lock()
-        self.ignore = list(ignore or [])
-
-    def dispatch(self, event) -> None:
-        if event.event_type in ("opened", "closed_no_write"):  # reading a file changes nothing
-            return
-        touched = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
-        if touched and all(_inside(os.fsdecode(p), self.ignore) for p in touched):
-            return
-        with self.lock:
-            self.last = time.monotonic()
-
-    def settled(self, settle_s: float) -> bool:
-        """True (once) when the folder changed and has been quiet for ``settle_s``."""
-        with self.lock:
-            if self.last is not None and time.monotonic() - self.last >= settle_s:
-                self.last = None
-                return True
-        return False
-
-
-def watch_folder(
-    folder: str | Path,
-    name: str,
-    backbones: list[str],
-    *,
-    settle_s: float = 2.0,
-    stop: threading.Event | None = None,
-    on_update: Callable[[IndexReport], None] | None = None,
-    poll: bool = False,
-    duplicates: bool = False,
-) -> IndexReport:
-    """Index ``folder`` as collection ``name``, then index it again after every change until
-    ``stop`` is set (or Ctrl-C). ``on_update`` receives each run's report (the first included).
-    Returns the last report.
-
-    The folder is watched with ``watchdog`` (inotify on Linux, FSEvents on macOS; ``poll=True``
-    polls). After a burst of changes settles (``settle_s`` without a new event), the incremental
-    index runs again, with its guarantees: a file moved or copied is found by the hash of its bytes
-    and costs no embedding, a removed file is dropped, an interrupted update keeps the previous index
-    and the vectors it finished. A search that loads the collection afterwards sees the new index."""
-    from watchdog.observers import Observer
-    from watchdog.observers.polling import PollingObserver
-
-    stop = stop or threading.Event()
-    changed = _Changed(own_folders())
-    observer = PollingObserver(timeout=0.5) if poll else Observer()
-    observer.schedule(changed, str(Path(folder).expanduser().resolve()), recursive=True)
-    observer.start()  # before the first index: a change made while it runs is caught too
-    try:
-        report = Collection.index(folder, name, backbones, duplicates=duplicates)
-        if on_update:
-            on_update(report)
-        while not stop.wait(0.1):
-            if changed.settled(settle_s):
-                try:
-                    report = Collection.index(folder, name, backbones, duplicates=duplicates)
-                except QueryError as exc:
-                    if "being indexed by another process" not in str(exc):
-                        raise
-                    with changed.lock:  # another indexer holds the collection: try again once it settles
-                        changed.last = time.monotonic()
-                    continue
-                if on_update:
-                    on_update(report)
-        return report
-    finally:
-        observer.stop()
-        observer.join()
 
 
 def _read_manifest(name: str) -> Collection:
@@ -756,98 +530,3 @@ def _read_manifest(name: str) -> Collection:
         duplicate_groups=groups,
         duplicates_said="" if dups is None else str(dups.get("said", "")),
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Index a folder of your own images, to search it with a trained run.")
-    parser.add_argument("folder", help="a folder of images (searched recursively)")
-    parser.add_argument("--name", required=True, help="the collection's name (letters, digits, . _ + = -)")
-    parser.add_argument(
-        "--run",
-        default=None,
-        help="embed with this trained run's image backbone(s) (default: field_best if notebook 10 made it, else best from 07, "
-        "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
-    )
-    parser.add_argument(
-        "--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's"
-    )
-    parser.add_argument(
-        "--no-duplicates",
-        action="store_true",
-        help="do not group near-duplicate photos (grouping calibrates a threshold on Flickr8k once per backbone)",
-    )
-    parser.add_argument(
-        "--watch",
-        action="store_true",
-        help="keep the index current: index again after every change of the folder, until Ctrl-C",
-    )
-    args = parser.parse_args(argv)
-    if hasattr(signal, "SIGXFSZ"):  # past a file size limit (ulimit -f) a write fails with an error, not a kill
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    with cli_errors("flickr-retrieval-index"), _write_errors():
-        if args.backbones:
-            backbones = args.backbones
-        else:
-            from .. import quickstart
-            from ..results import checkpoint_path, default_run, load_run
-
-            run = args.run or default_run()
-            if run == quickstart.NAME and not checkpoint_path(run).is_file():  # a fresh clone: no model yet
-                quickstart.train(say=lambda line: print(line, flush=True))
-            backbones = list(load_run(run).config.backbones)
-        if args.watch:
-
-            def said(report: IndexReport) -> None:
-                print(time.strftime("%H:%M:%S"), "\n".join(report.lines()), flush=True)
-
-            print(f"watching {args.folder} for {args.name!r} (Ctrl-C to stop)", flush=True)
-            try:
-                watch_folder(args.folder, args.name, backbones, on_update=said, duplicates=not args.no_duplicates)
-            except KeyboardInterrupt:
-                print("stopped; the index is as of the last update", file=sys.stderr)
-            return 0
-        report = Collection.index(
-            args.folder, args.name, backbones, show_progress=True, duplicates=not args.no_duplicates
-        )
-        print("\n".join(report.lines()))
-        print(f'search it: flickr-retrieval-search "a dog on the beach" --collection {report.name}')
-    return 0
-
-
-@contextlib.contextmanager
-def _write_errors():
-    """A write the system refuses for want of room (a file size limit, a full disk, a quota) becomes
-    :class:`IndexWriteError`: one line, and the previous index kept (it is replaced only at the end)."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise IndexWriteError(
-            f"could not write the index ({exc.strerror}: a file size limit such as ulimit -f, a full disk or a "
-            "quota); the previous index is kept"
-        ) from None
-
-
-def duplicates_main(argv: list[str] | None = None) -> int:
-    """``flickr-retrieval-duplicates NAME``: the groups of near-duplicate photos of a collection."""
-    parser = argparse.ArgumentParser(description="List the groups of near-duplicate photos of an indexed collection.")
-    parser.add_argument("name", help="a collection indexed with flickr-retrieval-index")
-    args = parser.parse_args(argv)
-    with cli_errors("flickr-retrieval-duplicates"):
-        collection = Collection.open(args.name)
-        if collection.duplicate_groups is None:
-            raise QueryError(
-                f"collection {args.name!r} was indexed without grouping near-duplicates: index it again "
-                "(without --no-duplicates)"
-            )
-        print(collection.duplicates_said)
-        for n, group in enumerate(collection.duplicate_groups, 1):
-            print(f"group {n}: {len(group)} photos")
-            for image_id in group:
-                print(f"  {collection.files[collection.ids.index(image_id)]}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

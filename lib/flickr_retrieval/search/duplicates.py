@@ -11,7 +11,7 @@ images group (false groupings per million pairs).
 
 Groups (:func:`groups`): connected photos above the threshold, computed when a folder is indexed
 (up to :data:`MAX_IMAGES` photos) and stored in its index; search shows one photo per group with
-the number of its copies. ``flickr-retrieval-duplicates NAME`` lists them (:func:`collection.duplicates_main`).
+the number of its copies. ``flickr-retrieval-duplicates NAME`` lists them (:func:`flickr_retrieval.search.index_cli.duplicates_main`).
 """
 
 from __future__ import annotations
