@@ -218,3 +218,6 @@ def test_the_default_run_is_notebook_10s_choice_when_it_exists(tmp_path, monkeyp
     (tmp_path / "field_best").mkdir()
     (tmp_path / "field_best" / "model.pt").write_bytes(b"x")
     assert search.default_run() == "field_best"
+    (tmp_path / "distilled").mkdir()  # notebook 19's student, exported only when it beats TB on dev
+    (tmp_path / "distilled" / "model.pt").write_bytes(b"x")
+    assert search.default_run() == "distilled"

@@ -258,3 +258,37 @@ def test_concurrent_queries_are_answered_at_once_and_give_the_sequential_answers
     for t in threads:
         t.join()
     assert not errors and together == alone
+
+
+def test_a_slow_load_blocks_only_its_own_run_never_the_searches_of_loaded_ones(tiny_run, monkeypatch):
+    """The probe: a checkpoint whose checks took 40 minutes held the one loading lock, and every search
+    of an already loaded run timed out behind it."""
+    import threading
+    import time
+
+    data = tiny_run[0]
+    service = SearchService(data)
+    release = threading.Event()
+
+    class Fake:
+        def __init__(self, trained, collection, data=None, encoder=None, tokenizer_lock=None):
+            self.encoder = encoder
+
+    def slow_load(run):
+        if run == "slow":
+            release.wait(30)
+        return type("T", (), {"config": tiny_run[1].replace(name=run)})()
+
+    monkeypatch.setattr(serve, "Searcher", Fake)
+    monkeypatch.setattr(serve, "load_run", slow_load)
+    monkeypatch.setattr(serve, "load_text_encoder", lambda name: type("E", (), {"name": name})())
+    ready = service.searcher("ready", "all")
+    loading = threading.Thread(target=service.searcher, args=("slow", "all"))
+    loading.start()
+    time.sleep(0.2)  # the slow load is under way
+    started = time.perf_counter()
+    assert service.searcher("ready", "all") is ready and service.searcher("other", "all") is not None
+    assert time.perf_counter() - started < 1.0
+    release.set()
+    loading.join(10)
+    assert ("slow", "all") in service._searchers

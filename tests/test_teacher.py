@@ -105,3 +105,13 @@ def test_adopt_reads_every_committed_seed_by_default(tiny_run, tmp_path, monkeyp
     assert Experiment(data, n_boot=10).adopt("src", "A").seeds == [0, 1, 2]
     with pytest.raises(FileNotFoundError, match="no committed record of row 'B'"):
         Experiment(data, n_boot=10).adopt("src", "B")
+
+
+def test_two_rows_that_are_not_parent_and_child_compare_on_dev(two_seeds):
+    exp = two_seeds
+    cfg = exp.rows["A"].first.config
+    exp.run(RowSpec("C", "other", None, "-", cfg.replace(name="c", max_epochs=2)), seeds=(1, 2), quiet=True)
+    c = exp.compare_rows("C", "A")
+    assert (
+        c["seed_list"] == [1] and c["split"] == "dev" and c["verdict"] in ("helps", "hurts", "no measurable difference")
+    )

@@ -587,6 +587,18 @@ class Experiment:
         out = protocol.compare(a, b, self.caption_image(split), CRITERION, seed_sd=seed_sd)
         return {"row": row_id, "vs": parent.spec.id, "seed_list": list(common), "split": split, **out}
 
+    def compare_rows(self, row_id: str, other_id: str, split: str = "dev") -> dict:
+        """Two single-model rows that are not parent and child, seed-paired over the seeds both have
+        (:func:`protocol.compare`), on ``split`` (dev by default: a decision)."""
+        row, other = self.rows[row_id], self.rows[other_id]
+        common = [s for s in row.seeds if s in other.runs]
+        if not common or row.is_ensemble or other.is_ensemble:
+            raise ValueError(f"rows {row_id!r} and {other_id!r} share no seed, or one is an ensemble")
+        out = protocol.compare(
+            _ranks(row, common, split), _ranks(other, common, split), self.caption_image(split), CRITERION
+        )
+        return {"row": row_id, "vs": other_id, "seed_list": common, "split": split, **out}
+
     def versus(self, row_id: str, other_id: str, split: str = "test") -> dict:
         """Row ``row_id`` minus row ``other_id``, each read as one model (its first run: an
         ensemble's own run, say), on the criterion over the ``split``'s images, the models fixed

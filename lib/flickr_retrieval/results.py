@@ -58,9 +58,10 @@ def load_run(run: str) -> TrainedModel:
     return TrainedModel.load(path)
 
 
-#: The runs the search tools start with, in order of preference: notebook 10's dev choice (the
-#: field's encoders), then 07's, then 07's recipe trained by :mod:`flickr_retrieval.quickstart`.
-DEFAULT_RUNS = ("field_best", "best", "quickstart")
+#: The runs the search tools start with, in order of preference: notebook 19's distilled student
+#: (exported only when it beats TB on dev), notebook 10's dev choice (the field's encoders), then 07's,
+#: then 07's recipe trained by :mod:`flickr_retrieval.quickstart`.
+DEFAULT_RUNS = ("distilled", "field_best", "best", "quickstart")
 
 
 def default_run() -> str:

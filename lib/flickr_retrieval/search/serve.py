@@ -218,7 +218,8 @@ class SearchService:
         self.data, self.max_loaded = data, max_loaded
         self._searchers: OrderedDict[tuple[str, str], Searcher] = OrderedDict()
         self._encoders: dict[str, tuple] = {}  # text encoder name -> (loaded encoder, its tokenizer lock)
-        self._lock = threading.Lock()  # loading, and the bookkeeping of what is loaded
+        self._lock = threading.Lock()  # the bookkeeping of what is loaded (held for moments, never while loading)
+        self._loading: dict[tuple[str, str], threading.Lock] = {}  # one loader per (run, collection)
 
     def searcher(self, run: str, collection: str) -> Searcher:
         paths.check_run_name(run)
@@ -226,21 +227,30 @@ class SearchService:
             check_collection_name(collection)  # before any loading: names are names
         key = (run, collection)
         with self._lock:
-            if key not in self._searchers:
-                trained = load_run(run)
-                name = trained.config.text_encoder
-                if name not in self._encoders:
-                    self._encoders[name] = (load_text_encoder(name), threading.Lock())
-                encoder, lock = self._encoders[name]
-                self._searchers[key] = Searcher(
-                    trained, collection, data=self.data, encoder=encoder, tokenizer_lock=lock
-                )
+            if key in self._searchers:  # the common case: a moment under the lock
+                self._searchers.move_to_end(key)
+                return self._searchers[key]
+            loader = self._loading.setdefault(key, threading.Lock())
+        with loader:  # loading (seconds; a damaged file: however long its checks take) blocks only this pair
+            with self._lock:
+                if key in self._searchers:  # another request loaded it meanwhile
+                    return self._searchers[key]
+            trained = load_run(run)
+            name = trained.config.text_encoder
+            with self._lock:
+                shared = self._encoders.get(name)
+            if shared is None:
+                shared = (load_text_encoder(name), threading.Lock())
+            searcher = Searcher(trained, collection, data=self.data, encoder=shared[0], tokenizer_lock=shared[1])
+            with self._lock:
+                self._encoders.setdefault(name, shared)
+                self._searchers[key] = searcher
                 while len(self._searchers) > self.max_loaded:
                     self._searchers.popitem(last=False)
                 used = {s.encoder.name for s in self._searchers.values()}
                 self._encoders = {n: e for n, e in self._encoders.items() if n in used}
-            self._searchers.move_to_end(key)
-            return self._searchers[key]
+                self._loading.pop(key, None)
+                return searcher
 
     def folders(self) -> list[Path]:
         """The folders an error message may name: the loaded collections', the cache, the project, home."""
@@ -481,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         default=None,
-        help="the trained run the page starts with (default: field_best if notebook 10 made it, else best from 07, "
+        help="the trained run the page starts with (default: distilled if notebook 19 made it, field_best if 10 did, else best from 07, "
         "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
     )
     parser.add_argument(
