@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         default=None,
-        help="embed with this trained run's image backbone(s) (default: distilled if notebook 19 made it, field_best if 10 did, else best from 07, "
-        "else quickstart: 07's recipe, trained by the first flickr-retrieval-index)",
+        help="embed with this trained run's image backbone(s) (default: distilled if notebook 19 made it, "
+        "field_best if 10 did, else best from 07, else quickstart: 07's recipe, trained by the first "
+        "flickr-retrieval-index)",
     )
     parser.add_argument(
         "--backbones", nargs="+", choices=list(BACKBONES), help="embed with these backbones instead of --run's"
