@@ -594,8 +594,13 @@ class Experiment:
         common = [s for s in row.seeds if s in other.runs]
         if not common or row.is_ensemble or other.is_ensemble:
             raise ValueError(f"rows {row_id!r} and {other_id!r} share no seed, or one is an ensemble")
+        seed_sd = None if len(common) >= 2 else np.sqrt(2.0) * self.pooled_seed_sd(split)  # as compare()
         out = protocol.compare(
-            _ranks(row, common, split), _ranks(other, common, split), self.caption_image(split), CRITERION
+            _ranks(row, common, split),
+            _ranks(other, common, split),
+            self.caption_image(split),
+            CRITERION,
+            seed_sd=seed_sd,
         )
         return {"row": row_id, "vs": other_id, "seed_list": common, "split": split, **out}
 
