@@ -14,7 +14,8 @@
 #              sets), 17 (the confirmatory run on the sealed hold-out: its pipelines trained again on
 #              5000 images, about 35 minutes for stage 1; a re-execution is checked against the hold-out's
 #              read log, never logged as a new read), 18 (two grids extended past their edge, on dev
-#              alone: 21 runs, about 20 minutes) and the checks of their exports; not in the default run, which must fit
+#              alone: 21 runs, about 20 minutes), 19 (a plain model distilled from 17's ensemble, on
+#              dev, its hold-out read checked against the log) and the checks of their exports; not in the default run, which must fit
 #              CI's time on the slowest machine of this kind
 #   ./run_tests.sh            unit, notebooks (00-09) and exports, in order (what CI runs)
 #   ./run_tests.sh all        the same, then the field tier
@@ -30,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_env.sh
-field_notebooks=(notebooks/10_beyond_frozen_features.ipynb notebooks/11_feature_augmentation.ipynb notebooks/12_hubness.ipynb notebooks/13_batch_size.ipynb notebooks/14_branches_and_ensembles.ipynb notebooks/15_hard_negatives_and_views.ipynb notebooks/16_one_pool_ensemble.ipynb notebooks/17_confirmatory.ipynb notebooks/18_grid_edges.ipynb)
+field_notebooks=(notebooks/10_beyond_frozen_features.ipynb notebooks/11_feature_augmentation.ipynb notebooks/12_hubness.ipynb notebooks/13_batch_size.ipynb notebooks/14_branches_and_ensembles.ipynb notebooks/15_hard_negatives_and_views.ipynb notebooks/16_one_pool_ensemble.ipynb notebooks/17_confirmatory.ipynb notebooks/18_grid_edges.ipynb notebooks/19_distillation.ipynb)
 field_checks=(tests_exports/test_field_exports.py tests_exports/test_augmentation_exports.py)
 ignore_field_notebooks=() ignore_field_checks=()
 for f in "${field_notebooks[@]}"; do ignore_field_notebooks+=(--ignore="$f"); done

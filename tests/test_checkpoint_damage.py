@@ -125,3 +125,32 @@ def test_non_finite_weights_are_refused(saved, tmp_path):
     torch.save(_resealed(state), tmp_path / "nan.pt")  # a consistent file whose weights are NaN
     with pytest.raises(CheckpointError, match="non-finite"):
         TrainedModel.load(tmp_path / "nan.pt")
+
+
+def test_a_small_file_describing_a_huge_tree_is_refused_at_once(saved, tmp_path):
+    """The probe's 14.5 KB model.pt: a history whose shared references make a tree of 2^30 leaves; the
+    digest walked it for about 40 minutes under the lock every search waited on."""
+    import time
+
+    trained, path = saved
+    state = torch.load(path, weights_only=True)
+    tree = [0]
+    for _ in range(30):
+        tree = [tree, tree]  # pickled once per level: the file stays small
+    state["history"][0]["notes"] = tree
+    torch.save(state, tmp_path / "tree.pt")
+    assert (tmp_path / "tree.pt").stat().st_size - path.stat().st_size < 20_000  # a few KB more than the real one
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match="more than 200000 values"):
+        TrainedModel.load(tmp_path / "tree.pt")
+    assert time.perf_counter() - started < 5
+
+
+def test_a_stride_zero_view_claiming_gigabytes_is_refused_before_any_copy(saved, tmp_path):
+    """The probe's 1.8 KB file: torch.zeros(1).expand(4e9) passed the size checks and asked for 16 GB."""
+    trained, path = saved
+    state = torch.load(path, weights_only=True)
+    state["text_norm"] = {"how": "standardize", "mean": torch.zeros(1).expand(4_000_000_000), "std": None}
+    torch.save(state, tmp_path / "view.pt")
+    assert (tmp_path / "view.pt").stat().st_size - path.stat().st_size < 20_000
+    _refused_before_allocation(tmp_path / "view.pt", "not dense")

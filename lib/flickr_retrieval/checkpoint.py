@@ -87,6 +87,34 @@ def _tensors_in(value) -> list[torch.Tensor]:
     return []
 
 
+#: The most values (containers and scalars, tensors counted once each) a checkpoint's plain parts may
+#: hold: a real one holds a few thousand; a pickle's shared references can make a 15 KB file describe
+#: a tree of 10^9 leaves, which any walk over it would take hours to visit.
+MAX_VALUES = 200_000
+
+
+def _check_bounded(state: dict) -> None:
+    """Every value reached at most :data:`MAX_VALUES` times in all, and every tensor dense: its
+    storage holds each of its elements once (a stride-0 view of one number can claim 4 billion, and
+    16 GB once made contiguous). Runs before anything walks or copies the file's contents."""
+    budget = MAX_VALUES
+    stack = [state]
+    while stack:
+        value = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ValueError(f"it holds more than {MAX_VALUES} values (a checkpoint holds a few thousand)")
+        if isinstance(value, torch.Tensor):
+            dense = value.is_contiguous() and value.untyped_storage().nbytes() >= value.numel() * value.element_size()
+            if not dense:
+                raise ValueError("it holds a tensor that is not dense (a view that repeats its elements)")
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+
+
 def _check_state(state: dict) -> None:
     """The checks that need no model: tensors only, the digest of the whole file, finite values."""
     tensors = state["state_dict"]
@@ -213,6 +241,7 @@ class TrainedModel:
         if missing:
             raise CheckpointError(f"{path}: checkpoint lacks {missing}: re-run the notebook that trains this run")
         try:
+            _check_bounded(state)
             _check_state(state)
             config = RunConfig.from_dict(state["config"])
             spec = ModelSpec.from_dict(state["spec"])

@@ -28,6 +28,9 @@ LATER_FIELDS = {
     "image_head_lr": 1e-4,
     "hardest_weight": 0.0,
     "hardest_from_epoch": 1,
+    "distill_teacher": "",
+    "distill_weight": 0.0,
+    "distill_temperature": 0.05,
 }
 
 #: The fields that are not part of what a run trains (see :meth:`RunConfig.setting`).
@@ -120,6 +123,13 @@ class RunConfig:
     # ``hardest_from_epoch`` on (the epochs before it are a warm-up on InfoNCE alone); 0: InfoNCE alone
     hardest_weight: float = 0.0
     hardest_from_epoch: int = 1
+    # distillation: the KL divergence from a teacher's in-batch softmax to the student's (captions over
+    # images and images over captions, at ``distill_temperature``), added with this weight; the teacher's
+    # embeddings of the training split arrive with the features (SplitFeatures.teacher_*); its name is
+    # what the experiment registered it under (flickr_retrieval.teacher); 0: no teacher
+    distill_teacher: str = ""
+    distill_weight: float = 0.0
+    distill_temperature: float = 0.05
     finetune_text: bool = False  # also train the text encoder (models.TextTunedDualEncoder), from a trained run
     text_lr: float = 2e-5  # the text encoder's learning rate when fine-tuned
     # optimisation
@@ -184,6 +194,17 @@ class RunConfig:
         if self.hardest_weight > 0 and not spec.takes_hardest_term:
             takers = [name for name, s in LOSS_SPECS.items() if s.takes_hardest_term]
             raise ValueError(f"hardest_weight adds a hardest-negative hinge to loss {' or '.join(map(repr, takers))}")
+        if not self.distill_weight >= 0.0:
+            raise ValueError(f"distill_weight must be 0 or positive, got {self.distill_weight!r}")
+        if not self.distill_temperature > 0:
+            raise ValueError(f"distill_temperature must be positive, got {self.distill_temperature!r}")
+        if self.distill_weight > 0 and (spec.inputs != "batch" or self.finetune_text or not self.distill_teacher):
+            raise ValueError(
+                "distill_weight adds a teacher's in-batch distribution to a batch loss on frozen text features, "
+                "from the teacher named by distill_teacher"
+            )
+        if self.distill_weight == 0 and self.distill_teacher:
+            raise ValueError(f"distill_teacher {self.distill_teacher!r} is named but distill_weight is 0")
         for name in ("batch_size", "max_epochs", "patience", "hidden_dim", "embed_dim", "hardest_from_epoch"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -229,6 +250,8 @@ class RunConfig:
             unused.append("test_view")
         if not self.tune_image_heads:
             unused.append("image_head_lr")
+        if self.distill_weight == 0:
+            unused.append("distill_temperature")
         written = self.to_dict()  # a later field left at its default is not written, so not listed
         return [name for name in unused if name in written]
 

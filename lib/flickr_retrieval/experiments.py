@@ -184,6 +184,9 @@ class Experiment:
     sampling: Sampling = field(default_factory=Sampling.from_env)
     offset: int = field(default_factory=seed_offset)
     rows: dict[str, Row] = field(default_factory=dict)
+    #: distillation teachers by name (``RunConfig.distill_teacher``): ``{"text", "image"}`` arrays of
+    #: the training split (:func:`flickr_retrieval.teacher.embeddings`), registered before a student trains
+    teachers: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     _spaces: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ features and scoring
@@ -290,6 +293,8 @@ class Experiment:
             name=f"{spec.config.name}-seed{seed}" if seed != spec.config.seed else spec.config.name, seed=seed
         )
         space, feats = self.features(config)
+        if config.distill_weight > 0:
+            feats = {**feats, "train": self._taught(feats["train"], config.distill_teacher)}
         trained = train_cached(
             config,
             feats,
@@ -338,6 +343,17 @@ class Experiment:
         spec = spec or RowSpec(row_id, f"{row_id} (read from {notebook})", None, "-")
         self.rows[spec.id] = Row(spec, runs={0: self._score_record(run)}, members=tuple(here[m] for m in run.members))
         return self.rows[spec.id]
+
+    def _taught(self, train: SplitFeatures, name: str) -> SplitFeatures:
+        """The training split with the embeddings of the teacher registered as ``name``."""
+        if name not in self.teachers:
+            raise KeyError(f"no teacher {name!r} registered (Experiment.teachers has {sorted(self.teachers)})")
+        taught = self.teachers[name]
+        if taught["text"].shape[0] != len(train.caption_ids) or taught["image"].shape[0] != len(train.image_ids):
+            raise ValueError(f"teacher {name!r} does not embed this experiment's training split")
+        return dataclasses.replace(
+            train, teacher_text=torch.from_numpy(taught["text"]), teacher_image=torch.from_numpy(taught["image"])
+        )
 
     def committed_rows(self, notebook: str) -> dict[str, RunConfig]:
         """The single-model rows of another notebook's committed run records (row id -> the config

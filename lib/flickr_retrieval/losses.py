@@ -57,6 +57,16 @@ def info_nce(scores: torch.Tensor, positive: torch.Tensor, temperature: torch.Te
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+def distillation(scores: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of the in-batch softmaxes at one ``temperature``, for each caption over
+    the batch's images and each image over its captions, averaged (Hinton et al. 2015 on a
+    contrastive batch). ``scores`` and ``teacher``: (B, B), the same captions and images."""
+    student, target = scores.float() / temperature, teacher.float() / temperature
+    rows = F.kl_div(F.log_softmax(student, 1), F.log_softmax(target, 1), reduction="batchmean", log_target=True)
+    cols = F.kl_div(F.log_softmax(student.T, 1), F.log_softmax(target.T, 1), reduction="batchmean", log_target=True)
+    return 0.5 * (rows + cols)
+
+
 def pair_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
     """The pair classifier's losses on ``p = sigmoid(logit)`` against 0/1 labels.
 

@@ -27,6 +27,7 @@ class Objective(nn.Module):
         self.spec = losses.loss_spec(config.loss)  # what the loss takes, as it declares it
         self.margin, self.label_scheme = config.margin, config.label_scheme
         self.hardest_weight, self.hardest_from_epoch = config.hardest_weight, config.hardest_from_epoch
+        self.distill_weight, self.distill_temperature = config.distill_weight, config.distill_temperature
         self.epoch = 1  # the epoch being trained (fit sets it): the hardest-negative term starts from one
         if self.spec.learns_temperature:  # CLIP's learned temperature, as log(1 / T)
             start = temperature if temperature is not None else config.temperature
@@ -85,4 +86,8 @@ class Objective(nn.Module):
         )
         if self.hardest_on:  # after the warm-up: VSE++'s hardest negatives beside InfoNCE's softmax
             loss = loss + self.hardest_weight * losses.triplet(scores, positive, self.margin, max_violation=True)
+        if self.distill_weight > 0:  # the teacher's in-batch distribution beside the labels
+            if batch.teacher is None:
+                raise ValueError("this objective learns from a teacher: the batch carries no teacher scores")
+            loss = loss + self.distill_weight * losses.distillation(scores, batch.teacher, self.distill_temperature)
         return loss

@@ -91,6 +91,10 @@ def features_digest(features: dict[str, SplitFeatures], splits: tuple[str, ...] 
             digest.update(np.ascontiguousarray(array).tobytes())
         if f.image_views is not None:  # only then: the digests of runs without views stay what they were
             digest.update(np.ascontiguousarray(f.image_views.numpy()).tobytes())
+        for teacher in (f.teacher_text, f.teacher_image):  # likewise: only runs that learn from a teacher
+            if teacher is not None:
+                digest.update(str(tuple(teacher.shape)).encode())
+                digest.update(np.ascontiguousarray(teacher.numpy()).tobytes())
         digest.update(cache.sha256_lines(f.caption_ids + f.image_ids + list(f.sentences)).encode())
     return digest.hexdigest()[:24]
 

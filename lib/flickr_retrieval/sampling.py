@@ -89,7 +89,8 @@ class Batch:
     ``queries``: its captions; ``own``: (B,) index of each caption's image in ``images``;
     ``images``: the training split's image inputs; ``negatives``: (B,) index of a fixed negative
     image per caption (pair classifier, most-different), or None; ``in_batch``: (B,) position in the
-    batch of another caption whose image is the caption's random negative, or None.
+    batch of another caption whose image is the caption's random negative, or None; ``teacher``:
+    (B, B) a distillation teacher's scores of the batch's captions against their images, or None.
     """
 
     queries: Queries
@@ -97,6 +98,7 @@ class Batch:
     images: torch.Tensor
     negatives: torch.Tensor | None = None
     in_batch: torch.Tensor | None = None
+    teacher: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.own)
@@ -116,6 +118,14 @@ class BatchSampler:
         """``seed``: of the draws made once for the whole training (``random_once``); default the
         config's seed."""
         self.config, self.train = config, train
+        if config.distill_weight > 0 and (train.teacher_text is None or train.teacher_image is None):
+            raise ValueError(
+                f"{config.name} learns from teacher {config.distill_teacher!r}: the training split has no teacher embeddings"
+            )
+        if train.teacher_text is not None and (
+            len(train.teacher_text) != len(train.caption_image) or len(train.teacher_image) != len(train.image_ids)
+        ):
+            raise ValueError("the teacher's embeddings do not cover the training split's captions and images")
         seed = config.seed if seed is None else seed
         self.fixed = None
         if config.negatives == "most_different":
@@ -149,6 +159,7 @@ class BatchSampler:
             n_views, n_images = train.image_views.shape[:2]
             view = torch.from_numpy(rng.integers(0, n_views, size=n_images))
             images = train.image_views[view, torch.arange(n_images)]
+        teach = config.distill_weight > 0
         for idx in batches:
             own = train.caption_image[idx]
             yield Batch(
@@ -157,4 +168,5 @@ class BatchSampler:
                 images,
                 None if negatives is None else torch.from_numpy(negatives[idx]),
                 torch.from_numpy(in_batch_negatives(own, rng)) if draw_in_batch else None,
+                train.teacher_text[idx] @ train.teacher_image[own].T if teach else None,
             )

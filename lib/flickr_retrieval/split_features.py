@@ -52,6 +52,10 @@ class SplitFeatures:
         when the run trains the last layer of each image tower: that layer of each backbone, pretrained;
         ``image`` then holds the activations entering them (each backbone's positions x channels,
         flattened, concatenated).
+    teacher_text, teacher_image : torch.Tensor or None
+        (Q, d_t) and (N, d_t): a distillation teacher's embeddings of this split's captions and images,
+        whose dot products are the teacher's scores (:mod:`flickr_retrieval.teacher`), when the run
+        learns from one.
     """
 
     name: str
@@ -64,6 +68,8 @@ class SplitFeatures:
     sentences: list[str] = field(default_factory=list, repr=False)
     image_views: torch.Tensor | None = field(default=None, repr=False)
     image_heads: list[ImageHead] | None = field(default=None, repr=False)
+    teacher_text: torch.Tensor | None = field(default=None, repr=False)
+    teacher_image: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def queries(self) -> Queries:
