@@ -205,13 +205,16 @@ def test_only_the_holdout_module_builds_holdout_features_or_reads_its_list():
             offenders.append(path.name)
     assert offenders == []
     root = paths.project_root()
+    declarations = (root / "results" / "holdout" / holdout.DECLARATIONS).glob("*.json")
+    confirmatory = {holdout.load_declaration(p.stem).notebook + ".ipynb" for p in declarations}
+    assert "17_confirmatory.ipynb" in confirmatory
     for notebook in sorted((root / "notebooks").glob("*.ipynb")):
         sources = "".join(
             "".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"
         )
         if "holdout" not in sources:
             continue
-        assert notebook.name.startswith("17_"), notebook.name
+        assert notebook.name in confirmatory, notebook.name  # a notebook a declaration names
         assert (
             "/images.txt" not in sources
             and "holdout/images" not in sources
