@@ -67,7 +67,7 @@ class Answer:
     (``said``, with how plain words were read in ``notes``); ``threshold``: the score above which a
     hit is a good match (calibrated on Flickr8k dev captions; None for a query whose scores are not
     a caption's: several terms, an image term); ``good``: how many hits reach it; ``candidates``:
-    the images that passed the filters."""
+    the images that passed the filters; ``listed``: filters alone, the hits unscored (newest first)."""
 
     hits: list[Hit]
     said: str
@@ -75,6 +75,7 @@ class Answer:
     threshold: float | None
     good: int | None
     candidates: int
+    listed: bool = False
 
     @property
     def nothing_matches(self) -> bool:
@@ -87,11 +88,12 @@ class Answer:
             "threshold": None if self.threshold is None else round(self.threshold, 5),
             "good": self.good,
             "candidates": self.candidates,
+            "listed": self.listed,
             "hits": [
                 {
                     "rank": h.rank,
                     "id": h.image_id,
-                    "score": round(h.score, 5) if np.isfinite(h.score) else None,  # None: listed, not scored
+                    "score": None if self.listed else round(h.score, 5),  # None: listed by filters alone, not scored
                     "copies": h.copies,
                 }
                 for h in self.hits
@@ -447,7 +449,7 @@ class Searcher:
         ):
             threshold = self.threshold()
         good = None if threshold is None else sum(h.score >= threshold for h in hits)
-        return Answer(hits, query.describe(), list(query.notes), threshold, good, candidates)
+        return Answer(hits, query.describe(), list(query.notes), threshold, good, candidates, query.browse)
 
     def captions_for(self, image_id: str, k: int = 5) -> list[tuple[str, float]]:
         """Why this photo: the ``k`` Flickr8k training captions the run scores highest for the image

@@ -310,7 +310,9 @@ class SearchService:
                 {
                     "rank": h.rank,
                     "id": h.image_id,
-                    "score": round(h.score, 5) if math.isfinite(h.score) else None,  # None: listed by filters alone
+                    "score": None
+                    if answer is not None and answer.listed
+                    else round(h.score, 5),  # None: listed, unscored
                     "about": searcher.about(h.image_id),
                     "image": f"/image/{collection}/{searcher.position(h.image_id)}",
                     "captions": searcher.captions(h.image_id),
@@ -448,7 +450,7 @@ def create_app(
             )
         except (QueryError, RunNameError) as exc:
             return jsonify(error=without_paths(str(exc))), 400
-        scores = [h["score"] for h in result.get("hits", result.get("captions", []))]
+        scores = [h["score"] for h in result.get("hits", result.get("captions", [])) if h["score"] is not None]
         if not all(math.isfinite(x) for x in scores):
             return jsonify(
                 error=f"run {result['run']!r} gives scores that are not numbers (damaged weights?): train or export it again"
