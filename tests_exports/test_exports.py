@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 #: Runs that notebook 10 exports: checked by test_field_exports.py, in the field tier that runs it.
-FIELD_RUNS = ("field_best", "augmented_best")  # the field tier's (notebooks 10 and 11)
+FIELD_RUNS = ("field_best", "augmented_best", "distilled")  # the field tier's (notebooks 10, 11 and 19)
 
 
 def committed_runs(field: bool = False) -> list[str]:
-    """The runs with a committed metrics.json: those of notebooks 00-09, or (``field``) of 10 and 11."""
+    """The runs with a committed metrics.json: those of notebooks 00-09, or (``field``) of 10, 11 and 19."""
     try:
         out = subprocess.run(
             ["git", "ls-files", "results/*/metrics.json"], cwd=ROOT, capture_output=True, text=True, check=True
