@@ -29,6 +29,22 @@ def _photo(path, colour, size=(1200, 900), orientation=None):
     return path
 
 
+def _watching(folder, settle_s: float):
+    """Watch mode on ``folder`` as collection "lib" in a thread: (its reports, the stop event, the thread)."""
+    import queue
+    import threading
+
+    reports, stop = queue.Queue(), threading.Event()
+    watcher = threading.Thread(
+        target=watch.watch_folder,
+        args=(folder, "lib", [BACKBONE]),
+        kwargs={"settle_s": settle_s, "stop": stop, "on_update": reports.put},
+        daemon=True,
+    )
+    watcher.start()
+    return reports, stop, watcher
+
+
 @pytest.fixture
 def library(tmp_path, isolated_cache):
     folder = tmp_path / "library"
@@ -354,17 +370,8 @@ def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_walked(tmp_path):
 def test_watch_mode_follows_added_moved_and_deleted_photos(library):
     """flickr-retrieval-index --watch: each settled burst of changes is indexed again; a move costs
     no embedding; stopping leaves the index of the last update."""
-    import queue
-    import threading
 
-    reports, stop = queue.Queue(), threading.Event()
-    watcher = threading.Thread(
-        target=watch.watch_folder,
-        args=(library, "lib", [BACKBONE]),
-        kwargs={"settle_s": 0.3, "stop": stop, "on_update": reports.put},
-        daemon=True,
-    )
-    watcher.start()
+    reports, stop, watcher = _watching(library, 0.3)
 
     def next_with(changed):  # a burst may be seen in two updates on a busy machine: wait for the one that holds it
         deadline = time.monotonic() + 120
@@ -450,8 +457,6 @@ def test_a_file_that_does_not_start_like_a_shown_image_is_refused_before_any_par
 def test_a_cache_inside_the_watched_folder_is_neither_indexed_nor_a_change(library, monkeypatch):
     """The probe's --watch with the cache in the photo folder re-indexed 29 times in 40 s with no
     change, adding its own thumbnails as photos."""
-    import queue
-    import threading
 
     monkeypatch.setenv("RCP217_CACHE", str(library / ".cache"))
     first = Collection.index(library, "lib", [BACKBONE])
@@ -460,14 +465,7 @@ def test_a_cache_inside_the_watched_folder_is_neither_indexed_nor_a_change(libra
     assert (library / ".cache" / "collections").is_dir()
     again = Collection.index(library, "lib", [BACKBONE])
     assert again.images == 4 and not again.changes.added  # nothing of the cache became a photo
-    reports, stop = queue.Queue(), threading.Event()
-    watcher = threading.Thread(
-        target=watch.watch_folder,
-        args=(library, "lib", [BACKBONE]),
-        kwargs={"settle_s": 0.2, "stop": stop, "on_update": reports.put},
-        daemon=True,
-    )
-    watcher.start()
+    reports, stop, watcher = _watching(library, 0.2)
     try:
         reports.get(timeout=120)  # the first index (it writes into the cache)
         time.sleep(3.0)
