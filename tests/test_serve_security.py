@@ -28,10 +28,10 @@ def hostile(tiny_run, tmp_path):
         handle.write(b"<script>alert(document.domain)</script>")
     Collection.index(folder, "hostile", list(config.backbones))
     service = SearchService(data)
-    service._searchers[("tiny", "all")] = Searcher(trained, "all", data=data)
-    service._searchers[("tiny", "hostile")] = Searcher(trained, "hostile", data=data)
+    service.add("tiny", "all", Searcher(trained, "all", data=data))
+    service.add("tiny", "hostile", Searcher(trained, "hostile", data=data))
     app = create_app(service, run="tiny", collection="all")
-    return app.test_client(), service.loaded_collection("hostile"), folder
+    return app.test_client(), service.collection("hostile"), folder
 
 
 def test_every_response_says_nosniff_and_a_strict_policy(hostile):
@@ -78,7 +78,7 @@ def test_a_file_swapped_for_a_link_or_a_non_image_after_indexing_is_not_served(h
 def test_only_loopback_hosts_are_answered_unless_the_server_binds_another(tiny_run):
     data, config, space, feats, trained = tiny_run
     service = SearchService(data)
-    service._searchers[("tiny", "all")] = Searcher(trained, "all", data=data)
+    service.add("tiny", "all", Searcher(trained, "all", data=data))
     client = create_app(service, run="tiny", collection="all").test_client()
     assert client.get("/", headers={"Host": "evil.example:8217"}).status_code == 400
     assert client.get("/", headers={"Host": "127.0.0.1:8217"}).status_code == 200
@@ -109,7 +109,7 @@ def test_ports_are_validated(port, ok):
 def test_the_api_answers_json_for_every_error(tiny_run, tmp_path, monkeypatch):
     data, config, space, feats, trained = tiny_run
     service = SearchService(data)
-    service._searchers[("tiny", "all")] = Searcher(trained, "all", data=data)
+    service.add("tiny", "all", Searcher(trained, "all", data=data))
     client = create_app(service, run="tiny", collection="all").test_client()
 
     def broken(*args, **kwargs):
@@ -130,7 +130,7 @@ def test_non_finite_scores_are_an_error_not_invalid_json(tiny_run):
         for p in nan.model.parameters():
             p.fill_(float("nan"))
     service = SearchService(data)
-    service._searchers[("tiny", "all")] = Searcher(nan, "all", data=data)
+    service.add("tiny", "all", Searcher(nan, "all", data=data))
     answer = (
         create_app(service, run="tiny", collection="all")
         .test_client()
@@ -231,7 +231,6 @@ def test_loaded_searchers_are_bounded_least_recently_used_first(tiny_run, monkey
     assert loaded_encoders == ["minilm"]  # one sentence encoder for every searcher that reads its features
     with pytest.raises(ValueError):
         SearchService(data, max_loaded=0)
-    assert serve.TimeoutRequestHandler.timeout == 30
 
 
 def test_concurrent_queries_are_answered_at_once_and_give_the_sequential_answers(tiny_run):
@@ -292,3 +291,47 @@ def test_a_slow_load_blocks_only_its_own_run_never_the_searches_of_loaded_ones(t
     release.set()
     loading.join(10)
     assert ("slow", "all") in service._searchers
+
+
+def test_a_collection_indexed_again_is_read_again_by_the_page_with_its_run_kept(tiny_run, tmp_path, monkeypatch):
+    """The probe: the open page never showed what watch mode indexed until the server restarted.
+    The next request after an index is written again sees the new photos; the run is not loaded again."""
+    data, config, space, feats, trained = tiny_run
+    images = sorted(data.image_dir.glob("*.jpg"))
+    folder = tmp_path / "growing"
+    folder.mkdir()
+    for path in images[:2]:
+        shutil.copy(path, folder / path.name)
+    Collection.index(folder, "growing", list(config.backbones))
+    loads = []
+    monkeypatch.setattr(serve, "load_run", lambda run: loads.append(run) or trained)
+    service = SearchService(data)
+    client = create_app(service, run="tiny", collection="growing").test_client()
+    first = client.get("/api/search?q=a+red+picture&k=8&run=tiny&collection=growing").get_json()
+    assert first["images"] == 2 and service.searcher("tiny", "growing") is service.searcher("tiny", "growing")
+    shutil.copy(images[2], folder / images[2].name)
+    Collection.index(folder, "growing", list(config.backbones))
+    second = client.get("/api/search?q=a+red+picture&k=8&run=tiny&collection=growing").get_json()
+    assert second["images"] == 3 and len(second["hits"]) == 3
+    assert client.get(second["hits"][0]["image"]).status_code == 200
+    assert loads == ["tiny"]  # the run was loaded once; only the collection was read again
+
+
+def test_an_image_on_screen_is_served_however_many_runs_were_used_since(tiny_run, tmp_path, monkeypatch):
+    """The probe: images of results on screen returned 404 once four other (run, collection) pairs had
+    been used, because the image route looked for the collection among the loaded searchers."""
+    data, config, space, feats, trained = tiny_run
+    folder = tmp_path / "shown"
+    folder.mkdir()
+    shutil.copy(sorted(data.image_dir.glob("*.jpg"))[0], folder / "a.jpg")
+    Collection.index(folder, "shown", list(config.backbones))
+    monkeypatch.setattr(serve, "load_run", lambda run: trained)
+    service = SearchService(data, max_loaded=1)
+    client = create_app(service, run="tiny", collection="all").test_client()
+    hit = client.get("/api/search?q=a+dog&k=1&run=tiny&collection=shown").get_json()["hits"][0]
+    for other in ("dev", "test", "train", "all"):
+        service.searcher("tiny", other)  # the searcher of "shown" is released
+    assert ("tiny", "shown") not in service._searchers
+    assert client.get(hit["image"]).status_code == 200
+    assert client.get("/image/no-such-collection/0").status_code == 404
+    assert client.get("/image/shown/1").status_code == 404

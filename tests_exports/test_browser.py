@@ -44,18 +44,17 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server():
-    from flickr_retrieval.search.serve import SearchService, create_app
-    from werkzeug.serving import make_server
+    from flickr_retrieval.search.serve import SearchService, create_app, make_server, stop
 
     service = SearchService()
     start = time.perf_counter()
     service.searcher("best", "test")  # loaded once, before the first request
     load_s = time.perf_counter() - start
-    httpd = make_server("127.0.0.1", 0, create_app(service, run="best", collection="test"), threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    server = make_server(create_app(service, run="best", collection="test"), "127.0.0.1", 0)  # the CLI's server
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", load_s
-    httpd.shutdown()
+    yield f"http://127.0.0.1:{server.effective_port}", load_s
+    stop(server)
 
 
 def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, server):
@@ -175,6 +174,66 @@ def test_a_filtered_query_on_photos_with_dates_and_a_filter_that_leaves_none(bro
         page.close()
     finally:
         Collection.forget("browser-trip")
+
+
+def test_on_a_phone_the_page_fits_390_pixels_and_shows_photos_indexed_while_it_is_open(browser, server, tmp_path):
+    """At a phone's width (390 CSS pixels) nothing is wider than the screen, and each hit says its date
+    and place; then photos indexed while the page is open (as watch mode does) appear at the next
+    search, without a reload of the page or a restart of the server."""
+    from flickr_retrieval.data import load_flickr8k
+    from flickr_retrieval.results import load_run
+    from flickr_retrieval.search import Collection, photo_meta
+    from PIL import Image
+
+    url, _ = server
+    data = load_flickr8k()
+    folder = tmp_path / "phone"
+    backbones = list(load_run("best").config.backbones)
+
+    def add_photos(ids, year):
+        for image_id in ids:
+            exif = Image.Exif()
+            exif.get_ifd(photo_meta.EXIF_IFD)[photo_meta.DATETIME_ORIGINAL] = f"{year}:05:02 10:00:00"
+            exif.get_ifd(photo_meta.GPS_IFD).update({1: "N", 2: (45.764, 0.0, 0.0), 3: "E", 4: (4.8357, 0.0, 0.0)})
+            target = folder / f"{image_id}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(data.image_path(image_id)) as im:
+                im.convert("RGB").save(target, exif=exif)
+
+    ids = data.split("test").image_ids
+    add_photos(ids[10:13], 2022)
+    Collection.index(folder, "browser-phone", backbones)
+    try:
+        page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True)
+        page.goto(url)
+        page.select_option("#collection", "browser-phone")
+        page.fill("#query", "people outside")
+        page.fill("#k", "10")
+        page.click("#go")
+        page.wait_for_selector("#results .hit >> nth=2")
+        assert len(page.query_selector_all("#results .hit")) == 3
+        wide = page.evaluate(
+            "() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390)"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+        )
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, wide
+        assert page.evaluate("() => window.innerWidth") == 390  # the viewport tag: not a 980-pixel page shrunk
+        boxes = page.eval_on_selector_all(
+            "#results .hit, #query, #go", "els => els.map(e => e.getBoundingClientRect().right)"
+        )
+        assert max(boxes) <= 390, boxes
+        caption = page.inner_text("#results .hit >> nth=0")
+        assert "2022" in caption and "Lyon" in caption, caption
+        page.screenshot(path=str(SHOTS / "search_page_390px.png"), full_page=True)
+        add_photos(ids[13:16], 2023)  # three more photos, indexed while the page is open
+        Collection.index(folder, "browser-phone", backbones)
+        page.click("#go")
+        page.wait_for_selector("#results .hit >> nth=5")
+        assert len(page.query_selector_all("#results .hit")) == 6
+        assert "2023" in page.inner_text("#results")
+        page.close()
+    finally:
+        Collection.forget("browser-phone")
 
 
 def test_the_server_time_of_each_query_lies_within_its_http_round_trip(server):

@@ -337,6 +337,19 @@ def check_collection_name(name: str) -> str:
     return name
 
 
+def index_stamp(name: str) -> tuple[int, int, int] | None:
+    """What changes when collection ``name``'s index is written again (its manifest is replaced
+    whole: inode, size, modification time), so that a long-lived reader (the page) sees a new index
+    without a restart; None for a Flickr8k split (fixed) or a name not indexed."""
+    if name in FLICKR8K_COLLECTIONS:
+        return None
+    try:
+        info = (collections_dir() / f"{check_collection_name(name)}.json").stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
 def collections_dir() -> Path:
     """Where collection manifests live (beside the feature cache). Only a path."""
     return paths.cache_dir() / "collections"

@@ -3,9 +3,11 @@
     flickr-retrieval-serve                       # the default run (field_best, else best) over all 8091 images, http://127.0.0.1:8217
     flickr-retrieval-serve --run best --collection test --port 9000
 
-Built on Flask. The run and the image embeddings are loaded once (at start for the defaults, on first
-use for any other run or collection chosen on the page); each query then embeds one sentence and
-takes one matrix-vector product. Routes:
+Built on Flask, served by waitress (:func:`make_server`: idle and slow connections cost no thread;
+connections, per-client connections, request heads and bodies bounded). The run and the image
+embeddings are loaded once (at start for the defaults, on first use for any other run or collection
+chosen on the page; an indexed collection again when its index changes, so that new photos appear
+without a restart); each query then embeds one sentence and takes one matrix-vector product. Routes:
 
 ``/``                               the page (search box, k, collection, run; result grid; click an image
                                     for a larger view and its reference captions)
@@ -46,13 +48,18 @@ from collections import OrderedDict
 from pathlib import Path
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import MultiSocketServer, TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import WSGIRequestHandler
 
 from .. import paths
+from ..data import load_flickr8k
 from ..errors import QueryError, RunNameError, ServeError, cli_errors
 from ..text_encoders import load_text_encoder
-from .collection import FLICKR8K_COLLECTIONS, check_collection_name
+from .collection import FLICKR8K_COLLECTIONS, Collection, check_collection_name, index_stamp
 from .photo_index import LARGE_SIZE, THUMBNAIL_SIZE, image_type, view_bytes
 from .searcher import Searcher, check_k, collections, default_run, load_run, trained_runs
 
@@ -85,60 +92,17 @@ def read_image(path: Path, root: Path | None) -> tuple[bytes, str] | None:
 
 #: A request's head (its request line and headers) must arrive whole within this many seconds.
 HEAD_DEADLINE_S = 10.0
-#: At most this many connections are served at once; the next ones are answered 503 and closed.
-MAX_CONNECTIONS = 64
-
-
-class _HeadDeadline:
-    """The connection's reader, with a deadline on each request's head (its request line and
-    headers): a timer started with the request's first read shuts the connection down when the
-    deadline passes, so a client sending one byte every few seconds is cut off (the per-read
-    timeout alone never fires for it); the timer is cancelled once the head is complete."""
-
-    def __init__(self, raw, connection, seconds: float):
-        self._raw, self._connection, self._seconds = raw, connection, seconds
-        self._timer: threading.Timer | None = None
-
-    def _cut(self) -> None:
-        try:
-            self._connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def readline(self, limit: int = -1) -> bytes:
-        if self._timer is None:  # a new request starts with its first line
-            self._timer = threading.Timer(self._seconds, self._cut)
-            self._timer.daemon = True
-            self._timer.start()
-        line = self._raw.readline(limit)
-        if line in (b"\r\n", b"\n", b""):  # the head is complete (or the client left)
-            self.cancel()
-        return line
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def __getattr__(self, name):
-        return getattr(self._raw, name)
-
-
-class TimeoutRequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler with a socket timeout (an idle connection is closed after 30 seconds) and
-    a deadline on each request's head (:data:`HEAD_DEADLINE_S`: a slow sender is cut off)."""
-
-    timeout = 30
-    head_deadline = HEAD_DEADLINE_S
-
-    def setup(self) -> None:
-        super().setup()
-        self.rfile = _HeadDeadline(self.rfile, self.connection, self.head_deadline)
-
-    def finish(self) -> None:
-        self.rfile.cancel()
-        super().finish()
-
+#: A connection with no request in progress is closed after this many seconds without a byte.
+IDLE_TIMEOUT_S = 30
+#: Connections open at once, idle ones included (each costs a socket, never a thread); beyond it
+#: new connections wait in the system's queue until one closes.
+MAX_CONNECTIONS = 512
+#: Connections open at once from one client address; the next one is answered 503 and closed.
+MAX_CONNECTIONS_PER_CLIENT = 128
+#: Threads that answer requests (a search is one sentence embedded and one matrix-vector product).
+THREADS = 8
+#: Largest request head, in bytes (a query is at most a few hundred characters).
+MAX_HEAD_BYTES = 64 * 1024
 
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n"
@@ -146,38 +110,116 @@ _BUSY = (
 )
 
 
-def make_bounded_server(app, host: str, port: int, max_connections: int = MAX_CONNECTIONS):
-    """Werkzeug's threaded server with a cap on connections served at once: beyond
-    ``max_connections`` a new connection is answered 503 (``Retry-After: 5``) and closed at once,
-    instead of taking a thread."""
-    from werkzeug.serving import make_server
+class _Channel(HTTPChannel):
+    """waitress's connection, which remembers when the request it is reading began."""
 
-    server = make_server(host, port, app, threaded=True, request_handler=TimeoutRequestHandler)
-    slots = threading.BoundedSemaphore(max_connections)
-    serve_one = server.process_request_thread
+    head_started = 0.0
 
-    def process_request(request, client_address):
-        if not slots.acquire(blocking=False):
+    def received(self, data):
+        if self.request is None and data:
+            self.head_started = time.monotonic()
+        return super().received(data)
+
+    def head_overdue(self, now: float, deadline: float) -> bool:
+        """A request head begun more than ``deadline`` seconds ago and still incomplete."""
+        request = self.request
+        return request is not None and not request.headers_finished and now - self.head_started > deadline
+
+
+class BoundedServer(TcpWSGIServer):
+    """waitress's server (asynchronous I/O: an idle or slow connection holds a socket, never one
+    of the :data:`THREADS` worker threads) with two more bounds: at most ``per_client``
+    connections from one address (the next is answered 503 at once) and a deadline on each
+    request's head (a client sending one byte every few seconds is cut off; waitress's idle
+    timeout alone never fires for it)."""
+
+    channel_class = _Channel
+    per_client = MAX_CONNECTIONS_PER_CLIENT
+    head_deadline = HEAD_DEADLINE_S
+
+    def handle_accept(self):
+        try:
+            pair = self.accept()
+        except OSError:
+            return
+        if pair is None:
+            return
+        conn, addr = pair
+        client = addr[0] if isinstance(addr, tuple) else addr
+        open_now = sum(1 for c in list(self.active_channels.values()) if c.addr and c.addr[0] == client)
+        if open_now >= self.per_client:
             try:
-                request.sendall(_BUSY)
+                conn.sendall(_BUSY)
             except OSError:
                 pass
-            server.shutdown_request(request)
+            conn.close()
             return
         try:
-            threading.Thread(target=serve_one_then_free, args=(request, client_address), daemon=True).start()
-        except Exception:
-            slots.release()
-            raise
+            self.set_socket_options(conn)
+        except OSError:  # the client left before we got to it
+            conn.close()
+            return
+        self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
 
-    def serve_one_then_free(request, client_address):
-        try:
-            serve_one(request, client_address)
-        finally:
-            slots.release()
+    def maintenance(self, now):
+        super().maintenance(now)  # waitress: idle connections closed
+        clock = time.monotonic()
+        for channel in list(self.active_channels.values()):
+            if channel.head_overdue(clock, self.head_deadline):
+                channel.will_close = True
 
-    server.process_request = process_request
-    return server
+
+def make_server(
+    app,
+    host: str,
+    port: int,
+    *,
+    threads: int = THREADS,
+    max_connections: int = MAX_CONNECTIONS,
+    per_client: int = MAX_CONNECTIONS_PER_CLIENT,
+    head_deadline: float = HEAD_DEADLINE_S,
+    idle_timeout: int = IDLE_TIMEOUT_S,
+):
+    """The page's server: `waitress <https://docs.pylonsproject.org/projects/waitress/>`_ (a
+    well-kept pure-Python WSGI server: connections are read and written by one asynchronous loop,
+    requests answered by a fixed pool of ``threads``), bounded by resource: ``max_connections`` open
+    at once, ``per_client`` from one address, a request head within ``head_deadline`` seconds and
+    :data:`MAX_HEAD_BYTES`, an idle connection closed after ``idle_timeout`` seconds, no request
+    body over 64 KiB. Returns the server: ``.run()`` serves until interrupted, ``.close()`` stops it;
+    ``.effective_port`` is the port bound (``port=0``: a free one)."""
+    adj = Adjustments(
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=max_connections,
+        channel_timeout=idle_timeout,
+        cleanup_interval=1,  # the head deadline and the idle timeout are checked every second
+        asyncore_use_poll=True,  # poll(): no limit at 1024 descriptors
+        max_request_header_size=MAX_HEAD_BYTES,
+        max_request_body_size=64 * 1024,
+        expose_tracebacks=False,
+        ident="flickr-retrieval",
+    )
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(threads)
+    sockets: dict = {}
+    servers = []
+    for sockinfo in adj.listen:
+        server = BoundedServer(app, sockets, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo)
+        server.per_client, server.head_deadline = per_client, head_deadline
+        servers.append(server)
+    if len(servers) == 1:
+        return servers[0]
+    return MultiSocketServer(
+        sockets, adj, [(s.effective_host, s.effective_port) for s in servers], dispatcher, servers[0].log_info
+    )
+
+
+def stop(server) -> None:
+    """Stop a server made by :func:`make_server` that runs in another thread: its worker threads
+    stopped, every socket closed (its loop then returns)."""
+    server.task_dispatcher.shutdown(timeout=5)
+    wasyncore.close_all(server.map if isinstance(server, MultiSocketServer) else server._map)
 
 
 def check_free(host: str, port: int) -> None:
@@ -210,32 +252,58 @@ class SearchService:
     many runs and collections cannot grow the server's memory without bound (each holds a model and
     its image embeddings: 100-200 MB). Searchers of the same sentence encoder share one loaded copy
     of it. Loading is serialised; searches are not (several requests are answered at once; only each
-    encoder's tokenizer is used one request at a time)."""
+    encoder's tokenizer is used one request at a time).
 
-    def __init__(self, data=None, max_loaded: int = 4):
-        if max_loaded < 1:
-            raise ValueError(f"max_loaded must be at least 1, got {max_loaded}")
-        self.data, self.max_loaded = data, max_loaded
+    An indexed collection whose index was written again since (``flickr-retrieval-index``, watch mode)
+    is read again at its next request, the run kept: the open page shows new photos without a restart.
+    The image route opens collections on its own (:meth:`collection`, file lists only, at most
+    ``max_collections``), so an image on screen stays served however many runs the page has used."""
+
+    def __init__(self, data=None, max_loaded: int = 4, max_collections: int = 16):
+        if max_loaded < 1 or max_collections < 1:
+            raise ValueError(f"max_loaded and max_collections must be at least 1, got {max_loaded}, {max_collections}")
+        self.data, self.max_loaded, self.max_collections = data, max_loaded, max_collections
         self._searchers: OrderedDict[tuple[str, str], Searcher] = OrderedDict()
+        self._stamps: dict[tuple[str, str], tuple | None] = {}  # the index each searcher was loaded from
+        self._collections: OrderedDict[str, tuple] = OrderedDict()  # name -> (Collection, its stamp), for images
         self._encoders: dict[str, tuple] = {}  # text encoder name -> (loaded encoder, its tokenizer lock)
         self._lock = threading.Lock()  # the bookkeeping of what is loaded (held for moments, never while loading)
         self._loading: dict[tuple[str, str], threading.Lock] = {}  # one loader per (run, collection)
+
+    def add(self, run: str, collection: str, searcher: Searcher) -> None:
+        """Keep an already loaded searcher under (run, collection) (a server that loads its default
+        before the first request; tests)."""
+        with self._lock:
+            self._keep((run, collection), searcher, index_stamp(collection))
+
+    def _keep(self, key: tuple[str, str], searcher: Searcher, stamp) -> None:
+        """Under the lock: keep ``searcher``, release the least recently used beyond ``max_loaded``
+        and the encoders no kept searcher uses."""
+        self._searchers[key], self._stamps[key] = searcher, stamp
+        self._searchers.move_to_end(key)
+        while len(self._searchers) > self.max_loaded:
+            self._stamps.pop(self._searchers.popitem(last=False)[0], None)
+        used = {s.encoder.name for s in self._searchers.values()}
+        self._encoders = {n: e for n, e in self._encoders.items() if n in used}
 
     def searcher(self, run: str, collection: str) -> Searcher:
         paths.check_run_name(run)
         if collection not in FLICKR8K_COLLECTIONS:
             check_collection_name(collection)  # before any loading: names are names
         key = (run, collection)
+        stamp = index_stamp(collection)
         with self._lock:
-            if key in self._searchers:  # the common case: a moment under the lock
+            kept = self._searchers.get(key)
+            if kept is not None and self._stamps.get(key) == stamp:  # the common case: a moment under the lock
                 self._searchers.move_to_end(key)
-                return self._searchers[key]
+                return kept
             loader = self._loading.setdefault(key, threading.Lock())
         with loader:  # loading (seconds; a damaged file: however long its checks take) blocks only this pair
             with self._lock:
-                if key in self._searchers:  # another request loaded it meanwhile
-                    return self._searchers[key]
-            trained = load_run(run)
+                kept = self._searchers.get(key)
+                if kept is not None and self._stamps.get(key) == stamp:  # another request loaded it meanwhile
+                    return kept
+            trained = kept.trained if kept is not None else load_run(run)  # a new index: the run is kept
             name = trained.config.text_encoder
             with self._lock:
                 shared = self._encoders.get(name)
@@ -244,26 +312,41 @@ class SearchService:
             searcher = Searcher(trained, collection, data=self.data, encoder=shared[0], tokenizer_lock=shared[1])
             with self._lock:
                 self._encoders.setdefault(name, shared)
-                self._searchers[key] = searcher
-                while len(self._searchers) > self.max_loaded:
-                    self._searchers.popitem(last=False)
-                used = {s.encoder.name for s in self._searchers.values()}
-                self._encoders = {n: e for n, e in self._encoders.items() if n in used}
+                self._keep(key, searcher, stamp)
                 self._loading.pop(key, None)
                 return searcher
+
+    def collection(self, name: str) -> Collection:
+        """The collection ``name`` as the image route reads it: opened here from its index (never
+        through a searcher, so it does not depend on which runs are loaded), read again when its index
+        was written again, the last :attr:`max_collections` kept. :class:`QueryError` for a name
+        that is not a collection."""
+        if name not in FLICKR8K_COLLECTIONS:
+            check_collection_name(name)
+        stamp = index_stamp(name)
+        with self._lock:
+            kept = self._collections.get(name)
+            if kept is not None and kept[1] == stamp:
+                self._collections.move_to_end(name)
+                return kept[0]
+        if name in FLICKR8K_COLLECTIONS:
+            if self.data is None:
+                self.data = load_flickr8k()
+            opened = Collection.flickr8k(self.data, name)
+        else:
+            opened = Collection.open(name)
+        with self._lock:
+            self._collections[name] = (opened, stamp)
+            self._collections.move_to_end(name)
+            while len(self._collections) > self.max_collections:
+                self._collections.popitem(last=False)
+        return opened
 
     def folders(self) -> list[Path]:
         """The folders an error message may name: the loaded collections', the cache, the project, home."""
         with self._lock:
             roots = [s.collection.root for s in self._searchers.values() if s.collection.root is not None]
         return [*roots, paths.cache_dir(), paths.project_root(), Path.home()]
-
-    def loaded_collection(self, collection: str):
-        """The collection of that name some loaded searcher uses, or None."""
-        for (_, name), searcher in list(self._searchers.items()):
-            if name == collection:
-                return searcher.collection
-        return None
 
     def search(self, query: str, k: int, run: str, collection: str) -> dict:
         return self._answer("search", query, k, run, collection)
@@ -471,8 +554,11 @@ def create_app(
 
     @app.get("/image/<collection_name>/<int:position>")
     def image(collection_name: str, position: int):
-        opened = service.loaded_collection(collection_name)
-        if opened is None or not 0 <= position < len(opened.files):
+        try:
+            opened = service.collection(collection_name)
+        except QueryError:
+            abort(404)
+        if not 0 <= position < len(opened.files):
             abort(404)
         size = {"thumb": THUMBNAIL_SIZE, "large": LARGE_SIZE}.get(request.args.get("size", "thumb"))
         found = read_image(Path(opened.files[position]), opened.root)
@@ -529,14 +615,12 @@ def main(argv: list[str] | None = None) -> int:
             f"loaded run {args.run!r} and {len(searcher.image_ids)} images of {args.collection!r} in {time.perf_counter() - start:.1f} s"
         )
         app = create_app(service, args.run, args.collection, host=args.host, extra_hosts=tuple(args.trusted_host))
-        server = make_bounded_server(app, args.host, args.port)
+        server = make_server(app, args.host, args.port)
         print(f"open http://{args.host}:{args.port}/  (Ctrl+C to stop)")
         try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+            server.run()  # returns on Ctrl+C
         finally:
-            server.server_close()
+            server.close()
     return 0
 
 
