@@ -60,9 +60,14 @@ class Period:
         return (self.start is None or when >= self.start) and (self.end is None or when < self.end)
 
     def __and__(self, other: Period) -> Period:
+        """Both periods at once; QueryError when they do not overlap ("year:1915 July 2023": no photo
+        can be dated in both, and the user is told so rather than shown nothing)."""
         starts = [s for s in (self.start, other.start) if s is not None]
         ends = [e for e in (self.end, other.end) if e is not None]
-        return Period(max(starts, default=None), min(ends, default=None), f"{self.label}, {other.label}")
+        start, end = max(starts, default=None), min(ends, default=None)
+        if start is not None and end is not None and start >= end:
+            raise QueryError(f"the dates {self.label} and {other.label} do not overlap: keep one of them")
+        return Period(start, end, f"{self.label}, {other.label}")
 
 
 @dataclass(frozen=True)
