@@ -489,3 +489,40 @@ def test_what_a_killed_indexer_left_half_written_is_removed_at_the_next_start(li
         os.utime(path, (time.time() - 3600, time.time() - 3600))
     Collection.index(library, "lib", [BACKBONE])
     assert not any(p.exists() for p in old) and fresh.exists()
+
+
+def test_the_metadata_reader_sniffs_before_any_parser_runs(tmp_path, monkeypatch):
+    """The metadata reader read EXIF with Pillow from any file the index kept a name of: now a file
+    that does not start like a shown image is dated by its file time, and no parser opens it."""
+    from flickr_retrieval.search import photo_meta
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "TIFF")
+    path = tmp_path / "not-a.jpg"
+    path.write_bytes(buffer.getvalue())
+
+    def no_parser(*args, **kwargs):
+        raise AssertionError("a parser ran on a file the sniffing refuses")
+
+    monkeypatch.setattr(photo_meta.Image, "open", no_parser)
+    meta = photo_meta.read_meta(path)
+    assert meta["taken_from"] == "file" and meta["camera"] is None and meta["gps"] is None
+
+
+def test_a_reading_worker_is_bounded_in_memory_and_the_index_goes_on(tmp_path, monkeypatch):
+    """Decoding runs in a worker process, where one file may take at most ``worker_memory`` (64 MB
+    here): a 36-megapixel PNG (108 MB of pixels, 0.1 MB on disk) is refused as needing more memory,
+    and the photo beside it is indexed. (Found on the way: each read asked for a buffer of the 200 MB
+    file limit, whatever the file's size.)"""
+    monkeypatch.setattr(photo_index, "WORKER_STALL_S", 60)  # a worker that hangs fails the test in a minute
+    big = tmp_path / "big.png"
+    Image.new("RGB", (6000, 6000), "white").save(big)
+    small = tmp_path / "small.jpg"
+    Image.new("RGB", (64, 48), "red").save(small)
+    bb = load_image_backbone(BACKBONE)
+    store = photo_index.FeatureStore(bb, tmp_path / "store")
+    decoded = photo_index.embed_files([big, small], [bb], [store], workers=1, worker_memory=64 * 2**20)
+    assert "more memory" in decoded[0].error, decoded[0].error
+    assert decoded[1].error == "" and decoded[1].sha256 in store
+    unbounded = photo_index.embed_files([big], [bb], [store], workers=1, worker_memory=None)
+    assert unbounded[0].error == "" and unbounded[0].sha256 in store  # the same file, without the bound

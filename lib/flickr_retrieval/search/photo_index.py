@@ -24,6 +24,7 @@ one process: tested).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -42,7 +43,7 @@ from PIL import Image, ImageOps
 from .. import cache, paths
 from ..backbones import INFERENCE_PATH, ImageBackbone, inference_module
 from ..helpers import atomic_write
-from .photo_meta import enable_heif, exif_too_large
+from .photo_meta import enable_heif, exif_too_large, image_type
 
 #: What decoding does before the preprocessing (part of the store key): the EXIF orientation, draft
 #: decoding of JPEGs to at least :data:`DECODE_SIZE` pixels a side, RGB.
@@ -77,28 +78,6 @@ SHARD_SIZE = 256
 MAX_SHARDS = 64
 
 
-#: Image types the index takes and the page serves, decided from the first bytes of the file, never
-#: from its name or by a parser (a TIFF named .jpg is refused before Pillow reads any of it).
-_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
-
-
-def image_type(head: bytes) -> str | None:
-    """The MIME type of an image from its first bytes (JPEG and MPO, PNG, GIF, WebP, HEIC/HEIF), or None."""
-    for magic, mime in _MAGIC:
-        if head.startswith(magic):
-            return mime
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-        return "image/heic"
-    return None
-
-
 def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, int, int]:
     """The bytes of a regular file (links not followed), with the size and modification time it
     had while being read. OSError for a file that is not a regular file, too large, or that
@@ -110,7 +89,9 @@ def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, int, int]
             raise OSError(f"{path.name}: not a regular file")
         if before.st_size > limit:
             raise OSError(f"larger than {limit // 2**20} MB")
-        data = handle.read(limit + 1)
+        data = handle.read(
+            before.st_size + 1
+        )  # what it holds (+1: growth is seen), not the limit: a 200 MB buffer per read
         after = os.fstat(handle.fileno())
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or len(data) != after.st_size:
         raise OSError("the file changed while it was being read: index again once it is written")
@@ -322,13 +303,53 @@ class Decoded:
     error: str = ""
 
 
+#: The memory decoding one file may take in a reading worker (its private writable memory beyond
+#: what the worker held before, ``RLIMIT_DATA``): the largest photo indexed (64 megapixels) takes
+#: about 0.2 GB; a file whose decoding asks for more is refused ("needs more memory"), the index goes on.
+WORKER_MEMORY_BYTES = 2 * 2**30
+
+
+def _data_size() -> int | None:
+    """This process's private writable memory in bytes (Linux's "data" of /proc/self/statm: what
+    ``RLIMIT_DATA`` counts), or None where it cannot be read."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[5]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextlib.contextmanager
+def memory_bound(extra: int | None):
+    """While the block runs, this process may take at most ``extra`` more bytes of private memory
+    than it holds now (``RLIMIT_DATA``'s soft limit, set back after: Linux; elsewhere, or with None,
+    no bound). An allocation past it raises MemoryError in the block."""
+    held = None if extra is None else _data_size()
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if held is None or (hard != resource.RLIM_INFINITY and held + extra >= hard):
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_DATA, (held + extra, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
 class PhotoReader(torch.utils.data.Dataset):
     """Reads, hashes and decodes files (in a DataLoader worker): one :class:`Decoded` each. Files
     whose hash is in ``known`` are not decoded (their vectors exist); a thumbnail is written for
     every decoded photo that has none."""
 
-    def __init__(self, files: list[Path], transforms: list, known: set[str], thumbnails: Path | None):
+    def __init__(
+        self,
+        files: list[Path],
+        transforms: list,
+        known: set[str],
+        thumbnails: Path | None,
+        memory: int | None = WORKER_MEMORY_BYTES,
+    ):
         self.files, self.transforms, self.known, self.thumbnails = files, transforms, known, thumbnails
+        self.memory = memory  # what decoding may take, in a worker process (the main process is not bounded)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -343,9 +364,15 @@ class PhotoReader(torch.utils.data.Dataset):
         if out.sha256 in self.known and thumbnail.is_file():
             return out
         try:
-            image = decode_photo(data)
+            in_worker = torch.utils.data.get_worker_info() is not None
+            with memory_bound(self.memory if in_worker else None):
+                image = decode_photo(data)
+                inputs = [t(image) for t in self.transforms] if out.sha256 not in self.known else None
         except PhotoRefused as exc:
             out.error = f"not indexed: {exc}"
+            return out
+        except MemoryError:
+            out.error = "not indexed: decoding it needs more memory than a reading worker may take"
             return out
         except Exception as exc:  # PIL raises many types for broken or unsupported files
             out.error = unreadable_reason(exc, data, enable_heif())
@@ -354,8 +381,7 @@ class PhotoReader(torch.utils.data.Dataset):
             save_thumbnail(image, thumbnail)
         except OSError:
             pass  # no thumbnail (a full disk): the page makes it on first view
-        if out.sha256 not in self.known:
-            out.inputs = [t(image) for t in self.transforms]
+        out.inputs = inputs
         return out
 
 
@@ -386,14 +412,17 @@ def embed_files(
     batch_size: int = 4,
     thumbnails: Path | None = None,
     on_progress=None,
+    worker_memory: int | None = WORKER_MEMORY_BYTES,
 ) -> list[Decoded]:
     """Read, hash and (where needed) embed ``files``: every vector a store lacks is computed and
     added to it (flushed shard by shard). Returns one :class:`Decoded` per file, in order (their
-    ``inputs`` dropped). ``on_progress(done, total)`` is called as files complete."""
+    ``inputs`` dropped). ``on_progress(done, total)`` is called as files complete. Files are read and
+    decoded by ``workers`` processes (0: this one), where decoding a file may take at most
+    ``worker_memory`` bytes (None: unbounded; the main process is never bounded)."""
     known = set.intersection(*[set(s._rows) for s in stores]) if stores else set()
     if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
         workers = 0  # workers hand their tensors over in shared-memory files, which a file size limit breaks
-    reader = PhotoReader(files, [b.spec.preprocessing.transform() for b in backbones], known, thumbnails)
+    reader = PhotoReader(files, [b.spec.preprocessing.transform() for b in backbones], known, thumbnails, worker_memory)
     loader = torch.utils.data.DataLoader(
         reader,
         batch_size=batch_size,

@@ -67,6 +67,28 @@ def exif_too_large(image: Image.Image) -> bool:
     return isinstance(raw, (bytes, bytearray)) and len(raw) > MAX_EXIF_BYTES
 
 
+#: Image types the index takes and the page serves, decided from the first bytes of the file, never
+#: from its name or by a parser (a TIFF named .jpg is refused before Pillow reads any of it).
+_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def image_type(head: bytes) -> str | None:
+    """The MIME type of an image from its first bytes (JPEG and MPO, PNG, GIF, WebP, HEIC/HEIF), or None."""
+    for magic, mime in _MAGIC:
+        if head.startswith(magic):
+            return mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+        return "image/heic"
+    return None
+
+
 def read_meta(path: str | Path) -> dict:
     """``{"taken": ISO time | None, "taken_from": "exif" | "file" | "none", "camera": str | None, "gps":
     [lat, lon] | None}`` of one image file, from its header (an unreadable header gives the file's time
@@ -74,6 +96,9 @@ def read_meta(path: str | Path) -> dict:
     taken, camera, gps = None, None, None
     enable_heif()  # a phone's HEIC photo carries its date, place and camera in EXIF too
     try:
+        with open(path, "rb") as handle:
+            if image_type(handle.read(16)) is None:  # sniffed first: no parser runs on a TIFF named .jpg
+                raise ValueError("not an image this project reads, by its first bytes")
         with Image.open(path) as image:
             if exif_too_large(image):
                 raise ValueError("an EXIF block larger than any camera writes: not parsed")

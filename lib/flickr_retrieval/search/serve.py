@@ -83,7 +83,7 @@ def read_image(path: Path, root: Path | None) -> tuple[bytes, str] | None:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_IMAGE_BYTES:
                 return None
-            data = handle.read(MAX_IMAGE_BYTES + 1)
+            data = handle.read(info.st_size + 1)  # what it holds, never a buffer of the limit's size
     except (OSError, ValueError):
         return None
     mime = image_type(data[:16])
