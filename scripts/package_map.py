@@ -91,7 +91,7 @@ LAYERS = (
     ),
     (
         "benches (the subpackage benches)",
-        ("benches.training", "benches.throughput", "benches.index", "benches.photos", "benches"),
+        ("benches.training", "benches.throughput", "benches.index", "benches.photos", "benches.hostile", "benches"),
     ),
 )
 

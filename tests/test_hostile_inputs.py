@@ -335,3 +335,21 @@ def test_an_exif_block_larger_than_any_camera_writes_is_not_parsed(tmp_path):
     photo_index.view_bytes(buffer.getvalue(), photo_index.LARGE_SIZE)
     assert time.perf_counter() - started < 0.3
     assert meta["taken_from"] == "file" and meta["gps"] is None and image.size == (64, 48)
+
+
+def test_the_hostile_inputs_bench_measures_each_case_in_a_process_of_its_own(tmp_path):
+    """flickr-retrieval-bench-hostile: the worst inputs built, each measured in a fresh process (its
+    peak memory above what it held after its imports), each refused where the bounds say so."""
+    from flickr_retrieval.benches import hostile
+
+    rows = {
+        r["case"]: r
+        for r in hostile.run(["pixel-bomb", "tiff-as-jpg", "checkpoint-valid", "checkpoint-tree"], tmp_path)
+    }
+    assert rows["pixel-bomb"]["outcome"].startswith("decode: refused") and "megapixels" in rows["pixel-bomb"]["outcome"]
+    assert "first bytes" in rows["tiff-as-jpg"]["outcome"] and rows["tiff-as-jpg"]["file_mb"] > 90
+    assert 80 < rows["tiff-as-jpg"]["peak_added_mb"] < 300  # the file's bytes, read once: never Pillow's 4.8 GB
+    assert rows["checkpoint-valid"]["outcome"] == "load: ok"
+    assert "more than 200000 values" in rows["checkpoint-tree"]["outcome"] and rows["checkpoint-tree"]["seconds"] < 5
+    assert all(r["peak_added_mb"] >= 0 for r in rows.values())
+    assert "| tiff-as-jpg |" in hostile.table(list(rows.values()))

@@ -511,12 +511,19 @@ def test_the_metadata_reader_sniffs_before_any_parser_runs(tmp_path, monkeypatch
 
 def test_a_reading_worker_is_bounded_in_memory_and_the_index_goes_on(tmp_path, monkeypatch):
     """Decoding runs in a worker process, where one file may take at most ``worker_memory`` (64 MB
-    here): a 36-megapixel PNG (108 MB of pixels, 0.1 MB on disk) is refused as needing more memory,
-    and the photo beside it is indexed. (Found on the way: each read asked for a buffer of the 200 MB
-    file limit, whatever the file's size.)"""
+    here): a 64-megapixel PNG (192 MB of pixels, 0.2 MB on disk; made in a process of its own, so that
+    no memory this one freed lets the worker decode it within the bound) is refused as needing more
+    memory, and the photo beside it is indexed. (Found on the way: each read asked for a buffer of
+    the 200 MB file limit, whatever the file's size.)"""
+    import subprocess
+    import sys
+
     monkeypatch.setattr(photo_index, "WORKER_STALL_S", 60)  # a worker that hangs fails the test in a minute
     big = tmp_path / "big.png"
-    Image.new("RGB", (6000, 6000), "white").save(big)
+    subprocess.run(
+        [sys.executable, "-c", f"from PIL import Image; Image.new('RGB', (8000, 8000), 'white').save({str(big)!r})"],
+        check=True,
+    )
     small = tmp_path / "small.jpg"
     Image.new("RGB", (64, 48), "red").save(small)
     bb = load_image_backbone(BACKBONE)

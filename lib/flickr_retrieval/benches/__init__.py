@@ -1,4 +1,5 @@
 """Benches: what the package costs on this machine. ``throughput`` (``flickr-retrieval-bench``:
 feature extraction and the training step), ``training`` (the training step against the machine's
-limits), ``index`` (``flickr-retrieval-bench-index``: search at scale) and ``photos``
-(``flickr-retrieval-bench-photos``: a phone-photo library indexed and searched)."""
+limits), ``index`` (``flickr-retrieval-bench-index``: search at scale), ``photos``
+(``flickr-retrieval-bench-photos``: a phone-photo library indexed and searched) and ``hostile``
+(``flickr-retrieval-bench-hostile``: peak memory and time of the worst image and checkpoint inputs)."""
