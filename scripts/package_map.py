@@ -91,7 +91,15 @@ LAYERS = (
     ),
     (
         "benches (the subpackage benches)",
-        ("benches.training", "benches.throughput", "benches.index", "benches.photos", "benches.hostile", "benches"),
+        (
+            "benches.training",
+            "benches.throughput",
+            "benches.index",
+            "benches.photos",
+            "benches.hostile",
+            "benches.library",
+            "benches",
+        ),
     ),
 )
 

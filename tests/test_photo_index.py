@@ -533,3 +533,24 @@ def test_a_reading_worker_is_bounded_in_memory_and_the_index_goes_on(tmp_path, m
     assert decoded[1].error == "" and decoded[1].sha256 in store
     unbounded = photo_index.embed_files([big], [bb], [store], workers=1, worker_memory=None)
     assert unbounded[0].error == "" and unbounded[0].sha256 in store  # the same file, without the bound
+
+
+def test_the_library_bench_plants_what_its_ground_truth_says(tiny_root, tmp_path):
+    """flickr-retrieval-bench-library's photos carry the date, camera and position its ground truth
+    lists (HEIC included), and a PNG without EXIF is dated by its file time."""
+    from flickr_retrieval.benches import library
+    from flickr_retrieval.data import load_flickr8k
+    from flickr_retrieval.search import photo_meta
+
+    data = load_flickr8k(tiny_root, expected=None)
+    n = len(data.split("test").image_ids)
+    truth = library.make_library(data, tmp_path, n)
+    assert len(truth) == n and all((tmp_path / rel).is_file() for rel in truth)
+    for rel, planted in truth.items():
+        meta = photo_meta.read_meta(tmp_path / rel)
+        assert meta["taken_from"] == ("exif" if planted["exif"] else "file"), rel
+        if planted["exif"]:
+            assert meta["taken"] == planted["taken"] and meta["camera"] and planted["camera"] in meta["camera"].lower()
+            assert (meta["gps"] is not None) == (planted["place"] is not None)
+    assert library.plant(5)["format"] == "HEIF" and library.plant(29)["format"] == "PNG"
+    assert library.plant(29)["year"] is None and library.plant(9)["place"] is None

@@ -296,9 +296,11 @@ class Collection:
     def matching(self, query) -> np.ndarray:
         """A boolean mask of the images that pass ``query``'s filters (:mod:`query_language`);
         QueryError saying why when none does or a filter cannot apply here."""
+        from .photo_meta import within
         from .query_language import matches, place_key
 
-        if query.place is not None and place_key(query.place, self.place_names()) is None:
+        key = None if query.place is None else place_key(query.place, self.place_names())
+        if query.place is not None and key is None:
             import difflib
 
             near = difflib.get_close_matches(query.place.lower(), sorted(self.place_names()), n=3)
@@ -312,7 +314,8 @@ class Collection:
             )
         if self.is_flickr8k and (query.period or query.camera):
             raise QueryError(f"{self.name!r} is a Flickr8k split: its images carry no date or camera to filter on")
-        mask = np.array([matches(query, i, self.meta.get(i)) for i in self.ids], dtype=bool)
+        near = None if key is None else (lambda meta: within(meta.get("gps"), key))  # its suburbs too
+        mask = np.array([matches(query, i, self.meta.get(i), near) for i in self.ids], dtype=bool)
         if not mask.any():
             filters = ", ".join(query.filter_labels())
             raise QueryError(f"no photo of {self.name!r} passes the filters ({filters})")

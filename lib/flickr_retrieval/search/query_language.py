@@ -341,9 +341,11 @@ def parse(
     return query
 
 
-def matches(query: Query, image_id: str, meta: dict | None) -> bool:
+def matches(query: Query, image_id: str, meta: dict | None, near=None) -> bool:
     """Whether an image passes the query's filters: ``meta`` is its entry in the collection's index
-    (``taken``, ``camera``, ``place``: :mod:`flickr_retrieval.search.photo_meta`; None when it has none)."""
+    (``taken``, ``camera``, ``place``: :mod:`flickr_retrieval.search.photo_meta`; None when it has none).
+    ``near(meta)``: whether the photo lies near the place filter's city though its own place is named
+    otherwise (a suburb); None: names only."""
     if query.folder is not None:
         folder = image_id.rsplit("/", 1)[0] if "/" in image_id else ""
         if not (folder == query.folder or folder.startswith(query.folder + "/")):
@@ -359,7 +361,7 @@ def matches(query: Query, image_id: str, meta: dict | None) -> bool:
         return False
     if query.place is not None:
         names = place_names(meta.get("place"))
-        if place_key(query.place, names) is None:
+        if place_key(query.place, names) is None and not (near is not None and near(meta)):
             return False
     return True
 
