@@ -41,7 +41,7 @@ from ..models import Queries, RetrievalModel
 from ..results import DEFAULT_RUNS, default_run, load_run, trained_runs  # noqa: F401  (the search tools' names)
 from ..text import clean_caption
 from ..text_encoders import TextEncoder, encode_texts, load_text_encoder, pool
-from . import query_language
+from . import query_language, relevance
 from .collection import FLICKR8K_COLLECTIONS, Collection, indexed_collections
 from .vector_index import APPROXIMATE_FROM, ApproximateIndex, ExactIndex, build_index, top_k
 
@@ -51,6 +51,10 @@ MAX_QUERY_CHARS = 1000
 CALIBRATION_QUERIES = 500
 #: The share of Flickr8k dev captions whose own image reaches the line of good matches.
 THRESHOLD_RECALL = 0.5
+#: A query of at most this many words is judged by the short queries' line (:meth:`Searcher.short_threshold`).
+SHORT_WORDS = 3
+#: The share of dev's one-word queries whose best relevant image reaches the short queries' line.
+SHORT_RECALL = 0.9
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Answer:
     good: int | None
     candidates: int
     listed: bool = False
+    calibrated_on: str = ""  # what the line was calibrated on (dev captions, or short dev queries)
 
     @property
     def nothing_matches(self) -> bool:
@@ -89,6 +94,7 @@ class Answer:
             "good": self.good,
             "candidates": self.candidates,
             "listed": self.listed,
+            "calibrated_on": self.calibrated_on,
             "hits": [
                 {
                     "rank": h.rank,
@@ -221,6 +227,7 @@ class Searcher:
         self._caption_embeddings = None  # (embeddings, sentences) of the collection's captions, for describe()
         self._training_captions = None  # (embeddings, sentences) of Flickr8k's training captions, for captions_for()
         self._threshold: float | None = None
+        self._short_threshold: float | None = None
         with torch.no_grad():
             self.image_embeddings = self.model.embed_images(as_tensor(self._image_inputs()))
         self.index = self._build_index(approximate_from)
@@ -376,6 +383,32 @@ class Searcher:
             self._threshold = metrics.calibrated_threshold(*self.split_similarity("dev"), THRESHOLD_RECALL)
         return self._threshold
 
+    def short_threshold(self) -> float | None:
+        """The line for a query of at most :data:`SHORT_WORDS` words: the score that
+        :data:`SHORT_RECALL` of dev's one-word queries reach with their best relevant image
+        (:mod:`relevance`; computed once per searcher, about a second). None where dev holds no word
+        to check (a data set of a few images)."""
+        if self._short_threshold is None:
+            self._check_scores_by_embeddings("a calibrated threshold")
+            data, space = self._flickr8k_space()
+            features = space.split("dev")
+            words = relevance.frequent_words([data.captions[i] for i in features.image_ids])
+            if not words:
+                self._short_threshold = float("nan")
+            else:
+                queries = Queries(sentences=list(words), encode=self._encode_frozen)
+                with torch.no_grad():
+                    scores = self.model.score_matrix(queries, features.image).float().numpy()
+                self._short_threshold = relevance.short_query_threshold(scores, list(words.values()), SHORT_RECALL)
+        return None if np.isnan(self._short_threshold) else self._short_threshold
+
+    def line_for(self, text: str) -> tuple[float, str]:
+        """The relevance line for a searched text, and what it was calibrated on."""
+        short = self.short_threshold() if len(text.split()) <= SHORT_WORDS else None
+        if short is not None:
+            return short, "short Flickr8k dev queries"
+        return self.threshold(), "Flickr8k dev captions"
+
     def _term_vector(self, query: query_language.Query) -> torch.Tensor:
         """One query vector: the weighted sum of the unit embeddings of its terms and images (a
         term to avoid has a negative weight). Needs a run that scores by cosine."""
@@ -438,7 +471,7 @@ class Searcher:
                 scores = np.where(mask, scores, -np.inf)
             hits = [Hit(rank + 1, self.image_ids[i], float(scores[i])) for rank, i in enumerate(_best(scores, wanted))]
         hits = _one_per_group(hits, groups)[:k]
-        threshold = None
+        threshold, calibrated_on = None, ""
         finite = all(np.isfinite(h.score) for h in hits)  # a damaged run's NaN scores are reported by the caller
         if (
             finite
@@ -447,9 +480,11 @@ class Searcher:
             and type(self.model).scores is RetrievalModel.scores
             and not self.trained.config.finetune_text
         ):
-            threshold = self.threshold()
+            threshold, calibrated_on = self.line_for(query.terms[0].text)
         good = None if threshold is None else sum(h.score >= threshold for h in hits)
-        return Answer(hits, query.describe(), list(query.notes), threshold, good, candidates, query.browse)
+        return Answer(
+            hits, query.describe(), list(query.notes), threshold, good, candidates, query.browse, calibrated_on
+        )
 
     def captions_for(self, image_id: str, k: int = 5) -> list[tuple[str, float]]:
         """Why this photo: the ``k`` Flickr8k training captions the run scores highest for the image
@@ -665,7 +700,9 @@ def answer_lines(answer: Answer, path_of, about=None) -> list[str]:
     good matches and the rest where it falls."""
     lines = []
     if answer.threshold is not None and answer.good == 0:
-        lines.append(f"nothing matches well (no score reaches {answer.threshold:.3f}); the closest:")
+        lines.append(
+            f"nothing matches well (no score reaches {answer.threshold:.3f}, calibrated on {answer.calibrated_on}); the closest:"
+        )
     for h in answer.hits:
         score = f"{h.score:7.3f}" if np.isfinite(h.score) else "      -"  # listed by a filter alone: no score
         lines.append(
