@@ -76,6 +76,7 @@ LAYERS = (
             "search.vector_index",
             "search.spoken_dates",
             "search.query_language",
+            "search.relevance",
             "search.photo_meta",
             "search.photo_index",
             "search.duplicates",
