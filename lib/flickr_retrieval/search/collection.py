@@ -283,9 +283,15 @@ class Collection:
         if self.is_flickr8k:
             raise QueryError(f"{self.name!r} is a Flickr8k split, not an indexed folder: cannot {what} it")
 
-    def representatives(self) -> dict[str, tuple[str, int]]:
-        """For each photo of a near-duplicate group: the group's first photo and its number of copies."""
-        return {i: (g[0], len(g) - 1) for g in self.duplicate_groups or [] for i in g}
+    def representatives(self, among: set[str] | None = None) -> dict[str, tuple[str, int]]:
+        """For each photo of a near-duplicate group: the group's first photo and its number of copies;
+        ``among``: only these photos count (those a filter passes: a copy taken elsewhere or on
+        another day is not one of the answer's)."""
+        out = {}
+        for group in self.duplicate_groups or []:
+            kept = [i for i in group if among is None or i in among]
+            out.update({i: (kept[0], len(kept) - 1) for i in kept})
+        return out
 
     def place_names(self) -> set[str]:
         """The lower-case names of the places of this collection's photos (cities, regions, countries)."""

@@ -1,13 +1,15 @@
-"""The relevance line for short queries: where "nothing matches well" is drawn for a query of a few
-words, calibrated on Flickr8k's dev split (pure functions over a similarity matrix).
+"""The relevance line for one-word queries: whether a line between "a good match" and "nothing
+matches well" can be drawn for them at all, decided on Flickr8k's dev split (pure functions over a
+similarity matrix).
 
 A sentence is judged against the score that half of dev's captions reach with their own image
-(:func:`flickr_retrieval.metrics.calibrated_threshold`). A query of one to three words ("dog", "snow in
-Paris" once the place is read as a filter) scores lower with every image than a caption does, so that
-line answered "nothing matches well" to most of them. Its own line: the one-word queries dev can check
-(:func:`frequent_words`: a word that three of an image's five captions say names that image), each
-scored against every dev image, and the score that a share ``recall`` of them reach with their best
-relevant image (:func:`short_query_threshold`).
+(:func:`flickr_retrieval.metrics.calibrated_threshold`). A query of one word ("dog"; "snow in Paris"
+once the place is read as a filter) scores lower with every image than a caption does, so that line
+answered "nothing matches well" to most of them. dev can check one-word queries: a word that three of
+an image's five captions say names that image (:func:`frequent_words`); the images whose captions
+never say it do not (:func:`unmentioned`). :func:`short_line` puts the line where the two errors are
+equal (a word with a relevant image answered "nothing"; a word whose best image among those that do
+not show it passes), and draws none when that error is too large for a line to mean anything.
 """
 
 from __future__ import annotations
@@ -45,10 +47,29 @@ def frequent_words(captions: list[list[str]], min_images: int = 5, mentions: int
     return {w: np.array(ids) for w, ids in sorted(said.items()) if len(ids) >= min_images}
 
 
-def short_query_threshold(scores: np.ndarray, relevant: list[np.ndarray], recall: float = 0.9) -> float:
-    """The line for short queries: the score that a share ``recall`` of one-word queries (``scores``:
-    words x images) reach with their best relevant image (``relevant[w]``: word ``w``'s images)."""
-    if len(relevant) == 0 or len(relevant) != len(scores):
-        raise ValueError(f"{len(scores)} rows of scores for {len(relevant)} words")
+def unmentioned(captions: list[list[str]], words: list[str]) -> np.ndarray:
+    """(words x images) booleans: the images none of whose captions says the word (or its plural)."""
+    said = [set(re.findall(r"[a-z]{3,}", " ".join(c).lower())) for c in captions]
+    return np.array([[w not in s and w + "s" not in s for s in said] for w in words], dtype=bool)
+
+
+#: The largest equal error at which a line is drawn: above it, the scores do not separate enough.
+MAX_EQUAL_ERROR = 0.2
+
+
+def short_line(
+    scores: np.ndarray, relevant: list[np.ndarray], negatives: np.ndarray, max_error: float = MAX_EQUAL_ERROR
+) -> tuple[float | None, float]:
+    """The line for one-word queries (``scores``: words x images; ``relevant[w]``: word ``w``'s images;
+    ``negatives``: words x images, the images that do not show it) and its equal error: the score
+    where the share of words whose best relevant image falls under it equals the share whose best
+    image among the negatives reaches it. The line is None when that error exceeds ``max_error``."""
+    if len(relevant) == 0 or len(relevant) != len(scores) or negatives.shape != scores.shape:
+        raise ValueError(f"{len(scores)} rows of scores for {len(relevant)} words and {negatives.shape} negatives")
     best = np.array([scores[w, idx].max() for w, idx in enumerate(relevant)])
-    return float(np.quantile(best, 1.0 - recall))
+    other = np.where(negatives, scores, -np.inf).max(axis=1)
+    candidates = np.unique(np.concatenate([best, other]))
+    errors = np.array([max(np.mean(best < t), np.mean(other >= t)) for t in candidates])
+    n = int(np.argmin(errors))
+    error = float(errors[n])
+    return (float(candidates[n]) if error <= max_error else None), error

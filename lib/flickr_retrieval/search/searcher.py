@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import textwrap
 import threading
@@ -51,10 +52,8 @@ MAX_QUERY_CHARS = 1000
 CALIBRATION_QUERIES = 500
 #: The share of Flickr8k dev captions whose own image reaches the line of good matches.
 THRESHOLD_RECALL = 0.5
-#: A query of at most this many words is judged by the short queries' line (:meth:`Searcher.short_threshold`).
-SHORT_WORDS = 3
-#: The share of dev's one-word queries whose best relevant image reaches the short queries' line.
-SHORT_RECALL = 0.9
+#: A query of at most this many words (besides stop words) is judged by the one-word line (:meth:`Searcher.short_line`).
+SHORT_WORDS = 1
 
 
 @dataclass
@@ -80,7 +79,7 @@ class Answer:
     good: int | None
     candidates: int
     listed: bool = False
-    calibrated_on: str = ""  # what the line was calibrated on (dev captions, or short dev queries)
+    calibrated_on: str = ""  # what the line was calibrated on (dev captions, or one-word dev queries)
 
     @property
     def nothing_matches(self) -> bool:
@@ -227,7 +226,7 @@ class Searcher:
         self._caption_embeddings = None  # (embeddings, sentences) of the collection's captions, for describe()
         self._training_captions = None  # (embeddings, sentences) of Flickr8k's training captions, for captions_for()
         self._threshold: float | None = None
-        self._short_threshold: float | None = None
+        self._short_line: tuple[float | None, float] | None = None  # (line, equal error) for one-word queries
         with torch.no_grad():
             self.image_embeddings = self.model.embed_images(as_tensor(self._image_inputs()))
         self.index = self._build_index(approximate_from)
@@ -383,30 +382,40 @@ class Searcher:
             self._threshold = metrics.calibrated_threshold(*self.split_similarity("dev"), THRESHOLD_RECALL)
         return self._threshold
 
-    def short_threshold(self) -> float | None:
-        """The line for a query of at most :data:`SHORT_WORDS` words: the score that
-        :data:`SHORT_RECALL` of dev's one-word queries reach with their best relevant image
-        (:mod:`relevance`; computed once per searcher, about a second). None where dev holds no word
-        to check (a data set of a few images)."""
-        if self._short_threshold is None:
+    def short_line(self) -> tuple[float | None, float]:
+        """The line for a one-word query (:data:`SHORT_WORDS` word besides stop words) and its equal
+        error on Flickr8k dev (:func:`relevance.short_line`: None where dev shows that no line separates
+        relevant photos from others; computed once per searcher, about a second). ``(None, nan)`` where
+        dev holds no word to check (a data set of a few images): the captions' line stands."""
+        if self._short_line is None:
             self._check_scores_by_embeddings("a calibrated threshold")
             data, space = self._flickr8k_space()
             features = space.split("dev")
-            words = relevance.frequent_words([data.captions[i] for i in features.image_ids])
+            captions = [data.captions[i] for i in features.image_ids]
+            words = relevance.frequent_words(captions)
             if not words:
-                self._short_threshold = float("nan")
+                self._short_line = (None, float("nan"))
             else:
                 queries = Queries(sentences=list(words), encode=self._encode_frozen)
                 with torch.no_grad():
                     scores = self.model.score_matrix(queries, features.image).float().numpy()
-                self._short_threshold = relevance.short_query_threshold(scores, list(words.values()), SHORT_RECALL)
-        return None if np.isnan(self._short_threshold) else self._short_threshold
+                negatives = relevance.unmentioned(captions, list(words))
+                self._short_line = relevance.short_line(scores, list(words.values()), negatives)
+        return self._short_line
 
-    def line_for(self, text: str) -> tuple[float, str]:
-        """The relevance line for a searched text, and what it was calibrated on."""
-        short = self.short_threshold() if len(text.split()) <= SHORT_WORDS else None
-        if short is not None:
-            return short, "short Flickr8k dev queries"
+    def line_for(self, text: str) -> tuple[float | None, str]:
+        """The relevance line for a searched text (None: no line), and what it was calibrated on or why
+        there is none."""
+        content = [w for w in re.findall(r"[a-z]+", text.lower()) if w not in relevance.STOP_WORDS and len(w) > 2]
+        if len(content) <= SHORT_WORDS:
+            line, error = self.short_line()
+            if line is not None:
+                return line, "one-word Flickr8k dev queries"
+            if not np.isnan(error):
+                return None, (
+                    f"no line for a one-word query: on Flickr8k dev, one-word queries' scores do not separate "
+                    f"the photos they name from others ({100 * error:.0f}% equal error)"
+                )
         return self.threshold(), "Flickr8k dev captions"
 
     def _term_vector(self, query: query_language.Query) -> torch.Tensor:
@@ -454,7 +463,8 @@ class Searcher:
             mask = self.collection.matching(query) if query.filtered else None
         candidates = len(self.image_ids) if mask is None else int(mask.sum())
         k = min(k, candidates)  # at most what passed the filters (the answer says how many did)
-        groups = self.collection.representatives()
+        passed = None if mask is None else {i for i, ok in zip(self.image_ids, mask) if ok}
+        groups = self.collection.representatives(passed)  # under a filter, a group counts its photos that pass
         wanted = min(k + sum(copies for i, (first, copies) in groups.items() if i == first), candidates)
         if query.browse:  # filters alone: the photos that pass, newest first (undated last), not scored
             passed = [i for i, ok in zip(self.image_ids, mask) if ok]
@@ -481,9 +491,17 @@ class Searcher:
             and not self.trained.config.finetune_text
         ):
             threshold, calibrated_on = self.line_for(query.terms[0].text)
+        notes = list(query.notes) + ([calibrated_on] if threshold is None and calibrated_on else [])
         good = None if threshold is None else sum(h.score >= threshold for h in hits)
         return Answer(
-            hits, query.describe(), list(query.notes), threshold, good, candidates, query.browse, calibrated_on
+            hits,
+            query.describe(),
+            notes,
+            threshold,
+            good,
+            candidates,
+            query.browse,
+            calibrated_on if threshold is not None else "",
         )
 
     def captions_for(self, image_id: str, k: int = 5) -> list[tuple[str, float]]:
