@@ -329,9 +329,10 @@ def _data_size() -> int | None:
 
 @contextlib.contextmanager
 def memory_bound(extra: int | None):
-    """While the block runs, this process may take at most ``extra`` more bytes of private memory
+    """While the block runs, this process may hold at most ``extra`` more bytes of private memory
     than it holds now (``RLIMIT_DATA``'s soft limit, set back after: Linux; elsewhere, or with None,
-    no bound). An allocation past it raises MemoryError in the block."""
+    no bound). An allocation past it raises MemoryError in the block. Memory the process freed but
+    still holds is reused within the bound without counting: the bound is on what it holds in all."""
     held = None if extra is None else _data_size()
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if held is None or (hard != resource.RLIM_INFINITY and held + extra >= hard):
