@@ -12,9 +12,9 @@ time). What is measured, in this process and in the commands a user runs (``RCP2
 temporary folder: its own index, store and thumbnails; the feature cache of Flickr8k is shared):
 
 * **time to the first answer**: ``flickr-retrieval-index`` on the library then one
-  ``flickr-retrieval-search``, as commands; with ``--fresh`` the runs folder is empty first
-  (``RCP217_RESULTS``), so the index command trains the first model (``quickstart``) as after a clone
-  (the environment's install is not counted: see the README);
+  ``flickr-retrieval-search``, as commands; with ``--fresh`` the runs folder and the run cache are
+  empty first (``RCP217_RESULTS``, a run cache of its own), so the index command trains the first model
+  (``quickstart``) as after a clone (the environment's install and Flickr8k's features are not counted);
 * **photos per second** of that first index, and the **command's latency** (3 more searches);
 * **phrases read as meant**: ``tests/data/query_phrases.json`` (dates and places as people write them);
 * **filter exactness**: for each planted year, place and camera, the photos the query lists against
@@ -269,8 +269,9 @@ def run(images: int, run_name: str | None, fresh: bool, folder: Path | None) -> 
         )
         env = {**os.environ, "RCP217_CACHE": str(scratch / "cache")}
         (scratch / "cache").mkdir()
-        for entry in paths.cache_dir().glob("*"):  # Flickr8k's features, runs, weights: what a user's machine keeps
-            if entry.name not in ("collections", "photo-features", "thumbnails"):  # the library's own: made here
+        own = ("collections", "photo-features", "thumbnails") + (("runs",) if fresh else ())  # made here
+        for entry in paths.cache_dir().glob("*"):  # Flickr8k's features and weights (and runs): what a machine keeps
+            if entry.name not in own:
                 (scratch / "cache" / entry.name).symlink_to(entry)
         if fresh:
             env["RCP217_RESULTS"] = str(scratch / "results")  # no trained run: the index command makes one
