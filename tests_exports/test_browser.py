@@ -57,6 +57,23 @@ def server():
     stop(server)
 
 
+PARIS, LYON = (48.8566, 2.3522), (45.764, 4.8357)
+
+
+def dated_photo(source: Path, target: Path, taken: str, position: tuple[float, float]) -> None:
+    """A copy of ``source`` at ``target`` whose EXIF says when (``YYYY:MM:DD HH:MM:SS``) and where
+    (north and east of the equator and Greenwich) it was taken."""
+    from flickr_retrieval.search import photo_meta
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.get_ifd(photo_meta.EXIF_IFD)[photo_meta.DATETIME_ORIGINAL] = taken
+    exif.get_ifd(photo_meta.GPS_IFD).update({1: "N", 2: (position[0], 0.0, 0.0), 3: "E", 4: (position[1], 0.0, 0.0)})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as im:
+        im.convert("RGB").save(target, exif=exif)
+
+
 def test_a_query_typed_in_the_page_shows_k_images_by_descending_score(browser, server):
     url, _ = server
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -135,20 +152,15 @@ def test_a_filtered_query_on_photos_with_dates_and_a_filter_that_leaves_none(bro
     matches (Flickr8k's training captions); a filter no photo passes is a message, not an empty grid."""
     from flickr_retrieval.data import load_flickr8k
     from flickr_retrieval.results import load_run
-    from flickr_retrieval.search import Collection, photo_meta
-    from PIL import Image
+    from flickr_retrieval.search import Collection
 
     url, _ = server
     data = load_flickr8k()
     folder = tmp_path / "trip"
     for n, image_id in enumerate(data.split("test").image_ids[:6]):
-        exif = Image.Exif()
-        exif.get_ifd(photo_meta.EXIF_IFD)[photo_meta.DATETIME_ORIGINAL] = f"{2023 if n < 3 else 2021}:07:1{n} 10:00:00"
-        exif.get_ifd(photo_meta.GPS_IFD).update({1: "N", 2: (48.8566, 0.0, 0.0), 3: "E", 4: (2.3522, 0.0, 0.0)})
-        target = folder / f"{n}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(data.image_path(image_id)) as im:
-            im.convert("RGB").save(target, exif=exif)
+        dated_photo(
+            data.image_path(image_id), folder / f"{n}.jpg", f"{2023 if n < 3 else 2021}:07:1{n} 10:00:00", PARIS
+        )
     Collection.index(folder, "browser-trip", list(load_run("best").config.backbones))
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -182,8 +194,7 @@ def test_on_a_phone_the_page_fits_390_pixels_and_shows_photos_indexed_while_it_i
     search, without a reload of the page or a restart of the server."""
     from flickr_retrieval.data import load_flickr8k
     from flickr_retrieval.results import load_run
-    from flickr_retrieval.search import Collection, photo_meta
-    from PIL import Image
+    from flickr_retrieval.search import Collection
 
     url, _ = server
     data = load_flickr8k()
@@ -192,13 +203,7 @@ def test_on_a_phone_the_page_fits_390_pixels_and_shows_photos_indexed_while_it_i
 
     def add_photos(ids, year):
         for image_id in ids:
-            exif = Image.Exif()
-            exif.get_ifd(photo_meta.EXIF_IFD)[photo_meta.DATETIME_ORIGINAL] = f"{year}:05:02 10:00:00"
-            exif.get_ifd(photo_meta.GPS_IFD).update({1: "N", 2: (45.764, 0.0, 0.0), 3: "E", 4: (4.8357, 0.0, 0.0)})
-            target = folder / f"{image_id}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(data.image_path(image_id)) as im:
-                im.convert("RGB").save(target, exif=exif)
+            dated_photo(data.image_path(image_id), folder / image_id, f"{year}:05:02 10:00:00", LYON)
 
     ids = data.split("test").image_ids
     add_photos(ids[10:13], 2022)
