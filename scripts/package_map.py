@@ -85,6 +85,7 @@ LAYERS = (
             "search.watch",
             "search.index_cli",
             "search.searcher",
+            "search.http_server",
             "search.serve",
             "search.widget",
             "search",
